@@ -1,0 +1,35 @@
+"""mailq: a Postgres-native email queue."""
+
+from __future__ import annotations
+
+from mailq.errors import (
+    ConfigError,
+    DatabaseUnavailable,
+    EmailNotFound,
+    InvalidEmail,
+    MailqError,
+    PermanentFailure,
+    RetryLater,
+    SchemaMismatch,
+)
+from mailq.models import Attachment, Email, EmailState
+from mailq.queue import enqueue, enqueue_sync
+from mailq.settings import Settings
+
+__all__ = [
+    "Attachment",
+    "ConfigError",
+    "DatabaseUnavailable",
+    "Email",
+    "EmailNotFound",
+    "EmailState",
+    "InvalidEmail",
+    "MailqError",
+    "PermanentFailure",
+    "RetryLater",
+    "SchemaMismatch",
+    "Settings",
+    "enqueue",
+    "enqueue_sync",
+]
+__version__ = "0.1.0"

@@ -1,0 +1,67 @@
+"""The errors mailq raises. Each message says what is wrong and what to do about it."""
+
+from __future__ import annotations
+
+
+class MailqError(Exception):
+    """Base class of every error mailq raises on purpose."""
+
+
+class InvalidEmail(MailqError):
+    """An email cannot be queued as given; the message names the field. Nothing was written."""
+
+
+class ConfigError(MailqError):
+    """A setting or the config file is wrong; the message names the setting."""
+
+
+class DatabaseUnavailable(MailqError):
+    """The queue's database cannot be reached."""
+
+
+class SchemaMismatch(MailqError):
+    """The database schema is older or newer than this mailq knows: run `mailq migrate`."""
+
+
+class EmailNotFound(MailqError):
+    """No email has that id."""
+
+
+class BackendError(MailqError):
+    """The MAILQ_BACKEND URL is malformed or names an unknown scheme."""
+
+
+class SendFailure(MailqError):
+    """Sending one email failed. `permanent` tells whether trying again can help."""
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        permanent: bool,
+        smtp_code: int | None = None,
+        smtp_reply: str | None = None,
+    ) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.permanent = permanent
+        self.smtp_code = smtp_code
+        self.smtp_reply = smtp_reply
+
+
+class RetryLater(SendFailure):
+    """A transient failure (SMTP 4xx, connection trouble): try again after a backoff."""
+
+    def __init__(
+        self, reason: str, *, smtp_code: int | None = None, smtp_reply: str | None = None
+    ) -> None:
+        super().__init__(reason, permanent=False, smtp_code=smtp_code, smtp_reply=smtp_reply)
+
+
+class PermanentFailure(SendFailure):
+    """A permanent failure (SMTP 5xx, an email that cannot be built): never try again."""
+
+    def __init__(
+        self, reason: str, *, smtp_code: int | None = None, smtp_reply: str | None = None
+    ) -> None:
+        super().__init__(reason, permanent=True, smtp_code=smtp_code, smtp_reply=smtp_reply)

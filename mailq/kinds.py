@@ -1,0 +1,90 @@
+"""Kinds of email and the policy each is sent with."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from types import MappingProxyType
+
+KIND_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+
+WELCOME = "welcome"
+DEFAULT_MAX_ATTEMPTS = 8
+CAMPAIGN_PRIORITY = 5
+
+
+@dataclass(frozen=True, slots=True)
+class KindPolicy:
+    """How emails of one kind are sent."""
+
+    name: str
+    priority: int
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    # At most this many sends of the kind in flight per worker; None: no cap of its own.
+    concurrency: int | None = None
+
+
+BUILTIN_KINDS: Mapping[str, KindPolicy] = MappingProxyType(
+    {
+        WELCOME: KindPolicy(WELCOME, priority=0),
+        "search_engine": KindPolicy("search_engine", priority=CAMPAIGN_PRIORITY),
+        "portfolio_builder": KindPolicy("portfolio_builder", priority=CAMPAIGN_PRIORITY),
+        "platform_complete": KindPolicy("platform_complete", priority=CAMPAIGN_PRIORITY),
+    }
+)
+
+
+def policy_for(kind: str, kinds: Mapping[str, KindPolicy] = BUILTIN_KINDS) -> KindPolicy:
+    """The policy of a kind; a kind not declared anywhere gets campaign defaults."""
+    return kinds.get(kind) or KindPolicy(kind, priority=CAMPAIGN_PRIORITY)
+
+
+def welcome_reserve(concurrency: int) -> int:
+    """Send slots no other kind may take, so `welcome` never waits behind a campaign."""
+    return max(1, concurrency // 8)
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimPlan:
+    """How many emails of each kind one claim may take, kinds in the order they are served."""
+
+    kinds: list[str]
+    limits: list[int]
+    total: int
+
+
+def plan_claim(
+    capacity: int,
+    in_flight: Mapping[str, int],
+    kinds: Sequence[KindPolicy],
+    turn: int = 0,
+) -> ClaimPlan:
+    """Share the free slots of a worker among its kinds for the next claim.
+
+    `welcome` is served first and alone may use the reserved slots; the other kinds are
+    served by priority, equal priorities taking turns (`turn` rotates them) so that one
+    campaign's backlog cannot starve another's.
+    """
+    free = capacity - sum(in_flight.values())
+    if free <= 0:
+        return ClaimPlan([], [], 0)
+    has_welcome = any(k.name == WELCOME for k in kinds)
+    reserve_unused = 0
+    if has_welcome:
+        reserve_unused = max(0, welcome_reserve(capacity) - in_flight.get(WELCOME, 0))
+    others = sorted((k for k in kinds if k.name != WELCOME), key=lambda k: (k.priority, k.name))
+    if others:
+        shift = turn % len(others)
+        others = others[shift:] + others[:shift]
+        others.sort(key=lambda k: k.priority)  # stable: keeps the rotation within a priority
+    names: list[str] = []
+    limits: list[int] = []
+    for kind in ([policy_for(WELCOME, {k.name: k for k in kinds})] if has_welcome else []) + others:
+        room = free if kind.name == WELCOME else free - reserve_unused
+        if kind.concurrency is not None:
+            room = min(room, kind.concurrency - in_flight.get(kind.name, 0))
+        if room > 0:
+            names.append(kind.name)
+            limits.append(room)
+    return ClaimPlan(names, limits, free)

@@ -1,0 +1,108 @@
+"""Values: the email a caller queues, the email a worker claims, and the states of SPEC.md."""
+
+from __future__ import annotations
+
+import enum
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+class EmailState(enum.StrEnum):
+    """The public states of an email (SPEC.md)."""
+
+    SCHEDULED = "scheduled"
+    QUEUED = "queued"
+    SENDING = "sending"
+    SENT = "sent"
+    RETRYING = "retrying"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    UNKNOWN = "unknown"
+
+
+class Outcome(enum.StrEnum):
+    """What one attempt came to, as recorded in mailq.attempts."""
+
+    SENT = "sent"
+    RETRY = "retry"
+    FAILED = "failed"
+    LOST = "lost"
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    filename: str
+    content_type: str
+    content: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Email:
+    """One email to queue. Validated by `mailq.validation.validate_email` at enqueue."""
+
+    to: str
+    kind: str = "welcome"
+    subject: str | None = None
+    text: str | None = None
+    html: str | None = None
+    template: str | None = None
+    context: Mapping[str, Any] = field(default_factory=dict)
+    send_at: datetime | None = None
+    priority: int | None = None
+    cc: Sequence[str] = ()
+    bcc: Sequence[str] = ()
+    reply_to: Sequence[str] = ()
+    headers: Mapping[str, str] = field(default_factory=dict)
+    attachments: Sequence[Attachment] = ()
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    from_address: str | None = None
+    max_attempts: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedEmail:
+    """An email a worker holds for one attempt."""
+
+    id: int
+    kind: str
+    priority: int
+    attempt: int
+    max_attempts: int
+    to: str
+    message_id: str
+    content: Mapping[str, Any]
+    claimed_at: datetime
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> ClaimedEmail:
+        return cls(
+            id=row["id"],
+            kind=row["kind"],
+            priority=row["priority"],
+            attempt=row["attempts"],
+            max_attempts=row["max_attempts"],
+            to=row["to_address"],
+            message_id=row["message_id"],
+            content=json.loads(row["content"]),
+            claimed_at=row["claimed_at"],
+        )
+
+    @property
+    def is_last_attempt(self) -> bool:
+        return self.attempt >= self.max_attempts
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptResult:
+    """The outcome of one attempt, waiting in a worker to be written with its batch."""
+
+    email: ClaimedEmail
+    outcome: Outcome
+    started_at: datetime
+    smtp_code: int | None = None
+    smtp_reply: str | None = None
+    error: str | None = None
+    retry_in_s: float = 0.0

@@ -1,0 +1,239 @@
+"""The only caller of SQL on asyncpg: one method per named statement, rows turned into values.
+
+Driver errors that mean something to a user become mailq errors here.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+import asyncpg
+
+from mailq.errors import DatabaseUnavailable
+from mailq.kinds import ClaimPlan
+from mailq.models import AttemptResult, ClaimedEmail
+from mailq.sql import QUERIES
+from mailq.validation import EmailRow
+
+
+class Executor(Protocol):
+    """What the repository needs of an asyncpg pool or connection."""
+
+    async def fetch(self, query: str, *args: Any) -> list[Any]: ...
+
+    async def fetchrow(self, query: str, *args: Any) -> Any: ...
+
+    async def fetchval(self, query: str, *args: Any) -> Any: ...
+
+    async def execute(self, query: str, *args: Any) -> str: ...
+
+
+# Above this many rows an enqueue goes through COPY; below, one INSERT ... unnest round trip.
+COPY_THRESHOLD = 500
+COPY_COLUMNS = (
+    "id",
+    "kind",
+    "priority",
+    "run_at",
+    "send_at",
+    "max_attempts",
+    "to_address",
+    "message_id",
+    "content",
+    "metadata",
+)
+
+# Keys of the transaction-scoped advisory locks that make a duty run on one worker at a time.
+RESCUE_LOCK_KEY = 0x6D61_696C_7101
+PRUNE_LOCK_KEY = 0x6D61_696C_7102
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerIdentity:
+    id: uuid.UUID
+    hostname: str
+    pid: int
+    kinds: tuple[str, ...]
+    concurrency: int
+
+
+async def email_insert(conn: asyncpg.Connection, rows: Sequence[EmailRow]) -> list[int]:
+    """Insert emails in the caller's transaction (or one of its own); ids in input order."""
+    if not rows:
+        return []
+    if len(rows) >= COPY_THRESHOLD:
+        if conn.is_in_transaction():
+            return await _email_copy(conn, rows)
+        async with conn.transaction():
+            return await _email_copy(conn, rows)
+    records = await conn.fetch(
+        QUERIES["email_insert"],
+        [r.kind for r in rows],
+        [r.priority for r in rows],
+        [r.send_at for r in rows],
+        [r.max_attempts for r in rows],
+        [r.to_address for r in rows],
+        [r.message_id for r in rows],
+        [r.content for r in rows],
+        [r.metadata for r in rows],
+        list(range(len(rows))),
+        None,
+    )
+    return [r["id"] for r in records]
+
+
+async def _email_copy(conn: asyncpg.Connection, rows: Sequence[EmailRow]) -> list[int]:
+    reserved = await conn.fetch(QUERIES["email_reserve_ids"], len(rows))
+    ids = [r["id"] for r in reserved]
+    now = reserved[0]["now"]
+    await conn.copy_records_to_table(
+        "emails",
+        schema_name="mailq",
+        columns=COPY_COLUMNS,
+        records=(
+            (
+                email_id,
+                r.kind,
+                r.priority,
+                r.send_at or now,
+                r.send_at,
+                r.max_attempts,
+                r.to_address,
+                r.message_id,
+                r.content,
+                r.metadata,
+            )
+            for email_id, r in zip(ids, rows, strict=True)
+        ),
+    )
+    return ids
+
+
+async def email_claim_due(
+    db: Executor, plan: ClaimPlan, worker_id: uuid.UUID, now: datetime | None = None
+) -> list[ClaimedEmail]:
+    if plan.total <= 0 or not plan.kinds:
+        return []
+    rows = await db.fetch(
+        QUERIES["email_claim_due"], plan.kinds, plan.limits, worker_id, now, plan.total
+    )
+    return [ClaimedEmail.from_row(r) for r in rows]
+
+
+async def email_next_due(db: Executor, kinds: Sequence[str]) -> float | None:
+    """Seconds until the next waiting email of these kinds is due (None: none waits)."""
+    value = await db.fetchval(QUERIES["email_next_due"], list(kinds))
+    return None if value is None else float(value)
+
+
+async def email_finish(
+    db: Executor,
+    results: Sequence[AttemptResult],
+    worker_id: uuid.UUID,
+    now: datetime | None = None,
+) -> set[int]:
+    """Write a batch of outcomes in one statement; returns the ids that were applied."""
+    if not results:
+        return set()
+    rows = await db.fetch(
+        QUERIES["email_finish"],
+        [r.email.id for r in results],
+        [r.email.attempt for r in results],
+        [r.outcome.value for r in results],
+        [r.started_at for r in results],
+        [r.smtp_code for r in results],
+        [r.smtp_reply for r in results],
+        [r.error for r in results],
+        [r.retry_in_s for r in results],
+        worker_id,
+        now,
+    )
+    return {r["id"] for r in rows}
+
+
+async def email_release(
+    db: Executor, emails: Sequence[ClaimedEmail], worker_id: uuid.UUID
+) -> set[int]:
+    if not emails:
+        return set()
+    rows = await db.fetch(
+        QUERIES["email_release"],
+        [e.id for e in emails],
+        worker_id,
+        [e.attempt for e in emails],
+    )
+    return {r["id"] for r in rows}
+
+
+async def email_rescue_expired(db: Executor, limit: int, now: datetime | None = None) -> list[int]:
+    rows = await db.fetch(QUERIES["email_rescue_expired"], limit, now)
+    return [r["id"] for r in rows]
+
+
+async def email_cancel(db: Executor, ids: Sequence[int], reason: str) -> list[int]:
+    rows = await db.fetch(QUERIES["email_cancel"], list(ids), reason, None)
+    return [r["id"] for r in rows]
+
+
+async def email_retry(db: Executor, ids: Sequence[int]) -> list[int]:
+    rows = await db.fetch(QUERIES["email_retry"], list(ids), None)
+    return [r["id"] for r in rows]
+
+
+async def email_get(db: Executor, email_id: int) -> dict[str, Any] | None:
+    row = await db.fetchrow(QUERIES["email_get"], email_id)
+    return None if row is None else dict(row)
+
+
+async def email_attempts(db: Executor, email_id: int) -> list[dict[str, Any]]:
+    return [dict(r) for r in await db.fetch(QUERIES["email_attempts"], email_id)]
+
+
+async def email_delete_finished(db: Executor, before: datetime, limit: int) -> int:
+    return len(await db.fetch(QUERIES["email_delete_finished"], before, limit))
+
+
+async def email_count_by_state(db: Executor) -> list[dict[str, Any]]:
+    return [dict(r) for r in await db.fetch(QUERIES["email_count_by_state"])]
+
+
+async def worker_lease_register(db: Executor, worker: WorkerIdentity, lease_s: float) -> None:
+    await db.execute(
+        QUERIES["worker_lease_register"],
+        worker.id,
+        worker.hostname,
+        worker.pid,
+        list(worker.kinds),
+        worker.concurrency,
+        lease_s,
+    )
+
+
+async def worker_lease_renew(db: Executor, worker_id: uuid.UUID, lease_s: float) -> bool:
+    """Extend the lease; False when the row is gone (the worker was taken for dead)."""
+    return await db.fetchval(QUERIES["worker_lease_renew"], worker_id, lease_s) is not None
+
+
+async def worker_lease_delete(db: Executor, worker_id: uuid.UUID) -> None:
+    await db.execute(QUERIES["worker_lease_delete"], worker_id)
+
+
+async def worker_lease_delete_expired(db: Executor, grace_s: float) -> int:
+    return len(await db.fetch(QUERIES["worker_lease_delete_expired"], grace_s))
+
+
+async def worker_lease_list(db: Executor) -> list[dict[str, Any]]:
+    return [dict(r) for r in await db.fetch(QUERIES["worker_lease_list"])]
+
+
+async def schema_try_duty_lock(conn: asyncpg.Connection, key: int) -> bool:
+    """Inside a transaction: take a duty's advisory lock, False when another worker has it."""
+    return bool(await conn.fetchval(QUERIES["schema_try_duty_lock"], key))
+
+
+def connection_error(exc: BaseException) -> DatabaseUnavailable:
+    return DatabaseUnavailable(f"the queue's database is unreachable: {exc}")

@@ -1,0 +1,210 @@
+-- name: email_insert
+-- Insert emails given as parallel arrays (one element per email); ids in input order.
+INSERT INTO mailq.emails
+    (kind, priority, run_at, send_at, max_attempts, to_address, message_id, content, metadata)
+SELECT r.kind, r.priority, coalesce(r.send_at, coalesce($10::timestamptz, now())), r.send_at,
+       r.max_attempts, r.to_address, r.message_id, r.content::jsonb, r.metadata::jsonb
+FROM unnest($1::text[], $2::smallint[], $3::timestamptz[], $4::integer[], $5::text[],
+            $6::text[], $7::text[], $8::text[], $9::integer[])
+     AS r(kind, priority, send_at, max_attempts, to_address, message_id, content, metadata, ord)
+ORDER BY r.ord
+RETURNING id;
+
+-- name: email_reserve_ids
+-- Take $1 ids from the emails sequence, so a COPY can write rows whose ids the caller knows.
+SELECT nextval(pg_get_serial_sequence('mailq.emails', 'id'))::bigint AS id, now() AS now
+FROM generate_series(1, $1::integer);
+
+-- name: email_claim_due
+-- Claim up to $2[i] due emails of kind $1[i], $5 in all, for worker $3: lowest priority
+-- number, then earliest due, then lowest id first.
+WITH wanted AS (
+    SELECT w.kind, w.n FROM unnest($1::text[], $2::integer[]) AS w(kind, n) WHERE w.n > 0
+),
+picked AS MATERIALIZED (
+    -- MATERIALIZED is the optimisation fence: the locking subquery runs once, before the
+    -- UPDATE, so the UPDATE changes exactly the rows this statement locked.
+    -- Priorities are walked one level at a time (0..9), each a bounded range scan of
+    -- emails_due_idx that stops at the first row not yet due. Ordering by (priority, run_at)
+    -- in one scan would instead walk every scheduled-for-later row of a priority level
+    -- before reaching the next one. The outer LIMIT stops pulling (and locking) once n rows
+    -- are found, so lower levels are not even visited.
+    SELECT p.id
+    FROM wanted AS w
+    CROSS JOIN LATERAL (
+        SELECT d.id
+        FROM generate_series(0, 9) AS lvl(priority)
+        CROSS JOIN LATERAL (
+            SELECT e.id FROM mailq.emails AS e
+            WHERE e.status = 'waiting' AND e.kind = w.kind AND e.priority = lvl.priority
+              AND e.run_at <= coalesce($4::timestamptz, now())
+            ORDER BY e.run_at, e.id
+            LIMIT w.n
+            -- SKIP LOCKED: rows another worker is claiming right now are not waited for.
+            FOR UPDATE SKIP LOCKED
+        ) AS d
+        LIMIT w.n
+    ) AS p
+    -- Kinds come in the order given (welcome first); the total caps the whole claim.
+    LIMIT $5::integer
+)
+UPDATE mailq.emails AS e
+SET status = 'sending',
+    attempts = e.attempts + 1,
+    worker_id = $3::uuid,
+    claimed_at = coalesce($4::timestamptz, now())
+FROM picked
+WHERE e.id = picked.id
+RETURNING e.id, e.kind, e.priority, e.attempts, e.max_attempts, e.to_address, e.message_id,
+          e.content::text AS content, e.claimed_at;
+
+-- name: email_next_due
+-- Seconds from now (the database's clock) until the earliest waiting email of kinds $1 is
+-- due; negative when one is overdue, null when none wait.
+SELECT extract(epoch FROM min(n.run_at) - now())::float8 AS due_in
+FROM unnest($1::text[]) AS k(kind)
+CROSS JOIN generate_series(0, 9) AS lvl(priority)
+CROSS JOIN LATERAL (
+    SELECT e.run_at FROM mailq.emails AS e
+    WHERE e.status = 'waiting' AND e.kind = k.kind AND e.priority = lvl.priority
+    ORDER BY e.run_at
+    LIMIT 1
+) AS n;
+
+-- name: email_finish
+-- Record a batch of attempt outcomes of worker $9 in one statement: 'sent', 'retry' (due
+-- again after retry_in seconds) or 'failed'. A result is applied only while the email is
+-- still in the attempt that produced it (same worker, same attempt number): a worker that
+-- lost its lease cannot overwrite a newer attempt. Returns the ids that were applied.
+WITH result AS (
+    SELECT * FROM unnest($1::bigint[], $2::integer[], $3::text[], $4::timestamptz[],
+                         $5::integer[], $6::text[], $7::text[], $8::float8[])
+        AS r(id, attempt, outcome, started_at, smtp_code, smtp_reply, error, retry_in)
+),
+applied AS (
+    UPDATE mailq.emails AS e
+    SET status = CASE r.outcome WHEN 'sent' THEN 'sent' WHEN 'retry' THEN 'waiting'
+                                ELSE 'failed' END,
+        worker_id = NULL,
+        claimed_at = NULL,
+        run_at = CASE WHEN r.outcome = 'retry'
+                      THEN coalesce($10::timestamptz, now()) + make_interval(secs => r.retry_in)
+                      ELSE e.run_at END,
+        finished_at = CASE WHEN r.outcome = 'retry' THEN NULL
+                           ELSE coalesce($10::timestamptz, now()) END,
+        last_error = r.error
+    FROM result AS r
+    WHERE e.id = r.id AND e.status = 'sending' AND e.attempts = r.attempt
+      AND e.worker_id = $9::uuid
+    RETURNING e.id
+),
+recorded AS (
+    INSERT INTO mailq.attempts
+        (email_id, attempt, worker_id, started_at, finished_at, outcome, smtp_code, smtp_reply,
+         error)
+    SELECT r.id, r.attempt, $9::uuid, r.started_at, coalesce($10::timestamptz, now()),
+           r.outcome, r.smtp_code, r.smtp_reply, r.error
+    FROM result AS r JOIN applied AS a ON a.id = r.id
+)
+SELECT id FROM applied;
+
+-- name: email_release
+-- Hand back emails that worker $2 claimed but never started: waiting again at once, and
+-- the claim does not count as an attempt.
+UPDATE mailq.emails AS e
+SET status = 'waiting', attempts = e.attempts - 1, worker_id = NULL, claimed_at = NULL
+FROM unnest($1::bigint[], $3::integer[]) AS r(id, attempt)
+WHERE e.id = r.id AND e.status = 'sending' AND e.worker_id = $2::uuid
+  AND e.attempts = r.attempt
+RETURNING e.id;
+
+-- name: email_rescue_expired
+-- Take back up to $1 emails claimed by workers whose lease expired (killed, host gone) or
+-- whose lease row is gone. Each gets an attempt recorded as 'lost'; it waits again, or
+-- fails when that was its last attempt.
+WITH lost AS (
+    SELECT e.id, e.attempts, e.worker_id, e.claimed_at
+    FROM mailq.emails AS e
+    LEFT JOIN mailq.worker_leases AS w ON w.id = e.worker_id
+    WHERE e.status = 'sending'
+      AND (w.id IS NULL OR w.lease_expires_at < coalesce($2::timestamptz, now()))
+    LIMIT $1::integer
+    FOR UPDATE OF e SKIP LOCKED
+),
+rescued AS (
+    UPDATE mailq.emails AS e
+    SET status = CASE WHEN e.attempts >= e.max_attempts THEN 'failed' ELSE 'waiting' END,
+        finished_at = CASE WHEN e.attempts >= e.max_attempts
+                           THEN coalesce($2::timestamptz, now()) END,
+        run_at = coalesce($2::timestamptz, now()),
+        worker_id = NULL,
+        claimed_at = NULL,
+        last_error = 'lease expired: the worker stopped heartbeating during the attempt'
+    FROM lost
+    WHERE e.id = lost.id
+    RETURNING e.id
+),
+recorded AS (
+    INSERT INTO mailq.attempts (email_id, attempt, worker_id, started_at, finished_at, outcome,
+                                error)
+    SELECT l.id, l.attempts, l.worker_id, l.claimed_at, coalesce($2::timestamptz, now()), 'lost',
+           'lease expired: the worker stopped heartbeating during the attempt'
+    FROM lost AS l JOIN rescued AS r ON r.id = l.id
+)
+SELECT id FROM rescued;
+
+-- name: email_cancel
+-- Cancel waiting (or unknown) emails by id; returns those that were cancelled.
+UPDATE mailq.emails
+SET status = 'cancelled', finished_at = coalesce($3::timestamptz, now()), last_error = $2::text
+WHERE id = ANY($1::bigint[]) AND status IN ('waiting', 'unknown')
+RETURNING id;
+
+-- name: email_retry
+-- Make failed, cancelled or unknown emails wait again, due now, with attempts to spare.
+UPDATE mailq.emails
+SET status = 'waiting', finished_at = NULL, run_at = coalesce($2::timestamptz, now()),
+    max_attempts = greatest(max_attempts, attempts + 1), last_error = NULL
+WHERE id = ANY($1::bigint[]) AND status IN ('failed', 'cancelled', 'unknown')
+RETURNING id;
+
+-- name: email_get
+-- One email with its public state.
+SELECT id, kind, mailq.email_state(status, run_at, attempts) AS state, priority, run_at,
+       send_at, attempts, max_attempts, to_address, message_id, content::text AS content,
+       metadata::text AS metadata, last_error, created_at, finished_at, worker_id
+FROM mailq.emails
+WHERE id = $1::bigint;
+
+-- name: email_attempts
+-- Every attempt of one email, oldest first.
+SELECT attempt, worker_id, started_at, finished_at, outcome, smtp_code, smtp_reply, error
+FROM mailq.attempts
+WHERE email_id = $1::bigint
+ORDER BY attempt;
+
+-- name: email_delete_finished
+-- Delete up to $2 finished emails (and their attempts) that finished before $1.
+WITH doomed AS (
+    SELECT id FROM mailq.emails
+    WHERE finished_at IS NOT NULL AND finished_at < $1::timestamptz
+    ORDER BY finished_at
+    LIMIT $2::integer
+    FOR UPDATE SKIP LOCKED
+),
+attempts_gone AS (
+    DELETE FROM mailq.attempts AS a USING doomed AS d WHERE a.email_id = d.id
+)
+DELETE FROM mailq.emails AS e USING doomed AS d WHERE e.id = d.id
+RETURNING e.id;
+
+-- name: email_count_by_state
+-- Counts by kind and public state (the mailq.queue_stats view).
+SELECT kind, state, count, extract(epoch FROM oldest_due_age)::float8 AS oldest_due_age_s
+FROM mailq.queue_stats
+ORDER BY kind, state;
+
+-- name: email_copy
+-- The COPY that bulk enqueue writes rows with (ids reserved by email_reserve_ids).
+COPY mailq.emails (id, kind, priority, run_at, send_at, max_attempts, to_address, message_id,
+                   content, metadata) FROM STDIN

@@ -1,0 +1,34 @@
+-- name: worker_lease_register
+-- Register a worker with a lease of $6 seconds (or renew it, after a lost connection).
+INSERT INTO mailq.worker_leases (id, hostname, pid, kinds, concurrency, lease_expires_at)
+VALUES ($1::uuid, $2::text, $3::integer, $4::text[], $5::integer,
+        now() + make_interval(secs => $6::float8))
+ON CONFLICT (id) DO UPDATE
+SET heartbeat_at = now(), lease_expires_at = excluded.lease_expires_at;
+
+-- name: worker_lease_renew
+-- The heartbeat: extend worker $1's lease by $2 seconds. No row back: the lease was lost.
+UPDATE mailq.worker_leases
+SET heartbeat_at = now(), lease_expires_at = now() + make_interval(secs => $2::float8)
+WHERE id = $1::uuid
+RETURNING id;
+
+-- name: worker_lease_delete
+-- A worker that stopped cleanly removes its lease.
+DELETE FROM mailq.worker_leases WHERE id = $1::uuid;
+
+-- name: worker_lease_delete_expired
+-- Forget workers whose lease expired over $1 seconds ago and that hold no email any more.
+DELETE FROM mailq.worker_leases AS w
+WHERE w.lease_expires_at < now() - make_interval(secs => $1::float8)
+  AND NOT EXISTS (
+      SELECT 1 FROM mailq.emails AS e WHERE e.status = 'sending' AND e.worker_id = w.id
+  )
+RETURNING w.id;
+
+-- name: worker_lease_list
+-- Live workers (the mailq.workers view).
+SELECT id, hostname, pid, kinds, concurrency, started_at, heartbeat_at,
+       extract(epoch FROM heartbeat_age)::float8 AS heartbeat_age_s, in_flight
+FROM mailq.workers
+ORDER BY started_at;

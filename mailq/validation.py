@@ -1,0 +1,238 @@
+"""Checks an email before it is queued and turns it into the row that stores it.
+
+Every refusal is an InvalidEmail whose message starts with the field it is about.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+from typing import Any
+
+from email_validator import EmailNotValidError, validate_email
+
+from mailq.errors import InvalidEmail
+from mailq.kinds import BUILTIN_KINDS, KIND_NAME, KindPolicy, policy_for
+from mailq.models import Email
+from mailq.templates import check_context
+
+# Any C0 control character or DEL; TAB is allowed in text bodies but not in headers.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_SINGLE_LABEL = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+_HEADER_NAME = re.compile(r"^[!-9;-~]{1,76}$")
+_RESERVED_HEADERS = frozenset(
+    {
+        "from",
+        "to",
+        "cc",
+        "bcc",
+        "subject",
+        "message-id",
+        "date",
+        "mime-version",
+        "content-type",
+        "content-transfer-encoding",
+        "reply-to",
+    }
+)
+_CONTENT_TYPE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9!#$&^_.+-]*/[a-zA-Z0-9][a-zA-Z0-9!#$&^_.+-]*$")
+MAX_SCHEDULE_AHEAD = timedelta(days=3660)
+MAX_SUBJECT_CHARS = 998
+MAX_RECIPIENTS = 100
+
+
+@dataclass(frozen=True, slots=True)
+class EmailRow:
+    """An email as stored: the columns of mailq.emails that enqueue writes."""
+
+    kind: str
+    priority: int
+    send_at: datetime | None
+    max_attempts: int
+    to_address: str
+    message_id: str
+    content: str
+    metadata: str
+
+
+def check_address(field: str, address: object) -> str:
+    if not isinstance(address, str) or not address:
+        raise InvalidEmail(f"{field}: an email address is required")
+    if _CONTROL.search(address):
+        raise InvalidEmail(f"{field}: control characters are not allowed in an address")
+    problem = _address_problem(address)
+    if problem:
+        raise InvalidEmail(f"{field}: {address!r} is not a valid email address ({problem})")
+    return address
+
+
+@lru_cache(maxsize=65_536)
+def _address_problem(address: str) -> str | None:
+    # Syntax only: no DNS. Single-label domains like `localhost` are accepted (internal
+    # relays and staging use them); email-validator refuses them, so their local part is
+    # checked against a stand-in domain.
+    local, _, domain = address.rpartition("@")
+    if local and _SINGLE_LABEL.match(domain):
+        address = f"{local}@example.com"
+    try:
+        validate_email(
+            address, check_deliverability=False, allow_smtputf8=True, globally_deliverable=False
+        )
+    except EmailNotValidError as exc:
+        return str(exc)
+    return None
+
+
+def _check_addresses(field: str, addresses: Sequence[str]) -> list[str]:
+    if isinstance(addresses, str):
+        raise InvalidEmail(f"{field}: must be a list of addresses")
+    if len(addresses) > MAX_RECIPIENTS:
+        raise InvalidEmail(f"{field}: at most {MAX_RECIPIENTS} addresses")
+    return [check_address(f"{field}[{i}]", a) for i, a in enumerate(addresses)]
+
+
+def _check_text(field: str, value: object, *, header: bool) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidEmail(f"{field}: must be a string")
+    if "\x00" in value:
+        raise InvalidEmail(f"{field}: NUL characters are not allowed")
+    if header and _CONTROL.search(value):
+        raise InvalidEmail(f"{field}: control characters (CR, LF, ...) are not allowed")
+    return value
+
+
+def _check_send_at(send_at: object, now: datetime) -> datetime | None:
+    if send_at is None:
+        return None
+    if not isinstance(send_at, datetime):
+        raise InvalidEmail("send_at: must be a datetime")
+    if send_at.tzinfo is None or send_at.utcoffset() is None:
+        raise InvalidEmail("send_at: must carry a time zone offset")
+    if send_at - now > MAX_SCHEDULE_AHEAD:
+        raise InvalidEmail("send_at: more than 10 years ahead")
+    if send_at.year < 1970:
+        raise InvalidEmail("send_at: before 1970")
+    return send_at
+
+
+def _check_metadata(metadata: Mapping[str, Any]) -> dict[str, Any]:
+    if not isinstance(metadata, Mapping):
+        raise InvalidEmail("metadata: must be a flat object")
+    flat: dict[str, Any] = {}
+    for key, value in metadata.items():
+        if not isinstance(key, str) or not key or _CONTROL.search(key):
+            raise InvalidEmail("metadata: keys must be non-empty strings")
+        if value is not None and not isinstance(value, str | int | float | bool):
+            raise InvalidEmail(f"metadata.{key}: values must be strings, numbers or booleans")
+        if isinstance(value, str) and "\x00" in value:
+            raise InvalidEmail(f"metadata.{key}: NUL characters are not allowed")
+        flat[key] = value
+    return flat
+
+
+def _check_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    if not isinstance(headers, Mapping):
+        raise InvalidEmail("headers: must be an object of name: value")
+    checked: dict[str, str] = {}
+    for name, value in headers.items():
+        if not isinstance(name, str) or not _HEADER_NAME.match(name):
+            raise InvalidEmail(f"headers: {name!r} is not a valid header name")
+        if name.lower() in _RESERVED_HEADERS:
+            raise InvalidEmail(f"headers.{name}: set this header through its own field")
+        text = _check_text(f"headers.{name}", value, header=True)
+        checked[name] = text or ""
+    return checked
+
+
+def _message_id(from_address: str) -> str:
+    domain = from_address.rpartition("@")[2] or "localhost"
+    return f"<{uuid.uuid4().hex}@{domain}>"
+
+
+def to_row(
+    email: Email,
+    *,
+    default_from: str,
+    kinds: Mapping[str, KindPolicy] = BUILTIN_KINDS,
+    now: datetime | None = None,
+) -> EmailRow:
+    """Validate one email and build its row; raises InvalidEmail naming the field."""
+    now = now or datetime.now(UTC)
+    if not isinstance(email.kind, str) or not KIND_NAME.match(email.kind):
+        raise InvalidEmail(f"kind: {email.kind!r} is not a kind name (lowercase, digits, _)")
+    policy = policy_for(email.kind, kinds)
+    to = check_address("to", email.to)
+    sender = check_address("from", email.from_address or default_from)
+    subject = _check_text("subject", email.subject, header=True)
+    text = _check_text("text", email.text, header=False)
+    html = _check_text("html", email.html, header=False)
+    if subject is not None and len(subject) > MAX_SUBJECT_CHARS:
+        raise InvalidEmail(f"subject: longer than {MAX_SUBJECT_CHARS} characters")
+    if email.template is not None:
+        raise InvalidEmail("template: named templates are not available yet; give subject/text")
+    if not subject:
+        raise InvalidEmail("subject: required (or a template)")
+    if not text and not html:
+        raise InvalidEmail("text: text or html is required")
+    context = dict(email.context) if isinstance(email.context, Mapping) else None
+    if context is None:
+        raise InvalidEmail("context: must be an object")
+    for field_name, source in (("subject", subject), ("text", text), ("html", html)):
+        if source:
+            check_context(field_name, source, context)
+    priority = policy.priority if email.priority is None else email.priority
+    if isinstance(priority, bool) or not isinstance(priority, int) or not 0 <= priority <= 9:
+        raise InvalidEmail("priority: must be a whole number from 0 to 9")
+    max_attempts = policy.max_attempts if email.max_attempts is None else email.max_attempts
+    if not isinstance(max_attempts, int) or not 1 <= max_attempts <= 100:
+        raise InvalidEmail("max_attempts: must be a whole number from 1 to 100")
+    attachments = []
+    for i, attachment in enumerate(email.attachments):
+        name = _check_text(f"attachments[{i}].filename", attachment.filename, header=True)
+        if not name:
+            raise InvalidEmail(f"attachments[{i}].filename: required")
+        if not _CONTENT_TYPE.match(attachment.content_type or ""):
+            raise InvalidEmail(f"attachments[{i}].content_type: not a MIME type like text/plain")
+        attachments.append(
+            {
+                "filename": name,
+                "content_type": attachment.content_type,
+                "content_base64": base64.b64encode(attachment.content).decode("ascii"),
+            }
+        )
+    content = {
+        "from": sender,
+        "subject": subject,
+        "text": text,
+        "html": html,
+        "context": context,
+        "cc": _check_addresses("cc", email.cc),
+        "bcc": _check_addresses("bcc", email.bcc),
+        "reply_to": _check_addresses("reply_to", email.reply_to),
+        "headers": _check_headers(email.headers),
+        "attachments": attachments,
+    }
+    try:
+        content_json = json.dumps(content, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise InvalidEmail(f"context: values must be JSON ({exc})") from None
+    if "\\u0000" in content_json:
+        raise InvalidEmail("context: NUL characters are not allowed")
+    return EmailRow(
+        kind=email.kind,
+        priority=priority,
+        send_at=_check_send_at(email.send_at, now),
+        max_attempts=max_attempts,
+        to_address=to,
+        message_id=_message_id(sender),
+        content=content_json,
+        metadata=json.dumps(_check_metadata(email.metadata), separators=(",", ":")),
+    )

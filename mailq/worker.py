@@ -1,0 +1,472 @@
+"""The worker: claims due emails in batches, sends them, records outcomes in batches.
+
+One worker process holds a pool of a few connections (claims, outcomes, duties) and one
+control connection (LISTEN and the lease heartbeat). It wakes on NOTIFY, on a send slot
+coming free, at the next due time, and at the latest every poll interval.
+
+Guarantee (see README, "Guarantees"): an email is claimed by one worker at a time (SKIP
+LOCKED), and its outcome is recorded only by the attempt that claimed it (worker id and
+attempt number are checked). A worker frees a send slot only once the outcome of the email
+in it is committed, so at any moment at most `concurrency` emails of a worker have been
+handed to SMTP without their outcome committed: that is what a kill -9 can send twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import uuid
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+
+from mailq import maintenance, repository
+from mailq.errors import SendFailure
+from mailq.heartbeat import Heartbeat
+from mailq.kinds import BUILTIN_KINDS, KindPolicy, plan_claim
+from mailq.message import build_message
+from mailq.models import AttemptResult, ClaimedEmail, Outcome
+from mailq.repository import WorkerIdentity
+from mailq.retry import RetryPolicy
+from mailq.schema import ensure_current
+from mailq.sender import Sender
+from mailq.settings import RETENTION_DAYS, Settings
+
+logger = logging.getLogger(__name__)
+
+# Most emails one claim takes; smaller than a large concurrency so claims and sends overlap.
+CLAIM_BATCH_MAX = 100
+DB_RETRY_MIN_S = 0.2
+DB_RETRY_MAX_S = 5.0
+SUMMARY_INTERVAL_S = 10.0
+POOL_SIZE = 4
+# What a lost or restarting database raises; the worker waits and tries again on these.
+DATABASE_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
+
+
+@dataclass(slots=True)
+class _InFlight:
+    email: ClaimedEmail
+    task: asyncio.Task[None] | None = None
+    started: bool = False
+
+
+@dataclass(slots=True)
+class _Tally:
+    sent: Counter[str] = field(default_factory=Counter)
+    retried: Counter[str] = field(default_factory=Counter)
+    failed: Counter[str] = field(default_factory=Counter)
+    rejected: int = 0
+
+    def any(self) -> bool:
+        return bool(self.sent or self.retried or self.failed or self.rejected)
+
+
+class Worker:
+    """Run with `await worker.run()`; `stop()` asks for a graceful stop from anywhere."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        sender: Sender,
+        *,
+        kinds: Sequence[str] | None = None,
+        policies: Mapping[str, KindPolicy] = BUILTIN_KINDS,
+        retry_policy: RetryPolicy | None = None,
+        database_url: str | None = None,
+        sender_parallelism: int | None = None,
+    ) -> None:
+        dsn = database_url or settings.database_url
+        if not dsn:
+            raise ValueError("the worker needs a database URL")
+        self._dsn = dsn
+        self.settings = settings
+        self.sender = sender
+        names = list(kinds) if kinds else list(policies)
+        self.kinds = [policies.get(k) or KindPolicy(k, priority=5) for k in names]
+        self.retry_policy = retry_policy or RetryPolicy()
+        self.identity = WorkerIdentity(
+            id=uuid.uuid4(),
+            hostname=socket.gethostname(),
+            pid=os.getpid(),
+            kinds=tuple(k.name for k in self.kinds),
+            concurrency=settings.concurrency,
+        )
+        self._in_flight: dict[int, _InFlight] = {}
+        self._kind_in_flight: Counter[str] = Counter()
+        self._send_gate = asyncio.Semaphore(sender_parallelism or settings.concurrency)
+        self._results: list[AttemptResult] = []
+        self._results_ready = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._stopped = asyncio.Event()
+        self._running = False
+        self._pool: asyncpg.Pool | None = None
+        self._heartbeat: Heartbeat | None = None
+        self._tally = _Tally()
+        self.totals = _Tally()
+        self._turn = 0
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Stop claiming, finish what is in flight (within the grace period), hand back the
+        rest. Safe to call before `run`, twice, or from a signal handler."""
+        self._stopping.set()
+        self._wake.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    async def run(self, *, until_empty: bool = False) -> None:
+        """Work until `stop()`; with `until_empty`, also return once nothing is due or in
+        flight (tests and one-shot drains)."""
+        if self._running:
+            raise RuntimeError("this worker is already running")
+        if self._stopping.is_set():
+            return
+        self._running = True
+        pool = await asyncpg.create_pool(
+            self._dsn, min_size=1, max_size=POOL_SIZE, command_timeout=60
+        )
+        assert pool is not None
+        self._pool = pool
+        try:
+            await ensure_current(pool)
+            self._heartbeat = Heartbeat(
+                self._dsn,
+                self.identity,
+                lease_s=self.settings.lease_s,
+                interval_s=self.settings.heartbeat_interval_s,
+                on_due_in=self._on_due_in,
+                on_connected=self._wake.set,
+            )
+            control = asyncio.create_task(self._heartbeat.run(), name="mailq-heartbeat")
+            recorder = asyncio.create_task(self._record_loop(), name="mailq-recorder")
+            duties = asyncio.create_task(self._duty_loop(), name="mailq-duties")
+            try:
+                await self._wait_registered(control)
+                logger.info(
+                    "worker started",
+                    extra={
+                        "action": "worker_started",
+                        "worker_id": str(self.identity.id),
+                        "kinds": list(self.identity.kinds),
+                        "concurrency": self.settings.concurrency,
+                    },
+                )
+                await self._claim_loop(until_empty)
+            finally:
+                await self._shutdown(recorder)
+                duties.cancel()
+                self._heartbeat.stop()
+                await asyncio.gather(duties, control, return_exceptions=True)
+                await self._forget_lease()
+        finally:
+            self._log_summary(force=True)
+            await pool.close()
+            await self.sender.close()
+            self._stopped.set()
+            self._running = False
+
+    async def _wait_registered(self, control: asyncio.Task[None]) -> None:
+        assert self._heartbeat is not None
+        registered = asyncio.ensure_future(self._heartbeat.registered.wait())
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        await asyncio.wait({registered, stopping, control}, return_when=asyncio.FIRST_COMPLETED)
+        registered.cancel()
+        stopping.cancel()
+
+    async def _forget_lease(self) -> None:
+        assert self._pool is not None
+        try:
+            await repository.worker_lease_delete(self._pool, self.identity.id)
+        except DATABASE_ERRORS as exc:
+            logger.warning("could not remove the worker's lease: %s", exc)
+
+    # -- claiming --------------------------------------------------------------------------
+
+    def _on_due_in(self, due_in: float) -> None:
+        if due_in <= 0:
+            self._wake.set()
+        else:
+            asyncio.get_running_loop().call_later(due_in, self._wake.set)
+
+    async def _claim_loop(self, until_empty: bool) -> None:
+        assert self._pool is not None and self._heartbeat is not None
+        backoff = DB_RETRY_MIN_S
+        while not self._stopping.is_set():
+            self._wake.clear()
+            plan = plan_claim(
+                self.settings.concurrency, self._kind_in_flight, self.kinds, self._turn
+            )
+            self._turn += 1
+            total = min(plan.total, CLAIM_BATCH_MAX)
+            lease_ok = self._heartbeat.lease_left_s() > self.settings.lease_s / 2
+            claimed: list[ClaimedEmail] = []
+            due_in: float | None = None
+            try:
+                if total > 0 and lease_ok:
+                    plan = type(plan)(plan.kinds, [min(n, total) for n in plan.limits], total)
+                    claimed = await repository.email_claim_due(self._pool, plan, self.identity.id)
+                    if len(claimed) < total:
+                        due_in = await repository.email_next_due(
+                            self._pool, [k.name for k in self.kinds]
+                        )
+                backoff = DB_RETRY_MIN_S
+            except DATABASE_ERRORS as exc:
+                logger.warning(
+                    "claiming failed; retrying in %.1fs: %s",
+                    backoff,
+                    exc,
+                    extra={"action": "claim_failed"},
+                )
+                await self._sleep(backoff)
+                backoff = min(DB_RETRY_MAX_S, backoff * 2)
+                continue
+            for email in claimed:
+                self._start(email)
+            self._log_summary()
+            if total > 0 and len(claimed) == total:
+                continue  # more may be due right now
+            if until_empty and self._drained(due_in, total):
+                return
+            timeout = self.settings.poll_interval_s
+            if due_in is not None:
+                timeout = min(timeout, max(due_in, 0.0))
+            if not lease_ok:
+                timeout = min(timeout, self.settings.heartbeat_interval_s)
+            await self._sleep(timeout)
+
+    def _drained(self, due_in: float | None, asked: int) -> bool:
+        nothing_due = asked > 0 and (due_in is None or due_in > 0)
+        return nothing_due and not self._in_flight and not self._results
+
+    async def _sleep(self, timeout: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout)
+
+    # -- sending ---------------------------------------------------------------------------
+
+    def _start(self, email: ClaimedEmail) -> None:
+        entry = _InFlight(email)
+        self._in_flight[email.id] = entry
+        self._kind_in_flight[email.kind] += 1
+        entry.task = asyncio.create_task(self._attempt(entry), name=f"mailq-send-{email.id}")
+
+    async def _attempt(self, entry: _InFlight) -> None:
+        email = entry.email
+        async with self._send_gate:
+            if self._stopping.is_set():
+                return  # not started: handed back at shutdown
+            entry.started = True
+            started_at = datetime.now(UTC)
+            result = await self._send_one(email, started_at)
+        self._results.append(result)
+        self._results_ready.set()
+
+    async def _send_one(self, email: ClaimedEmail, started_at: datetime) -> AttemptResult:
+        try:
+            message = build_message(email, self.settings.redirect_all_to)
+            receipt = await self.sender.send(message)
+        except SendFailure as failure:
+            if failure.permanent or email.is_last_attempt:
+                return AttemptResult(
+                    email,
+                    Outcome.FAILED,
+                    started_at,
+                    failure.smtp_code,
+                    failure.smtp_reply,
+                    failure.reason,
+                )
+            return AttemptResult(
+                email,
+                Outcome.RETRY,
+                started_at,
+                failure.smtp_code,
+                failure.smtp_reply,
+                failure.reason,
+                retry_in_s=self.retry_policy.delay_s(email.attempt),
+            )
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            # One bad email fails alone; the worker goes on.
+            logger.exception(
+                "email %d failed with an unexpected error",
+                email.id,
+                extra={"action": "email_error", "email_id": email.id, "kind": email.kind},
+            )
+            return AttemptResult(
+                email, Outcome.FAILED, started_at, error=f"{type(exc).__name__}: {exc}"
+            )
+        refused = "; ".join(f"{a}: {r}" for a, r in receipt.refused.items()) or None
+        return AttemptResult(
+            email,
+            Outcome.SENT,
+            started_at,
+            receipt.smtp_code,
+            receipt.smtp_reply,
+            f"refused recipients: {refused}" if refused else None,
+        )
+
+    # -- recording outcomes ----------------------------------------------------------------
+
+    async def _record_loop(self) -> None:
+        """Write outcomes as they come, all that have gathered in one statement."""
+        backoff = DB_RETRY_MIN_S
+        while True:
+            await self._results_ready.wait()
+            self._results_ready.clear()
+            while self._results:
+                batch = self._results
+                self._results = []
+                try:
+                    await self._record(batch)
+                    backoff = DB_RETRY_MIN_S
+                except (
+                    OSError,
+                    asyncpg.PostgresError,
+                    asyncpg.InterfaceError,
+                    TimeoutError,
+                ) as exc:
+                    self._results = batch + self._results
+                    logger.warning(
+                        "recording %d outcomes failed; retrying in %.1fs: %s",
+                        len(batch),
+                        backoff,
+                        exc,
+                        extra={"action": "record_failed"},
+                    )
+                    await asyncio.sleep(backoff)
+                    backoff = min(DB_RETRY_MAX_S, backoff * 2)
+
+    async def _record(self, batch: list[AttemptResult]) -> None:
+        assert self._pool is not None
+        applied = await repository.email_finish(self._pool, batch, self.identity.id)
+        for result in batch:
+            email = result.email
+            if email.id in applied:
+                tally = {
+                    Outcome.SENT: self._tally.sent,
+                    Outcome.RETRY: self._tally.retried,
+                    Outcome.FAILED: self._tally.failed,
+                }[result.outcome]
+                tally[email.kind] += 1
+            else:
+                self._tally.rejected += 1
+                logger.warning(
+                    "outcome of email %d refused: the attempt no longer holds it (lease lost)",
+                    email.id,
+                    extra={"action": "outcome_refused", "email_id": email.id},
+                )
+            self._release_slot(email)
+        self._wake.set()
+
+    def _release_slot(self, email: ClaimedEmail) -> None:
+        if self._in_flight.pop(email.id, None) is not None:
+            self._kind_in_flight[email.kind] -= 1
+            if self._kind_in_flight[email.kind] <= 0:
+                del self._kind_in_flight[email.kind]
+
+    # -- shutdown --------------------------------------------------------------------------
+
+    async def _shutdown(self, recorder: asyncio.Task[None]) -> None:
+        """Hand back unstarted claims, let started sends finish within the grace period,
+        record every outcome, then stop recording."""
+        self._stopping.set()
+        unstarted = [e.email for e in self._in_flight.values() if not e.started]
+        started = [e.task for e in self._in_flight.values() if e.started and e.task]
+        if unstarted:
+            await self._hand_back(unstarted)
+        if started:
+            _done, pending = await asyncio.wait(started, timeout=self.settings.shutdown_grace_s)
+            for task in pending:
+                task.cancel()
+            if pending:
+                logger.warning(
+                    "%d sends did not finish within the grace period; their emails will be "
+                    "taken back by another worker",
+                    len(pending),
+                    extra={"action": "grace_expired", "count": len(pending)},
+                )
+        deadline = asyncio.get_running_loop().time() + max(self.settings.shutdown_grace_s, 5.0)
+        while self._results and asyncio.get_running_loop().time() < deadline:
+            self._results_ready.set()
+            await asyncio.sleep(0.01)
+        recorder.cancel()
+        await asyncio.gather(recorder, return_exceptions=True)
+
+    async def _hand_back(self, emails: list[ClaimedEmail]) -> None:
+        assert self._pool is not None
+        try:
+            released = await repository.email_release(self._pool, emails, self.identity.id)
+        except DATABASE_ERRORS as exc:
+            logger.warning("could not hand back %d emails: %s", len(emails), exc)
+            return
+        for email in emails:
+            self._release_slot(email)
+        logger.info(
+            "handed back %d claimed emails that had not started",
+            len(released),
+            extra={"action": "handed_back", "count": len(released)},
+        )
+
+    # -- duties and logging ----------------------------------------------------------------
+
+    async def _duty_loop(self) -> None:
+        assert self._pool is not None
+        rescue_every = min(self.settings.lease_s / 5, 5.0)
+        loop = asyncio.get_running_loop()
+        next_prune = loop.time()
+        while True:
+            try:
+                await maintenance.rescue_expired(self._pool)
+                if loop.time() >= next_prune:
+                    next_prune = loop.time() + maintenance.PRUNE_INTERVAL_S
+                    await maintenance.prune_finished(self._pool, timedelta(days=RETENTION_DAYS))
+            except DATABASE_ERRORS as exc:
+                logger.warning("maintenance failed: %s", exc, extra={"action": "duty_failed"})
+            await asyncio.sleep(rescue_every)
+
+    _last_summary: float = 0.0
+
+    def _log_summary(self, force: bool = False) -> None:
+        now = asyncio.get_event_loop().time()
+        if not self._tally.any() or (not force and now - self._last_summary < SUMMARY_INTERVAL_S):
+            return
+        self._last_summary = now
+        tally = self._tally
+        kinds = sorted(set(tally.sent) | set(tally.retried) | set(tally.failed))
+        per_kind = ", ".join(
+            f"{k}: {tally.sent[k]} sent/{tally.retried[k]} retry/{tally.failed[k]} failed"
+            for k in kinds
+        )
+        logger.info(
+            "cycle: %s%s",
+            per_kind,
+            f"; {tally.rejected} late outcomes refused" if tally.rejected else "",
+            extra={
+                "action": "cycle",
+                "sent": dict(tally.sent),
+                "retried": dict(tally.retried),
+                "failed": dict(tally.failed),
+            },
+        )
+        for name in ("sent", "retried", "failed"):
+            getattr(self.totals, name).update(getattr(tally, name))
+        self.totals.rejected += tally.rejected
+        self._tally = _Tally()
+
+
+if __name__ == "__main__":  # python -m mailq.worker
+    from mailq.cli import worker_main
+
+    raise SystemExit(worker_main())

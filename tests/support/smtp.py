@@ -1,0 +1,118 @@
+"""A real SMTP server for the tests (aiosmtpd in a thread) that can refuse on demand.
+
+Recipients steer the answers:
+- `tempfail-N-…@…`: the first N deliveries to this recipient get `451`, then it is accepted;
+- `reject…@…`: `550 5.1.1 no such user` at RCPT;
+- `datafail…@…`: `554` after DATA;
+anything else is accepted and recorded.
+"""
+
+from __future__ import annotations
+
+import email
+import re
+import socket
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+from email import policy
+from typing import Any
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP as SmtpProtocol
+
+_TEMPFAIL = re.compile(r"^tempfail-(\d+)-")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class Received:
+    mail_from: str
+    recipients: list[str]
+    data: bytes
+
+    @property
+    def message(self) -> email.message.EmailMessage:
+        parsed: Any = email.message_from_bytes(self.data, policy=policy.default)
+        return parsed  # type: ignore[no-any-return]
+
+    @property
+    def message_id(self) -> str:
+        match = re.search(rb"^Message-ID: (\S+)\r?$", self.data, re.MULTILINE | re.IGNORECASE)
+        assert match, "message without a Message-ID"
+        return match.group(1).decode()
+
+
+@dataclass
+class _Handler:
+    received: list[Received] = field(default_factory=list)
+    tempfails: Counter[str] = field(default_factory=Counter)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    arrived: threading.Condition = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.arrived = threading.Condition(self.lock)
+
+    async def handle_RCPT(
+        self, server: SmtpProtocol, session: Any, envelope: Any, address: str, options: Any
+    ) -> str:
+        local = address.split("@", 1)[0]
+        if local.startswith("reject"):
+            return "550 5.1.1 no such user here"
+        match = _TEMPFAIL.match(local)
+        if match:
+            with self.lock:
+                self.tempfails[address] += 1
+                if self.tempfails[address] <= int(match.group(1)):
+                    return "451 4.3.0 try again later"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: SmtpProtocol, session: Any, envelope: Any) -> str:
+        if any(r.split("@", 1)[0].startswith("datafail") for r in envelope.rcpt_tos):
+            return "554 5.6.0 message refused"
+        with self.arrived:
+            self.received.append(
+                Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content)
+            )
+            self.arrived.notify_all()
+        return "250 2.0.0 queued"
+
+
+class SmtpSink:
+    def __init__(self) -> None:
+        self.port = free_port()
+        self._handler = _Handler()
+        self._controller = Controller(
+            self._handler, hostname="127.0.0.1", port=self.port, decode_data=False
+        )
+
+    @property
+    def url(self) -> str:
+        return f"smtp://127.0.0.1:{self.port}?tls=none"
+
+    @property
+    def received(self) -> list[Received]:
+        with self._handler.lock:
+            return list(self._handler.received)
+
+    def count_by_message_id(self) -> Counter[str]:
+        return Counter(r.message_id for r in self.received)
+
+    def wait_for(self, count: int, timeout: float) -> list[Received]:
+        """Block until at least `count` messages arrived (or the timeout passes)."""
+        with self._handler.arrived:
+            self._handler.arrived.wait_for(lambda: len(self._handler.received) >= count, timeout)
+            return list(self._handler.received)
+
+    def start(self) -> None:
+        self._controller.start()
+
+    def stop(self) -> None:
+        self._controller.stop()
