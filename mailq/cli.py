@@ -124,7 +124,9 @@ async def _enqueue_file(settings: Settings, stream: TextIO) -> int:
     import asyncpg
 
     from mailq.errors import InvalidEmail
+    from mailq.queue import build_rows, enqueue_rows
     from mailq.schema import ensure_current
+    from mailq.validation import EmailRow
     from mailq.wire import email_from_json
 
     conn = await asyncpg.connect(_database_url(settings))
@@ -133,36 +135,20 @@ async def _enqueue_file(settings: Settings, stream: TextIO) -> int:
         total = 0
         # All or nothing: every line is validated and written in one transaction.
         async with conn.transaction():
-            chunk: list[Any] = []
-            first_line = 1
+            rows: list[EmailRow] = []
             for number, data in _email_lines(stream):
-                if not chunk:
-                    first_line = number
                 try:
-                    chunk.append(email_from_json(data))
+                    email = email_from_json(data)
+                    rows.extend(build_rows([email], default_from=settings.from_address))
                 except InvalidEmail as exc:
                     raise CliError(f"line {number}: {exc}") from None
-                if len(chunk) >= ENQUEUE_CHUNK:
-                    total += await _enqueue_chunk(conn, settings, chunk, first_line)
-                    chunk = []
-            if chunk:
-                total += await _enqueue_chunk(conn, settings, chunk, first_line)
+                if len(rows) >= ENQUEUE_CHUNK:
+                    total += len(await enqueue_rows(conn, rows))
+                    rows = []
+            total += len(await enqueue_rows(conn, rows))
         return total
     finally:
         await conn.close()
-
-
-async def _enqueue_chunk(conn: Any, settings: Settings, chunk: list[Any], first: int) -> int:
-    from mailq.errors import InvalidEmail
-    from mailq.queue import build_rows, enqueue_rows
-
-    rows = []
-    for offset, email in enumerate(chunk):
-        try:
-            rows.extend(build_rows([email], default_from=settings.from_address))
-        except InvalidEmail as exc:
-            raise CliError(f"email {first + offset}: {exc}") from None
-    return len(await enqueue_rows(conn, rows))
 
 
 def cmd_enqueue(args: argparse.Namespace) -> int:

@@ -97,7 +97,13 @@ class Heartbeat:
                 delay = RECONNECT_MIN_S
                 self._on_connected()
                 await self._beat(conn, lost)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+            except (
+                OSError,
+                TimeoutError,
+                asyncpg.PostgresError,
+                asyncpg.InterfaceError,
+                asyncpg.InternalClientError,
+            ) as exc:
                 if self._stopping.is_set():
                     break
                 logger.warning(

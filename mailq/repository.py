@@ -169,6 +169,13 @@ async def email_release(
     return {r["id"] for r in rows}
 
 
+async def email_release_orphans(
+    db: Executor, worker_id: uuid.UUID, held: Sequence[int]
+) -> list[int]:
+    rows = await db.fetch(QUERIES["email_release_orphans"], worker_id, list(held))
+    return [r["id"] for r in rows]
+
+
 async def email_rescue_expired(db: Executor, limit: int, now: datetime | None = None) -> list[int]:
     rows = await db.fetch(QUERIES["email_rescue_expired"], limit, now)
     return [r["id"] for r in rows]

@@ -47,7 +47,14 @@ DB_RETRY_MAX_S = 5.0
 SUMMARY_INTERVAL_S = 10.0
 POOL_SIZE = 4
 # What a lost or restarting database raises; the worker waits and tries again on these.
-DATABASE_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
+# (asyncpg raises InternalClientError from a connection cut in the middle of an operation.)
+DATABASE_ERRORS = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+)
 
 
 @dataclass(slots=True)
@@ -106,6 +113,7 @@ class Worker:
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._stopped = asyncio.Event()
+        self._closing = False
         self._running = False
         self._pool: asyncpg.Pool | None = None
         self._heartbeat: Heartbeat | None = None
@@ -202,6 +210,7 @@ class Worker:
     async def _claim_loop(self, until_empty: bool) -> None:
         assert self._pool is not None and self._heartbeat is not None
         backoff = DB_RETRY_MIN_S
+        unsure = False  # a claim failed: it may have committed without us learning of it
         while not self._stopping.is_set():
             self._wake.clear()
             plan = plan_claim(
@@ -213,26 +222,35 @@ class Worker:
             claimed: list[ClaimedEmail] = []
             due_in: float | None = None
             try:
+                if unsure:
+                    await self._release_orphans()
+                    unsure = False
                 if total > 0 and lease_ok:
                     plan = type(plan)(plan.kinds, [min(n, total) for n in plan.limits], total)
                     claimed = await repository.email_claim_due(self._pool, plan, self.identity.id)
+                    for email in claimed:
+                        self._start(email)
                     if len(claimed) < total:
                         due_in = await repository.email_next_due(
                             self._pool, [k.name for k in self.kinds]
                         )
                 backoff = DB_RETRY_MIN_S
-            except DATABASE_ERRORS as exc:
-                logger.warning(
+            except Exception as exc:
+                # The worker outlives any one failure; a database error is expected (restart,
+                # lost connection), anything else is a bug worth a traceback.
+                expected = isinstance(exc, DATABASE_ERRORS)
+                logger.log(
+                    logging.WARNING if expected else logging.ERROR,
                     "claiming failed; retrying in %.1fs: %s",
                     backoff,
                     exc,
+                    exc_info=not expected,
                     extra={"action": "claim_failed"},
                 )
+                unsure = True
                 await self._sleep(backoff)
                 backoff = min(DB_RETRY_MAX_S, backoff * 2)
                 continue
-            for email in claimed:
-                self._start(email)
             self._log_summary()
             if total > 0 and len(claimed) == total:
                 continue  # more may be due right now
@@ -244,6 +262,18 @@ class Worker:
             if not lease_ok:
                 timeout = min(timeout, self.settings.heartbeat_interval_s)
             await self._sleep(timeout)
+
+    async def _release_orphans(self) -> None:
+        assert self._pool is not None
+        orphans = await repository.email_release_orphans(
+            self._pool, self.identity.id, list(self._in_flight)
+        )
+        if orphans:
+            logger.info(
+                "handed back %d emails claimed while the connection was lost",
+                len(orphans),
+                extra={"action": "orphans_released", "count": len(orphans)},
+            )
 
     def _drained(self, due_in: float | None, asked: int) -> bool:
         nothing_due = asked > 0 and (due_in is None or due_in > 0)
@@ -320,7 +350,8 @@ class Worker:
     # -- recording outcomes ----------------------------------------------------------------
 
     async def _record_loop(self) -> None:
-        """Write outcomes as they come, all that have gathered in one statement."""
+        """Write outcomes as they come, all that have gathered in one statement. Returns once
+        the worker is closing and every outcome is written."""
         backoff = DB_RETRY_MIN_S
         while True:
             await self._results_ready.wait()
@@ -331,22 +362,22 @@ class Worker:
                 try:
                     await self._record(batch)
                     backoff = DB_RETRY_MIN_S
-                except (
-                    OSError,
-                    asyncpg.PostgresError,
-                    asyncpg.InterfaceError,
-                    TimeoutError,
-                ) as exc:
+                except Exception as exc:
                     self._results = batch + self._results
-                    logger.warning(
+                    expected = isinstance(exc, DATABASE_ERRORS)
+                    logger.log(
+                        logging.WARNING if expected else logging.ERROR,
                         "recording %d outcomes failed; retrying in %.1fs: %s",
                         len(batch),
                         backoff,
                         exc,
+                        exc_info=not expected,
                         extra={"action": "record_failed"},
                     )
                     await asyncio.sleep(backoff)
                     backoff = min(DB_RETRY_MAX_S, backoff * 2)
+            if self._closing:
+                return
 
     async def _record(self, batch: list[AttemptResult]) -> None:
         assert self._pool is not None
@@ -397,12 +428,16 @@ class Worker:
                     len(pending),
                     extra={"action": "grace_expired", "count": len(pending)},
                 )
-        deadline = asyncio.get_running_loop().time() + max(self.settings.shutdown_grace_s, 5.0)
-        while self._results and asyncio.get_running_loop().time() < deadline:
-            self._results_ready.set()
-            await asyncio.sleep(0.01)
-        recorder.cancel()
-        await asyncio.gather(recorder, return_exceptions=True)
+        self._closing = True
+        self._results_ready.set()
+        try:
+            await asyncio.wait_for(recorder, timeout=max(self.settings.shutdown_grace_s, 5.0))
+        except TimeoutError:
+            logger.warning(
+                "%d outcomes could not be written before exit; those emails will be taken back",
+                len(self._results),
+                extra={"action": "outcomes_unwritten", "count": len(self._results)},
+            )
 
     async def _hand_back(self, emails: list[ClaimedEmail]) -> None:
         assert self._pool is not None
@@ -432,8 +467,15 @@ class Worker:
                 if loop.time() >= next_prune:
                     next_prune = loop.time() + maintenance.PRUNE_INTERVAL_S
                     await maintenance.prune_finished(self._pool, timedelta(days=RETENTION_DAYS))
-            except DATABASE_ERRORS as exc:
-                logger.warning("maintenance failed: %s", exc, extra={"action": "duty_failed"})
+            except Exception as exc:
+                expected = isinstance(exc, DATABASE_ERRORS)
+                logger.log(
+                    logging.WARNING if expected else logging.ERROR,
+                    "maintenance failed: %s",
+                    exc,
+                    exc_info=not expected,
+                    extra={"action": "duty_failed"},
+                )
             await asyncio.sleep(rescue_every)
 
     _last_summary: float = 0.0

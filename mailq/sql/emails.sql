@@ -118,6 +118,14 @@ WHERE e.id = r.id AND e.status = 'sending' AND e.worker_id = $2::uuid
   AND e.attempts = r.attempt
 RETURNING e.id;
 
+-- name: email_release_orphans
+-- After a lost connection, hand back emails that worker $1 claimed without learning of it (the
+-- claim committed but its reply was lost): every email it holds but for the ids in $2.
+UPDATE mailq.emails AS e
+SET status = 'waiting', attempts = e.attempts - 1, worker_id = NULL, claimed_at = NULL
+WHERE e.status = 'sending' AND e.worker_id = $1::uuid AND NOT (e.id = ANY($2::bigint[]))
+RETURNING e.id;
+
 -- name: email_rescue_expired
 -- Take back up to $1 emails claimed by workers whose lease expired (killed, host gone) or
 -- whose lease row is gone. Each gets an attempt recorded as 'lost'; it waits again, or

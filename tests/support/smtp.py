@@ -9,10 +9,12 @@ anything else is accepted and recorded.
 
 from __future__ import annotations
 
+import asyncio
 import email
 import re
 import socket
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from email import policy
@@ -36,6 +38,7 @@ class Received:
     mail_from: str
     recipients: list[str]
     data: bytes
+    received_at: float = 0.0  # the server's wall clock when DATA was accepted
 
     @property
     def message(self) -> email.message.EmailMessage:
@@ -51,6 +54,7 @@ class Received:
 
 @dataclass
 class _Handler:
+    delay_s: float = 0.0
     received: list[Received] = field(default_factory=list)
     tempfails: Counter[str] = field(default_factory=Counter)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -77,18 +81,26 @@ class _Handler:
     async def handle_DATA(self, server: SmtpProtocol, session: Any, envelope: Any) -> str:
         if any(r.split("@", 1)[0].startswith("datafail") for r in envelope.rcpt_tos):
             return "554 5.6.0 message refused"
+        if self.delay_s:
+            # A slow server: the message counts as received only once the reply is due.
+            await asyncio.sleep(self.delay_s)
         with self.arrived:
             self.received.append(
-                Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content)
+                Received(
+                    envelope.mail_from,
+                    list(envelope.rcpt_tos),
+                    envelope.original_content,
+                    time.time(),
+                )
             )
             self.arrived.notify_all()
         return "250 2.0.0 queued"
 
 
 class SmtpSink:
-    def __init__(self) -> None:
+    def __init__(self, delay_s: float = 0.0) -> None:
         self.port = free_port()
-        self._handler = _Handler()
+        self._handler = _Handler(delay_s=delay_s)
         self._controller = Controller(
             self._handler, hostname="127.0.0.1", port=self.port, decode_data=False
         )
