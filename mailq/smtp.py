@@ -30,6 +30,8 @@ class SmtpTarget:
     tls: str
     username: str | None
     password: str | None
+    # A CA bundle to trust besides the system's (a private relay with its own CA).
+    cafile: str | None = None
 
     @classmethod
     def from_url(cls, url: str) -> SmtpTarget:
@@ -54,6 +56,7 @@ class SmtpTarget:
             tls=tls,
             username=unquote(parts.username) if parts.username else None,
             password=unquote(parts.password) if parts.password else None,
+            cafile=(query.get("cafile") or [None])[-1],
         )
 
 
@@ -83,6 +86,7 @@ class SmtpSender:
             start_tls=False if self.target.implicit_tls else start_tls,
             username=self.target.username,
             password=self.target.password,
+            cert_bundle=self.target.cafile,
         )
         await client.connect(timeout=self._connect_timeout_s)
         return client
@@ -99,6 +103,17 @@ class SmtpSender:
             except SendFailure:
                 await self._recycle(client)
                 raise
+            except aiosmtplib.SMTPAuthenticationError as exc:
+                # Wrong credentials are the backend's fault, not the email's: retry (with
+                # backoff) so the emails go out once MAILQ_BACKEND is fixed.
+                await self._discard(client)
+                logger.error(
+                    "SMTP authentication failed: check the credentials in MAILQ_BACKEND",
+                    extra={"action": "smtp_auth_failed", "smtp_code": exc.code},
+                )
+                raise RetryLater(
+                    f"SMTP authentication failed ({exc.code} {exc.message})", smtp_code=exc.code
+                ) from None
             except aiosmtplib.SMTPResponseException as exc:
                 await self._discard(client)
                 raise _classify(exc.code, exc.message) from None

@@ -13,6 +13,7 @@ import asyncio
 import email
 import re
 import socket
+import ssl
 import threading
 import time
 from collections import Counter
@@ -22,6 +23,7 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP as SmtpProtocol
+from aiosmtpd.smtp import AuthResult
 
 _TEMPFAIL = re.compile(r"^tempfail-(\d+)-")
 
@@ -55,6 +57,7 @@ class Received:
 @dataclass
 class _Handler:
     delay_s: float = 0.0
+    sessions: int = 0
     received: list[Received] = field(default_factory=list)
     tempfails: Counter[str] = field(default_factory=Counter)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -62,6 +65,14 @@ class _Handler:
 
     def __post_init__(self) -> None:
         self.arrived = threading.Condition(self.lock)
+
+    async def handle_EHLO(
+        self, server: SmtpProtocol, session: Any, envelope: Any, hostname: str, responses: Any
+    ) -> Any:
+        with self.lock:
+            self.sessions += 1
+        session.host_name = hostname
+        return responses
 
     async def handle_RCPT(
         self, server: SmtpProtocol, session: Any, envelope: Any, address: str, options: Any
@@ -98,16 +109,44 @@ class _Handler:
 
 
 class SmtpSink:
-    def __init__(self, delay_s: float = 0.0) -> None:
+    def __init__(
+        self,
+        delay_s: float = 0.0,
+        *,
+        tls: ssl.SSLContext | None = None,
+        implicit_tls: bool = False,
+        require_starttls: bool = False,
+        credentials: tuple[str, str] | None = None,
+    ) -> None:
         self.port = free_port()
         self._handler = _Handler(delay_s=delay_s)
+        options: dict[str, Any] = {"decode_data": False}
+        if tls is not None and not implicit_tls:
+            options.update(tls_context=tls, require_starttls=require_starttls)
+        if credentials is not None:
+
+            def authenticate(server: Any, session: Any, envelope: Any, mechanism: str, data: Any):  # type: ignore[no-untyped-def]
+                ok = (data.login.decode(), data.password.decode()) == credentials
+                return AuthResult(success=ok, handled=False)
+
+            options.update(auth_required=True, authenticator=authenticate)
         self._controller = Controller(
-            self._handler, hostname="127.0.0.1", port=self.port, decode_data=False
+            self._handler,
+            hostname="127.0.0.1",
+            port=self.port,
+            ssl_context=tls if implicit_tls else None,
+            **options,
         )
 
     @property
     def url(self) -> str:
         return f"smtp://127.0.0.1:{self.port}?tls=none"
+
+    @property
+    def sessions(self) -> int:
+        """How many SMTP sessions (EHLO) clients opened."""
+        with self._handler.lock:
+            return self._handler.sessions
 
     @property
     def received(self) -> list[Received]:
