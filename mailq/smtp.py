@@ -56,7 +56,7 @@ class SmtpTarget:
             tls=tls,
             username=unquote(parts.username) if parts.username else None,
             password=unquote(parts.password) if parts.password else None,
-            cafile=(query.get("cafile") or [None])[-1],
+            cafile=query["cafile"][-1] if query.get("cafile") else None,
         )
 
 
