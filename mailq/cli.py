@@ -206,7 +206,27 @@ def run(argv: Sequence[str] | None, parser: argparse.ArgumentParser) -> int:
         return EXIT_USAGE if isinstance(exc, CliError) else 1
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        if not _is_database_error(exc):
+            raise
+        print(f"mailq: cannot reach the queue's database: {_one_line(exc)}", file=sys.stderr)
+        return 1
     return result
+
+
+def _is_database_error(exc: BaseException) -> bool:
+    import asyncpg
+    import psycopg
+    from sqlalchemy.exc import OperationalError
+
+    return isinstance(
+        exc, OSError | asyncpg.PostgresError | psycopg.OperationalError | OperationalError
+    )
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc)
+    return " ".join(text.split())[:300]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -27,7 +27,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 
 from mailq import maintenance, repository
-from mailq.errors import SendFailure
+from mailq.errors import DatabaseUnavailable, SendFailure
 from mailq.heartbeat import Heartbeat
 from mailq.kinds import BUILTIN_KINDS, KindPolicy, plan_claim
 from mailq.message import build_message
@@ -140,11 +140,14 @@ class Worker:
             raise RuntimeError("this worker is already running")
         if self._stopping.is_set():
             return
-        self._running = True
-        pool = await asyncpg.create_pool(
-            self._dsn, min_size=1, max_size=POOL_SIZE, command_timeout=60
-        )
+        try:
+            pool = await asyncpg.create_pool(
+                self._dsn, min_size=1, max_size=POOL_SIZE, command_timeout=60
+            )
+        except DATABASE_ERRORS as exc:
+            raise DatabaseUnavailable(f"cannot reach the queue's database: {exc}") from exc
         assert pool is not None
+        self._running = True
         self._pool = pool
         try:
             await ensure_current(pool)

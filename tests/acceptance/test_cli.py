@@ -86,3 +86,13 @@ def test_a_missing_file_and_bad_flags_are_usage_errors(database_url: str) -> Non
     assert bad_env.returncode != 0
     assert "MAILQ_CONCURRENCY must be a whole number" in bad_env.stderr
     assert "Traceback" not in bad_env.stderr
+
+
+def test_an_unreachable_database_is_one_line_not_a_traceback(tmp_path: Path) -> None:
+    source = tmp_path / "one.jsonl"
+    source.write_text(lines(EMAIL))
+    for command in (["worker"], ["migrate"], ["enqueue", "--file", str(source)]):
+        result = mailq(*command, database_url="postgresql://nobody@127.0.0.1:1/none")
+        assert result.returncode == 1, command
+        assert result.stderr.startswith("mailq: cannot reach the queue's database"), command
+        assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
