@@ -62,3 +62,35 @@ def test_template_variables_must_be_in_the_context() -> None:
 
 def test_single_label_domains_are_accepted_for_internal_relays() -> None:
     assert row(to="ops@localhost").to_address == "ops@localhost"
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "ann@example.com",
+        "a.b+tag@mail.example.co.uk",
+        "o'brien@example.ie",
+        "x@sub-domain.example.museum",
+        "a..b@example.com",
+        ".a@example.com",
+        "a.@example.com",
+        "a@-example.com",
+        "a@example-.com",
+        "a@example",
+        "a@example.test",
+        "a@x.localhost",
+        "a@" + "x" * 64 + ".com",
+        "l" * 65 + "@example.com",
+        "a@" + ".".join(["abcdefghij"] * 25) + ".com",
+        "ünï@example.com",
+        "a@bücher.de",
+        '"quoted"@example.com',
+        "a@[127.0.0.1]",
+        "a@1.2.3.4",
+    ],
+)
+def test_the_fast_path_agrees_with_email_validator(address: str) -> None:
+    from mailq.validation import _address_problem_slow, _plain_address_ok
+
+    if _plain_address_ok(address):
+        assert _address_problem_slow(address) is None, address
