@@ -52,9 +52,8 @@ def table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[obj
     """A table; columns whose values are all numbers are right-aligned."""
     view = Table(title=title, title_justify="left", header_style="bold")
     for index, name in enumerate(columns):
-        numeric = bool(rows) and all(
-            isinstance(row[index], int) or row[index] is None for row in rows
-        )
+        values = [row[index] for row in rows if row[index] is not None]
+        numeric = bool(values) and all(isinstance(v, int) for v in values)
         view.add_column(name, justify="right" if numeric else "left", overflow="fold")
     for row in rows:
         view.add_row(*(cell(value) for value in row))

@@ -76,8 +76,8 @@ def start(home: Path) -> EmbeddedDatabase:
     except Exception as exc:  # pgserver raises bare subprocess/OS errors
         log = data / "log"
         raise ConfigError(
-            f"the embedded PostgreSQL under {data} did not start ({type(exc).__name__}: {exc}); "
-            f"its log is {log}"
+            f"the embedded PostgreSQL in {data} did not start ({type(exc).__name__}); "
+            f"last line of its log ({log}): {_last_line(log)}"
         ) from exc
     admin_url: str = server.get_uri()
     _create_database(admin_url)
@@ -108,10 +108,9 @@ def database_url(settings: Settings) -> str:
     embedded = _attached.get(settings.home)
     if embedded is None:
         logger.warning(
-            "MAILQ_DATABASE_URL is not set: using the embedded PostgreSQL under %s "
-            "(fine for development; set MAILQ_DATABASE_URL in production)",
+            "MAILQ_DATABASE_URL is not set: using the embedded PostgreSQL in %s "
+            "(for development; set MAILQ_DATABASE_URL in production)",
             data_folder(settings.home),
-            extra={"action": "embedded_database"},
         )
         embedded = start(settings.home)
         _attached[settings.home] = embedded
@@ -151,3 +150,11 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _last_line(log: Path) -> str:
+    try:
+        lines = [line for line in log.read_text(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return "(no log)"
+    return lines[-1] if lines else "(empty)"

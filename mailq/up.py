@@ -33,7 +33,7 @@ from urllib.parse import unquote, urlsplit
 from mailq import embedded
 from mailq.errors import ConfigError
 from mailq.schema import HEAD, migrate
-from mailq.settings import Settings
+from mailq.settings import Settings, default_home
 
 SERVICE_APP = "service.app:app"
 READY_TIMEOUT_S = 60.0
@@ -198,6 +198,14 @@ class Up:
 
     # -- what the user sees ----------------------------------------------------------------
 
+    def _env_prefix(self) -> str:
+        """What another shell needs to reach the same queue."""
+        if self.settings.database_url:
+            return f"MAILQ_DATABASE_URL={shlex.quote(self.settings.database_url)} "
+        if self.settings.home != default_home(os.environ).resolve():
+            return f"MAILQ_HOME={shlex.quote(str(self.settings.home))} "
+        return ""
+
     def _print_summary(self, database_url: str, database: embedded.EmbeddedDatabase | None) -> None:
         client, admin = read_tokens(self.settings)
         backend = self.settings.backend_url
@@ -224,7 +232,7 @@ class Up:
             f"  curl -s {self.url}/v1/emails -H 'Authorization: Bearer {client or 'TOKEN'}' \\",
             "       -H 'Content-Type: application/json' \\",
             '       -d \'{"to": "ann@example.com", "subject": "Hello", "text": "Hi Ann"}\'',
-            "See the queue:  mailq status",
+            f"See the queue:  {self._env_prefix()}mailq status",
             "Press Ctrl-C to stop.",
             "",
         ]

@@ -27,7 +27,9 @@ import pytest
 from tests.support.processes import REPO
 
 if importlib.util.find_spec("service.app") is None:  # pragma: no cover - until merged
-    pytest.skip("service/app.py (the HTTP service) is not in this tree yet", allow_module_level=True)
+    pytest.skip(
+        "service/app.py (the HTTP service) is not in this tree yet", allow_module_level=True
+    )
 
 READY_S = 120.0
 
@@ -88,8 +90,8 @@ def stop(running: Running) -> None:
     assert running.process.wait(timeout=90) == 0, "".join(running.seen)
 
 
-def test_mailq_up_sends_to_the_outbox_and_keeps_its_data(tmp_path: Path) -> None:
-    home = tmp_path / "mailq-home"
+def test_mailq_up_sends_to_the_outbox_and_keeps_its_data(mailq_home: Path) -> None:
+    home = mailq_home
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     with mailq_up(home, port) as running:

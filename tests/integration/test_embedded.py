@@ -17,8 +17,8 @@ from mailq import embedded
 from tests.support.processes import REPO
 
 
-def test_start_stop_start_keeps_the_data(tmp_path: Path) -> None:
-    home = tmp_path / "home"
+def test_start_stop_start_keeps_the_data(mailq_home: Path) -> None:
+    home = mailq_home
     first = embedded.start(home)
     assert first.url.startswith("postgresql://") and "/mailq?" in first.url
     with psycopg.connect(first.url, autocommit=True) as conn:
@@ -52,8 +52,8 @@ def _mailq(home: Path, *argv: str, stdin: str | None = None) -> subprocess.Compl
     )
 
 
-def test_commands_and_a_worker_use_the_embedded_default(tmp_path: Path) -> None:
-    home = tmp_path / "home"
+def test_commands_and_a_worker_use_the_embedded_default(mailq_home: Path, tmp_path: Path) -> None:
+    home = mailq_home
     migrated = _mailq(home, "migrate")
     assert migrated.returncode == 0, migrated.stderr
     assert "MAILQ_DATABASE_URL is not set: using the embedded PostgreSQL" in migrated.stderr

@@ -147,3 +147,13 @@ def migrated_template(admin_url: str) -> Iterator[str]:
         yield name
     finally:
         drop_database(admin_url, name)
+
+
+@contextmanager
+def embedded_home() -> Iterator[Path]:
+    """A MAILQ_HOME for tests that start the embedded PostgreSQL. Not under pytest's tmp_path:
+    run as root, pgserver's own user must traverse the parents of its data folder, and every
+    pytest session that starts (another run on the same machine) resets
+    /tmp/pytest-of-root to mode 0700."""
+    with tempfile.TemporaryDirectory(prefix="mailq-home-") as folder:
+        yield Path(folder) / "home"
