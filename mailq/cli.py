@@ -211,7 +211,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     up.add_argument("--host", default="127.0.0.1", help="the service's address (127.0.0.1)")
     up.add_argument("--port", type=int, default=8000, help="the service's port (8000)")
-    up.add_argument("--workers", type=int, default=1, help="worker processes to run (1)")
+    up.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes to run (1); 0: the service's embedded worker sends",
+    )
     up.set_defaults(handler=cmd_up)
 
     monitor.add_commands(commands)

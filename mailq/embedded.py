@@ -70,6 +70,13 @@ def start(home: Path) -> EmbeddedDatabase:
             ) from None
     data = data_folder(home)
     home.mkdir(parents=True, exist_ok=True)
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        logger.warning(
+            "running as root: pgserver runs PostgreSQL as system user 'pgserver' (creating it "
+            "if needed) and adds read/traverse permission for everyone on every parent folder "
+            "of %s; set MAILQ_HOME elsewhere, or MAILQ_DATABASE_URL, if that is not wanted",
+            data,
+        )
     _forget_dead_handles(data)
     try:
         server = get_server(data, cleanup_mode="stop")

@@ -123,8 +123,9 @@ class Up:
                 "MAILQ_DATABASE_URL": database_url,
                 "MAILQ_HOME": str(self.settings.home),
                 "MAILQ_BACKEND": self.settings.backend_url,
-                # `mailq up` runs the workers itself, each in a process of its own.
-                "MAILQ_EMBEDDED_WORKER": "0",
+                # `mailq up` runs the workers itself, each in a process of its own;
+                # with --workers 0 the service's embedded worker sends instead.
+                "MAILQ_EMBEDDED_WORKER": "0" if self.workers else "1",
                 "PYTHONUNBUFFERED": "1",
             }
         )
@@ -198,6 +199,11 @@ class Up:
 
     # -- what the user sees ----------------------------------------------------------------
 
+    def _workers_text(self) -> str:
+        if not self.workers:
+            return "the service's embedded worker"
+        return f"{self.workers} (python -m mailq.worker)"
+
     def _env_prefix(self) -> str:
         """What another shell needs to reach the same queue."""
         if self.settings.database_url:
@@ -226,7 +232,7 @@ class Up:
             f"  mail lands in {outbox + '  (one .eml file per email)' if outbox else backend}",
             f"  client token  {client or '(see ' + str(self.settings.home / TOKENS_FILE) + ')'}",
             f"  admin token   {admin or '(see ' + str(self.settings.home / TOKENS_FILE) + ')'}",
-            f"  workers       {self.workers} (python -m mailq.worker), schema {HEAD}",
+            f"  workers       {self._workers_text()}, schema {HEAD}",
             "",
             "Queue an email:",
             f"  curl -s {self.url}/v1/emails -H 'Authorization: Bearer {client or 'TOKEN'}' \\",
