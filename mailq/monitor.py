@@ -338,6 +338,10 @@ def add_commands(commands: Any) -> None:
     def command(name: str, handler: Any, help: str) -> argparse.ArgumentParser:
         parser: argparse.ArgumentParser = commands.add_parser(name, help=help, description=help)
         parser.add_argument("--json", action="store_true", help="print JSON (for machines)")
+        # Also after the command; SUPPRESS keeps a value given before it.
+        parser.add_argument(
+            "--database-url", default=argparse.SUPPRESS, help="overrides MAILQ_DATABASE_URL"
+        )
         parser.set_defaults(handler=handler)
         return parser
 

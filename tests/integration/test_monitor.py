@@ -247,3 +247,12 @@ def test_bulk_enqueue_reports_progress_off_a_terminal(
     assert result.out.strip() == "queued 25 emails"
     assert "queueing emails: 25/25" in result.err
     one_line_exit_2(mailq("enqueue", "--file", str(tmp_path / "nope.jsonl")), "does not exist")
+
+
+def test_the_database_url_may_follow_the_command(
+    known: Known, database_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert (
+        main(["--log-level", "WARNING", "pending", "--json", "--database-url", database_url]) == 0
+    )
+    assert json.loads(capsys.readouterr().out)["total"] == 2
