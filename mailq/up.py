@@ -82,7 +82,9 @@ class Up:
             )
             database = embedded.start(home)
             url = database.url
-        previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        # Ctrl-C, a stop request, or the terminal closing: all stop everything cleanly.
+        stops = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+        previous = {s: signal.signal(s, self._on_signal) for s in stops}
         try:
             migrate(url)
             env = self._child_env(url)
