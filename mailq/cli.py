@@ -5,40 +5,42 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import inspect
 import json
 import os
 import signal
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, NoReturn, TextIO
 
-from mailq import logs
-from mailq.errors import MailqError
+from mailq import display, embedded, logs, monitor
+from mailq.errors import EmailNotFound, InvalidEmail, MailqError, NotAllowed, UsageError
 from mailq.kinds import KIND_NAME
 from mailq.settings import Settings
 
 EXIT_USAGE = 2
+# These mean "you asked for something that cannot be": one line on stderr, exit 2.
+USAGE_ERRORS = (UsageError, EmailNotFound, NotAllowed, InvalidEmail)
 
 
-class CliError(MailqError):
+class CliError(UsageError):
     """A command cannot go on; the message is printed as one line on stderr."""
 
 
-def _settings(args: argparse.Namespace) -> Settings:
-    settings = Settings.from_env()
-    changes: dict[str, Any] = {}
-    if getattr(args, "database_url", None):
-        changes["database_url"] = args.database_url
-    if getattr(args, "concurrency", None) is not None:
-        changes["concurrency"] = args.concurrency
-    return settings.with_overrides(**changes) if changes else settings
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr (and exit 2), like every other."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+_settings = monitor.settings_for
 
 
 def _database_url(settings: Settings) -> str:
-    if not settings.database_url:
-        raise CliError("MAILQ_DATABASE_URL is not set (or pass --database-url)")
-    return settings.database_url
+    """MAILQ_DATABASE_URL, or the embedded PostgreSQL under MAILQ_HOME (with a warning)."""
+    return embedded.database_url(settings)
 
 
 # -- migrate -------------------------------------------------------------------------------
@@ -95,9 +97,9 @@ async def _run_worker(settings: Settings, kinds: list[str] | None) -> None:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    settings = _settings(args)
-    _database_url(settings)
-    asyncio.run(_run_worker(settings, _parse_kinds(args.kinds)))
+    kinds = _parse_kinds(args.kinds)
+    settings = embedded.resolve(_settings(args))
+    asyncio.run(_run_worker(settings, kinds))
     return 0
 
 
@@ -120,7 +122,7 @@ def _email_lines(stream: TextIO) -> Iterator[tuple[int, dict[str, Any]]]:
 ENQUEUE_CHUNK = 10_000
 
 
-async def _enqueue_file(settings: Settings, stream: TextIO) -> int:
+async def _enqueue_file(settings: Settings, stream: TextIO, expected: int | None) -> int:
     import asyncpg
 
     from mailq.errors import InvalidEmail
@@ -134,18 +136,21 @@ async def _enqueue_file(settings: Settings, stream: TextIO) -> int:
         await ensure_current(conn)
         total = 0
         # All or nothing: every line is validated and written in one transaction.
-        async with conn.transaction():
-            rows: list[EmailRow] = []
-            for number, data in _email_lines(stream):
-                try:
-                    email = email_from_json(data)
-                    rows.extend(build_rows([email], default_from=settings.from_address))
-                except InvalidEmail as exc:
-                    raise CliError(f"line {number}: {exc}") from None
-                if len(rows) >= ENQUEUE_CHUNK:
-                    total += len(await enqueue_rows(conn, rows))
-                    rows = []
-            total += len(await enqueue_rows(conn, rows))
+        with display.progress("queueing emails", expected) as tracker:
+            async with conn.transaction():
+                rows: list[EmailRow] = []
+                for number, data in _email_lines(stream):
+                    try:
+                        email = email_from_json(data)
+                        rows.extend(build_rows([email], default_from=settings.from_address))
+                    except InvalidEmail as exc:
+                        raise CliError(f"line {number}: {exc}") from None
+                    if len(rows) >= ENQUEUE_CHUNK:
+                        total += len(await enqueue_rows(conn, rows))
+                        tracker.advance(len(rows))
+                        rows = []
+                total += len(await enqueue_rows(conn, rows))
+                tracker.advance(len(rows))
         return total
     finally:
         await conn.close()
@@ -154,13 +159,15 @@ async def _enqueue_file(settings: Settings, stream: TextIO) -> int:
 def cmd_enqueue(args: argparse.Namespace) -> int:
     settings = _settings(args)
     if args.file == "-":
-        count = asyncio.run(_enqueue_file(settings, sys.stdin))
+        count = asyncio.run(_enqueue_file(settings, sys.stdin, None))
     else:
         path = Path(args.file)
         if not path.is_file():
             raise CliError(f"--file: {path} does not exist")
         with path.open(encoding="utf-8") as stream:
-            count = asyncio.run(_enqueue_file(settings, stream))
+            expected = sum(1 for line in stream if line.strip())
+            stream.seek(0)
+            count = asyncio.run(_enqueue_file(settings, stream, expected))
     print(f"queued {count} emails")
     return 0
 
@@ -169,7 +176,7 @@ def cmd_enqueue(args: argparse.Namespace) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mailq", description="A Postgres-native email queue.")
+    parser = Parser(prog="mailq", description="A Postgres-native email queue.")
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
     parser.add_argument("--database-url", help="overrides MAILQ_DATABASE_URL")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -185,7 +192,27 @@ def _parser() -> argparse.ArgumentParser:
     enqueue.add_argument("--file", required=True, help="a .jsonl file, or - for stdin")
     enqueue.set_defaults(handler=cmd_enqueue)
 
+    up = commands.add_parser(
+        "up", help="everything on this machine: database, service, worker, file outbox"
+    )
+    up.add_argument("--host", default="127.0.0.1", help="the service's address (127.0.0.1)")
+    up.add_argument("--port", type=int, default=8000, help="the service's port (8000)")
+    up.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes to run (1); 0: the service's embedded worker sends",
+    )
+    up.set_defaults(handler=cmd_up)
+
+    monitor.add_commands(commands)
     return parser
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from mailq.up import Up
+
+    return Up(_settings(args), host=args.host, port=args.port, workers=args.workers).run()
 
 
 def _worker_arguments(parser: argparse.ArgumentParser) -> None:
@@ -200,10 +227,12 @@ def run(argv: Sequence[str] | None, parser: argparse.ArgumentParser) -> int:
         return int(exc.code or 0)
     logs.configure(args.log_level)
     try:
-        result: int = args.handler(args)
+        result = args.handler(args)
+        if inspect.iscoroutine(result):  # the monitor's commands are async
+            result = asyncio.run(result)
     except MailqError as exc:
         print(f"mailq: {exc}", file=sys.stderr)
-        return EXIT_USAGE if isinstance(exc, CliError) else 1
+        return EXIT_USAGE if isinstance(exc, USAGE_ERRORS) else 1
     except KeyboardInterrupt:
         return 130
     except Exception as exc:
@@ -211,7 +240,7 @@ def run(argv: Sequence[str] | None, parser: argparse.ArgumentParser) -> int:
             raise
         print(f"mailq: cannot reach the queue's database: {_one_line(exc)}", file=sys.stderr)
         return 1
-    return result
+    return int(result)
 
 
 def _is_database_error(exc: BaseException) -> bool:
@@ -235,7 +264,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def worker_main(argv: Sequence[str] | None = None) -> int:
     """`python -m mailq.worker [--kinds …] [--concurrency N]`."""
-    parser = argparse.ArgumentParser(prog="python -m mailq.worker")
+    parser = Parser(prog="python -m mailq.worker")
     parser.add_argument("--log-level", default="INFO")
     parser.add_argument("--database-url", help="overrides MAILQ_DATABASE_URL")
     _worker_arguments(parser)

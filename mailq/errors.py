@@ -65,3 +65,12 @@ class PermanentFailure(SendFailure):
         self, reason: str, *, smtp_code: int | None = None, smtp_reply: str | None = None
     ) -> None:
         super().__init__(reason, permanent=True, smtp_code=smtp_code, smtp_reply=smtp_reply)
+
+
+class UsageError(MailqError):
+    """A command or call was given something it cannot use (a malformed id, kind or time)."""
+
+
+class NotAllowed(MailqError):
+    """The email is not in a state that allows this (e.g. retrying a sent email); nothing
+    was changed."""

@@ -4,6 +4,7 @@ take back emails of dead workers, forget long-dead workers, prune finished email
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -40,16 +41,24 @@ async def rescue_expired(pool: asyncpg.Pool) -> int:
             return total
 
 
-async def prune_finished(pool: asyncpg.Pool, retention: timedelta) -> int:
-    """Delete finished emails older than `retention`, in batches; returns how many."""
+async def prune_finished(
+    pool: asyncpg.Pool,
+    retention: timedelta,
+    *,
+    on_batch: Callable[[int], None] | None = None,
+) -> int | None:
+    """Delete finished emails older than `retention`, in batches; returns how many, or None
+    when another process holds the prune lock (it is pruning right now)."""
     before = datetime.now(UTC) - retention
     total = 0
     while True:
         async with pool.acquire() as conn, conn.transaction():
             if not await repository.schema_try_duty_lock(conn, repository.PRUNE_LOCK_KEY):
-                return total
+                return total if total else None
             deleted = await repository.email_delete_finished(conn, before, PRUNE_BATCH)
         total += deleted
+        if on_batch is not None:
+            on_batch(deleted)
         if deleted < PRUNE_BATCH:
             if total:
                 logger.info(

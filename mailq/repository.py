@@ -208,6 +208,51 @@ async def email_count_by_state(db: Executor) -> list[dict[str, Any]]:
     return [dict(r) for r in await db.fetch(QUERIES["email_count_by_state"])]
 
 
+async def email_states(db: Executor, ids: Sequence[int]) -> dict[int, str]:
+    rows = await db.fetch(QUERIES["email_states"], list(ids))
+    return {r["id"]: r["state"] for r in rows}
+
+
+async def email_retry_failed(
+    db: Executor,
+    kind: str | None,
+    since: datetime | None,
+    until: datetime,
+    limit: int,
+    now: datetime | None = None,
+) -> list[int]:
+    rows = await db.fetch(QUERIES["email_retry_failed"], kind, since, limit, until, now)
+    return [r["id"] for r in rows]
+
+
+async def email_list_pending(db: Executor, kind: str | None, limit: int) -> list[dict[str, Any]]:
+    return [dict(r) for r in await db.fetch(QUERIES["email_list_pending"], kind, limit)]
+
+
+async def email_list_failed(
+    db: Executor, kind: str | None, since: datetime | None, limit: int
+) -> list[dict[str, Any]]:
+    return [dict(r) for r in await db.fetch(QUERIES["email_list_failed"], kind, since, limit)]
+
+
+async def email_count_finished_before(db: Executor, before: datetime) -> int:
+    return int(await db.fetchval(QUERIES["email_count_finished_before"], before))
+
+
+async def kind_pause(db: Executor, kind: str, paused_by: str | None) -> bool:
+    """True when the kind was not paused before."""
+    return bool(await db.fetchval(QUERIES["kind_pause"], kind, paused_by))
+
+
+async def kind_resume(db: Executor, kind: str) -> bool:
+    """True when the kind was paused."""
+    return bool(await db.fetchval(QUERIES["kind_resume"], kind))
+
+
+async def kind_list_paused(db: Executor) -> list[dict[str, Any]]:
+    return [dict(r) for r in await db.fetch(QUERIES["kind_list_paused"])]
+
+
 async def worker_lease_register(db: Executor, worker: WorkerIdentity, lease_s: float) -> None:
     await db.execute(
         QUERIES["worker_lease_register"],

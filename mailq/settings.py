@@ -52,6 +52,7 @@ class Settings:
     embedded_worker: bool = True
     redirect_all_to: str | None = None
     config_file: Path | None = None
+    retention_days: float = RETENTION_DAYS
 
     @property
     def backend_url(self) -> str:
@@ -75,6 +76,8 @@ class Settings:
             raise ConfigError("MAILQ_LEASE must be at least 1 second")
         if not 1 <= self.concurrency <= 10_000:
             raise ConfigError("MAILQ_CONCURRENCY must be a whole number from 1 to 10000")
+        if self.retention_days <= 0:
+            raise ConfigError("MAILQ_RETENTION_DAYS must be a positive number of days")
         if self.shutdown_grace_s < 0:
             raise ConfigError("the shutdown grace period cannot be negative")
         if self.database_url is not None and not self.database_url.startswith(
@@ -102,6 +105,7 @@ class Settings:
             embedded_worker=_flag(env, "MAILQ_EMBEDDED_WORKER", default=True),
             redirect_all_to=env.get("MAILQ_REDIRECT_ALL_TO") or None,
             config_file=Path(config_file).expanduser() if config_file else None,
+            retention_days=_number(env, "MAILQ_RETENTION_DAYS", RETENTION_DAYS),
         )
         settings.validate()
         return settings

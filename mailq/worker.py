@@ -36,7 +36,7 @@ from mailq.repository import WorkerIdentity
 from mailq.retry import RetryPolicy
 from mailq.schema import ensure_current
 from mailq.sender import Sender
-from mailq.settings import RETENTION_DAYS, Settings
+from mailq.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -469,7 +469,9 @@ class Worker:
                 await maintenance.rescue_expired(self._pool)
                 if loop.time() >= next_prune:
                     next_prune = loop.time() + maintenance.PRUNE_INTERVAL_S
-                    await maintenance.prune_finished(self._pool, timedelta(days=RETENTION_DAYS))
+                    await maintenance.prune_finished(
+                        self._pool, timedelta(days=self.settings.retention_days)
+                    )
             except Exception as exc:
                 expected = isinstance(exc, DATABASE_ERRORS)
                 logger.log(

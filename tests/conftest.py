@@ -3,6 +3,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -58,6 +59,13 @@ async def conn(database_url: str) -> AsyncIterator[asyncpg.Connection]:
         yield connection
     finally:
         await connection.close()
+
+
+@pytest.fixture
+def mailq_home() -> Iterator[Path]:
+    """An empty MAILQ_HOME where the embedded PostgreSQL can start (see postgres.embedded_home)."""
+    with postgres.embedded_home() as home:
+        yield home
 
 
 @pytest.fixture

@@ -19,7 +19,10 @@ FROM generate_series(1, $1::integer);
 -- Claim up to $2[i] due emails of kind $1[i], $5 in all, for worker $3: lowest priority
 -- number, then earliest due, then lowest id first.
 WITH wanted AS (
-    SELECT w.kind, w.n FROM unnest($1::text[], $2::integer[]) AS w(kind, n) WHERE w.n > 0
+    -- A kind an operator paused (mailq.paused_kinds) is not claimed at all.
+    SELECT w.kind, w.n FROM unnest($1::text[], $2::integer[]) AS w(kind, n)
+    WHERE w.n > 0
+      AND NOT EXISTS (SELECT 1 FROM mailq.paused_kinds AS p WHERE p.kind = w.kind)
 ),
 picked AS MATERIALIZED (
     -- MATERIALIZED is the optimisation fence: the locking subquery runs once, before the
@@ -60,7 +63,8 @@ RETURNING e.id, e.kind, e.priority, e.attempts, e.max_attempts, e.to_address, e.
 
 -- name: email_next_due
 -- Seconds from now (the database's clock) until the earliest waiting email of kinds $1 is
--- due; negative when one is overdue, null when none wait.
+-- due; negative when one is overdue, null when none wait. Paused kinds do not count (their
+-- resume sends a NOTIFY that wakes the workers).
 SELECT extract(epoch FROM min(n.run_at) - now())::float8 AS due_in
 FROM unnest($1::text[]) AS k(kind)
 CROSS JOIN generate_series(0, 9) AS lvl(priority)
@@ -69,7 +73,8 @@ CROSS JOIN LATERAL (
     WHERE e.status = 'waiting' AND e.kind = k.kind AND e.priority = lvl.priority
     ORDER BY e.run_at
     LIMIT 1
-) AS n;
+) AS n
+WHERE NOT EXISTS (SELECT 1 FROM mailq.paused_kinds AS p WHERE p.kind = k.kind);
 
 -- name: email_finish
 -- Record a batch of attempt outcomes of worker $9 in one statement: 'sent', 'retry' (due
@@ -216,3 +221,50 @@ ORDER BY kind, state;
 -- The COPY that bulk enqueue writes rows with (ids reserved by email_reserve_ids).
 COPY mailq.emails (id, kind, priority, run_at, send_at, max_attempts, to_address, message_id,
                    content, metadata) FROM STDIN
+
+-- name: email_states
+-- The public state of each of the emails $1 that exists.
+SELECT id, mailq.email_state(status, run_at, attempts) AS state
+FROM mailq.emails
+WHERE id = ANY($1::bigint[]);
+
+-- name: email_retry_failed
+-- Make up to $3 failed emails wait again, due now: of kind $1 (null: any kind) that failed
+-- at or after $2 (null: ever) and before $4 (so emails failing again meanwhile are not
+-- retried twice by one command). Returns the ids.
+UPDATE mailq.emails AS e
+SET status = 'waiting', finished_at = NULL, run_at = coalesce($5::timestamptz, now()),
+    max_attempts = greatest(e.max_attempts, e.attempts + 1), last_error = NULL
+WHERE e.id IN (
+    SELECT f.id FROM mailq.emails AS f
+    WHERE f.status = 'failed'
+      AND ($1::text IS NULL OR f.kind = $1::text)
+      AND f.finished_at >= coalesce($2::timestamptz, '-infinity')
+      AND f.finished_at < $4::timestamptz
+    ORDER BY f.finished_at
+    LIMIT $3::integer
+    FOR UPDATE SKIP LOCKED
+)
+RETURNING e.id;
+
+-- name: email_list_pending
+-- Up to $2 waiting emails (of kind $1, or all), the longest overdue first.
+SELECT id, kind, state, to_address, priority, due_at,
+       extract(epoch FROM overdue_by)::float8 AS overdue_s, attempts, max_attempts, last_error
+FROM mailq.pending
+WHERE $1::text IS NULL OR kind = $1::text
+ORDER BY due_at, id
+LIMIT $2::integer;
+
+-- name: email_list_failed
+-- Up to $3 failed emails (of kind $1, or all; failed at or after $2, or ever), newest first.
+SELECT id, kind, to_address, attempts, last_error, last_smtp_code, last_smtp_reply, failed_at
+FROM mailq.failed
+WHERE ($1::text IS NULL OR kind = $1::text)
+  AND failed_at >= coalesce($2::timestamptz, '-infinity')
+ORDER BY failed_at DESC, id DESC
+LIMIT $3::integer;
+
+-- name: email_count_finished_before
+-- How many finished emails finished before $1 (what a prune would delete).
+SELECT count(*) AS n FROM mailq.emails WHERE finished_at IS NOT NULL AND finished_at < $1::timestamptz;

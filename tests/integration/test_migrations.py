@@ -47,7 +47,14 @@ def test_one_head_and_the_code_knows_every_revision() -> None:
 
 def test_empty_to_head_to_base_to_head(empty_database_url: str) -> None:
     migrate(empty_database_url)
-    expected = {"emails", "attempts", "worker_leases", "finished_counts", "queue_stats"}
+    expected = {
+        "emails",
+        "attempts",
+        "worker_leases",
+        "finished_counts",
+        "queue_stats",
+        "paused_kinds",
+    }
     assert expected <= tables(empty_database_url)
     migrate(empty_database_url)  # a second run is a no-op
     downgrade(empty_database_url, "base")
@@ -83,3 +90,12 @@ async def test_workers_refuse_a_schema_they_do_not_know(
             await ensure_current(conn)
     finally:
         await conn.close()
+
+
+def test_0003_operators_goes_down_and_up_alone(empty_database_url: str) -> None:
+    migrate(empty_database_url)
+    downgrade(empty_database_url, "0001_create_queue")
+    assert "paused_kinds" not in tables(empty_database_url)
+    assert "emails" in tables(empty_database_url)
+    migrate(empty_database_url, "0003_operators")
+    assert "paused_kinds" in tables(empty_database_url)

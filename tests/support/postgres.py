@@ -7,6 +7,7 @@ import os
 import re
 import tempfile
 import uuid
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -60,9 +61,14 @@ def terminate_backends(admin_url: str, name: str) -> int:
     return len(rows)
 
 
+# Durability off on servers the tests start themselves: faster, and nothing to keep.
+TEST_SERVER_SETTINGS = {"fsync": "off", "synchronous_commit": "off", "jit": "off"}
+
+
 @contextmanager
 def server_url() -> Iterator[str]:
-    """An admin URL of a server where tests may create databases."""
+    """An admin URL of a server where tests may create databases: MAILQ_TEST_DATABASE_URL,
+    else an embedded pgserver in a temporary folder, else a testcontainers PostgreSQL."""
     configured = os.environ.get("MAILQ_TEST_DATABASE_URL")
     if configured:
         try:
@@ -71,29 +77,65 @@ def server_url() -> Iterator[str]:
             raise NoDatabase(f"MAILQ_TEST_DATABASE_URL is set but unreachable: {exc}") from exc
         yield configured
         return
+    problems: list[str] = []
+    for candidate in (_pgserver, _testcontainer):
+        try:
+            with candidate() as url:
+                _tune(url)
+                yield url
+                return
+        except NoDatabase as exc:
+            problems.append(str(exc))
+    raise NoDatabase(
+        "no PostgreSQL for the tests: set MAILQ_TEST_DATABASE_URL (" + "; ".join(problems) + ")"
+    )
+
+
+@contextmanager
+def _pgserver() -> Iterator[str]:
     try:
-        import pgserver
+        with warnings.catch_warnings():
+            # platformdirs warns when XDG_RUNTIME_DIR is unset (CI, containers): harmless.
+            warnings.simplefilter("ignore")
+            import pgserver
     except ImportError:
-        pgserver = None
-    if pgserver is not None:
-        # pgserver run as root creates a system user and opens the data folder's parents:
-        # keep its data in a private temporary folder.
-        with tempfile.TemporaryDirectory(prefix="mailq-test-pg-") as folder:
+        raise NoDatabase("pgserver is not installed") from None
+    # pgserver run as root creates a system user and opens the data folder's parents:
+    # keep its data in a private temporary folder.
+    with tempfile.TemporaryDirectory(prefix="mailq-test-pg-") as folder:
+        try:
             server = pgserver.get_server(Path(folder), cleanup_mode="stop")
-            try:
-                yield server.get_uri()
-            finally:
-                server.cleanup()
-        return
+        except Exception as exc:  # pgserver raises bare subprocess and OS errors
+            raise NoDatabase(f"pgserver did not start: {exc}") from exc
+        try:
+            yield server.get_uri()
+        finally:
+            server.cleanup()
+
+
+@contextmanager
+def _testcontainer() -> Iterator[str]:
     try:
         from testcontainers.postgres import PostgresContainer
     except ImportError:
         raise NoDatabase(
-            "no PostgreSQL for the tests: set MAILQ_TEST_DATABASE_URL, or install pgserver "
-            "or testcontainers"
+            "testcontainers is not installed (pip install -e '.[containers]')"
         ) from None
-    with PostgresContainer("postgres:16", driver=None) as container:
+    try:
+        container = PostgresContainer("postgres:16", driver=None).start()
+    except Exception as exc:  # no Docker engine, image not pullable, ...
+        raise NoDatabase(f"testcontainers could not start PostgreSQL: {exc}") from exc
+    try:
         yield container.get_connection_url()
+    finally:
+        container.stop()
+
+
+def _tune(admin_url: str) -> None:
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        for name, value in TEST_SERVER_SETTINGS.items():
+            conn.execute(f"ALTER SYSTEM SET {name} = {value}")  # type: ignore[arg-type]
+        conn.execute("SELECT pg_reload_conf()")
 
 
 @contextmanager
@@ -105,3 +147,13 @@ def migrated_template(admin_url: str) -> Iterator[str]:
         yield name
     finally:
         drop_database(admin_url, name)
+
+
+@contextmanager
+def embedded_home() -> Iterator[Path]:
+    """A MAILQ_HOME for tests that start the embedded PostgreSQL. Not under pytest's tmp_path:
+    run as root, pgserver's own user must traverse the parents of its data folder, and every
+    pytest session that starts (another run on the same machine) resets
+    /tmp/pytest-of-root to mode 0700."""
+    with tempfile.TemporaryDirectory(prefix="mailq-home-") as folder:
+        yield Path(folder) / "home"

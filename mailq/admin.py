@@ -1,0 +1,124 @@
+"""What an operator does to the queue: retry, cancel, pause and resume a kind, prune.
+
+Called by the monitor CLI (mailq/monitor.py) and meant for the admin HTTP endpoints too. Each
+function takes an asyncpg connection (or pool) and changes all it was asked to or nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import TypeAlias
+
+import asyncpg
+
+from mailq import maintenance, repository
+from mailq.errors import EmailNotFound, NotAllowed, UsageError
+from mailq.kinds import KIND_NAME
+
+RETRYABLE = ("failed", "cancelled", "unknown")
+CANCELLABLE = ("scheduled", "queued", "retrying", "unknown")
+RETRY_BATCH = 5000
+CANCEL_REASON = "cancelled by an operator"
+
+Connection: TypeAlias = asyncpg.Connection | asyncpg.Pool
+
+
+def check_kind(kind: str) -> str:
+    if not KIND_NAME.match(kind):
+        raise UsageError(
+            f"{kind!r} is not a kind name (lower-case letters, digits and _, starting "
+            "with a letter)"
+        )
+    return kind
+
+
+async def retry_emails(conn: Connection, ids: Sequence[int]) -> list[int]:
+    """Make failed, cancelled or unknown emails wait again, due now. EmailNotFound or
+    NotAllowed (naming the first offending id) leaves every email as it was."""
+    return await _change(conn, ids, repository.email_retry, RETRYABLE, "retried")
+
+
+async def cancel_emails(conn: Connection, ids: Sequence[int]) -> list[int]:
+    """Cancel waiting or unknown emails; all or nothing, like retry_emails."""
+
+    async def cancel(db: asyncpg.Connection, chosen: Sequence[int]) -> list[int]:
+        return await repository.email_cancel(db, chosen, CANCEL_REASON)
+
+    return await _change(conn, ids, cancel, CANCELLABLE, "cancelled")
+
+
+async def retry_failed(
+    conn: Connection,
+    *,
+    kind: str | None = None,
+    since: datetime | None = None,
+    on_batch: Callable[[int], None] | None = None,
+) -> int:
+    """Retry every failed email (of `kind`, failed at or after `since`) that failed before
+    this call; in batches, so a large outage's backlog does not hold one long lock."""
+    if kind is not None:
+        check_kind(kind)
+    until = datetime.now(UTC)
+    total = 0
+    while True:
+        ids = await repository.email_retry_failed(conn, kind, since, until, RETRY_BATCH)
+        total += len(ids)
+        if on_batch is not None:
+            on_batch(len(ids))
+        if len(ids) < RETRY_BATCH:
+            return total
+
+
+async def pause_kind(conn: Connection, kind: str, paused_by: str | None = None) -> bool:
+    """Stop every worker from claiming emails of `kind` (in-flight sends finish). True when
+    it was running before, False when it was already paused."""
+    return await repository.kind_pause(conn, check_kind(kind), paused_by)
+
+
+async def resume_kind(conn: Connection, kind: str) -> bool:
+    """Let workers claim `kind` again, and wake them. True when it was paused."""
+    return await repository.kind_resume(conn, check_kind(kind))
+
+
+async def paused_kinds(conn: Connection) -> list[str]:
+    return [row["kind"] for row in await repository.kind_list_paused(conn)]
+
+
+async def prune(
+    pool: asyncpg.Pool,
+    older_than: timedelta,
+    on_batch: Callable[[int], None] | None = None,
+) -> int | None:
+    """Delete finished emails that finished longer than `older_than` ago, in batches.
+    None when another process is pruning right now."""
+    return await maintenance.prune_finished(pool, older_than, on_batch=on_batch)
+
+
+async def _change(
+    conn: Connection,
+    ids: Sequence[int],
+    apply: Callable[[asyncpg.Connection, Sequence[int]], Awaitable[list[int]]],
+    allowed: tuple[str, ...],
+    verb: str,
+) -> list[int]:
+    wanted = list(dict.fromkeys(ids))
+    if not wanted:
+        return []
+    if isinstance(conn, asyncpg.Pool):
+        async with conn.acquire() as acquired:
+            return await _change(acquired, wanted, apply, allowed, verb)
+    async with conn.transaction():
+        changed = await apply(conn, wanted)
+        done = set(changed)
+        missing = [i for i in wanted if i not in done]
+        if missing:
+            states = await repository.email_states(conn, missing)
+            first = missing[0]
+            # Raising rolls back the transaction: every email stays as it was.
+            if first not in states:
+                raise EmailNotFound(f"no email has id {first}")
+            raise NotAllowed(
+                f"email {first} is {states[first]}: only {', '.join(allowed)} emails can be {verb}"
+            )
+    return [i for i in wanted if i in done]

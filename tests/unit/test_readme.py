@@ -1,0 +1,34 @@
+"""The README's two commands: CI runs exactly the test command the README gives, and the
+run command installs what `mailq up` needs."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+TEST_COMMAND = (
+    "python3 -m venv .venv && .venv/bin/pip install -e '.[test]' && .venv/bin/python -m pytest"
+)
+RUN_COMMAND = "python3 -m venv .venv && .venv/bin/pip install -e . && .venv/bin/mailq up"
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    readme = (REPO / "README.md").read_text()
+    ci = (REPO / ".ci" / "run").read_text()
+    assert f"    {TEST_COMMAND}\n" in readme
+    assert f"\n{TEST_COMMAND}\n" in ci
+
+
+def test_the_readme_gives_the_run_command() -> None:
+    readme = (REPO / "README.md").read_text()
+    assert f"    {RUN_COMMAND}\n" in readme
+
+
+def test_the_configuration_table_names_every_setting_read_from_the_environment() -> None:
+    readme = (REPO / "README.md").read_text()
+    source = (REPO / "mailq" / "settings.py").read_text()
+    names = set(re.findall(r'"(MAILQ_[A-Z_]+)"', source))
+    assert names, "no settings found"
+    missing = {n for n in names if f"| `{n}` |" not in readme}
+    assert missing == set()
