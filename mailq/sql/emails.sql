@@ -208,3 +208,23 @@ ORDER BY kind, state;
 -- The COPY that bulk enqueue writes rows with (ids reserved by email_reserve_ids).
 COPY mailq.emails (id, kind, priority, run_at, send_at, max_attempts, to_address, message_id,
                    content, metadata) FROM STDIN
+
+-- name: email_find_by_metadata
+-- Up to $2 emails whose metadata contains any of the objects $1 (emails_metadata_idx), or
+-- every email when $1 is null, newest first, with ids below $3 (the caller's cursor).
+SELECT id, kind, mailq.email_state(status, run_at, attempts) AS state, to_address,
+       message_id, metadata::text AS metadata, attempts, max_attempts, last_error, run_at,
+       send_at, created_at, finished_at
+FROM mailq.emails
+WHERE ($1::jsonb[] IS NULL OR (metadata @> ANY($1::jsonb[]) AND metadata <> '{}'::jsonb))
+  AND id < coalesce($3::bigint, 9223372036854775807)
+ORDER BY id DESC
+LIMIT $2::integer;
+
+-- name: email_sent_recently
+-- Emails sent in the last $1 seconds, per kind (a range of emails_finished_idx).
+SELECT kind, count(*)::bigint AS sent
+FROM mailq.emails
+WHERE status = 'sent'
+  AND finished_at > coalesce($2::timestamptz, now()) - make_interval(secs => $1::float8)
+GROUP BY kind;
