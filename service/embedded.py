@@ -70,11 +70,10 @@ class EmbeddedWorker:
     async def _supervise(self) -> None:
         pause = RESTART_MIN_S
         while not self._stopping.is_set():
-            worker = Worker(
-                self.settings, self._make_sender(self.settings), observer=self._observer
-            )
-            self._worker = worker
             try:
+                sender = self._make_sender(self.settings)
+                worker = Worker(self.settings, sender, observer=self._observer)
+                self._worker = worker
                 await worker.run()
             except asyncio.CancelledError:
                 raise

@@ -226,6 +226,7 @@ EMAIL: dict[str, Any] = {
     "type": "object",
     "additionalProperties": False,
     "required": ["to"],
+    "anyOf": [{"required": ["subject", "text"]}, {"required": ["subject", "html"]}],
     "properties": {
         "to": ADDRESS,
         "kind": {"type": "string", "pattern": KIND_NAME.pattern, "default": "welcome"},

@@ -6,7 +6,7 @@ INSERT INTO mailq.idempotency_keys AS k (scope, key, request_hash)
 VALUES ($1::text, $2::text, $3::text)
 ON CONFLICT (scope, key) DO UPDATE
 SET request_hash = excluded.request_hash, status = NULL, response = NULL, created_at = now()
-WHERE k.created_at < now() - make_interval(hours => $4::float8)
+WHERE k.created_at < now() - $4::float8 * interval '1 hour'
 RETURNING true AS claimed;
 
 -- name: idempotency_key_get
@@ -26,7 +26,7 @@ WHERE scope = $1::text AND key = $2::text;
 DELETE FROM mailq.idempotency_keys
 WHERE (scope, key) IN (
     SELECT scope, key FROM mailq.idempotency_keys
-    WHERE created_at < now() - make_interval(hours => $1::float8)
+    WHERE created_at < now() - $1::float8 * interval '1 hour'
     ORDER BY created_at
     LIMIT $2::integer
     FOR UPDATE SKIP LOCKED
