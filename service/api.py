@@ -9,11 +9,29 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.requests import Request
 from starlette.responses import Response
 
 Handler = Callable[[Request], Awaitable[Response]]
 JsonSchema = Mapping[str, Any]
+
+
+class IdConvertor(Convertor[int]):
+    """`{id:id}` in a path: a bigint id. At most 19 digits, so that a path of a thousand
+    digits is simply not found rather than an error; ids past 2**63 - 1 are refused by the
+    handler."""
+
+    regex = "[0-9]{1,19}"
+
+    def convert(self, value: str) -> int:
+        return int(value)
+
+    def to_string(self, value: int) -> str:
+        return str(int(value))
+
+
+register_url_convertor("id", IdConvertor())
 
 
 class Role(enum.IntEnum):
@@ -27,7 +45,7 @@ class Role(enum.IntEnum):
 @dataclass(frozen=True, slots=True)
 class Operation:
     method: str
-    path: str  # Starlette form, e.g. /v1/emails/{id:int}
+    path: str  # Starlette form, e.g. /v1/emails/{id:id}
     handler: Handler
     role: Role
     summary: str

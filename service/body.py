@@ -22,7 +22,7 @@ async def read_body(request: Request, limit: int) -> bytes:
     bytes plus one chunk are ever held)."""
     declared = request.headers.get("content-length")
     if declared is not None:
-        if not declared.isdigit():
+        if not (declared.isascii() and declared.isdigit()):
             raise ApiError(400, "Content-Length: not a number")
         if int(declared) > limit:
             raise _too_large(limit)

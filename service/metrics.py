@@ -42,6 +42,9 @@ ROUTE_KEY = "mailq.route"
 SEND_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 HTTP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 _FILE = re.compile(r"_(\d+)\.db$")
+# Methods are labels as they are; any other method a client invents counts as "other", so
+# that requests cannot create series without bound.
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 def multiprocess_dir(environ: Mapping[str, str]) -> Path:
@@ -223,5 +226,6 @@ class MetricsMiddleware:
             await self.app(scope, receive, sending)
         finally:
             route = scope.get(ROUTE_KEY, "unmatched")
-            self.metrics.requests.labels(scope["method"], route, str(status)).inc()
+            method = scope["method"] if scope["method"] in METHODS else "other"
+            self.metrics.requests.labels(method, route, str(status)).inc()
             self.metrics.request_seconds.labels(route).observe(time.perf_counter() - started)

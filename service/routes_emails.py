@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -35,6 +36,7 @@ LIST_LIMIT_DEFAULT = 100
 LIST_LIMIT_MAX = 1000
 MAX_METADATA_FILTERS = 4
 METADATA_PREFIX = "metadata."
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @router.route(
@@ -134,7 +136,7 @@ def _email_id(request: Request) -> int:
 
 @router.route(
     "GET",
-    "/v1/emails/{id:int}",
+    "/v1/emails/{id:id}",
     role=Role.CLIENT,
     summary="One email: state, attempts with SMTP replies, Message-ID, metadata, timestamps",
     parameters=[ID_PARAMETER],
@@ -173,7 +175,9 @@ async def find_emails(request: Request) -> Response:
         if name.startswith(METADATA_PREFIX) and len(name) > len(METADATA_PREFIX):
             key = name[len(METADATA_PREFIX) :]
             if key in filters:
-                raise ApiError(400, f"{name}: given twice")
+                raise ApiError(400, f"{name[:64]}: given twice")
+            if _CONTROL.search(key) or "\x00" in value:
+                raise ApiError(400, "metadata: control characters in a filter")
             filters[key] = value
         elif name == "limit":
             limit = _query_int(name, value, 1, LIST_LIMIT_MAX)
@@ -206,7 +210,7 @@ def _query_int(name: str, value: str, low: int, high: int) -> int:
 
 @router.route(
     "POST",
-    "/v1/emails/{id:int}/retry",
+    "/v1/emails/{id:id}/retry",
     role=Role.ADMIN,
     summary="Queue a failed, cancelled or unknown email again, due now",
     parameters=[ID_PARAMETER],
@@ -224,7 +228,7 @@ async def retry_email(request: Request) -> Response:
 
 @router.route(
     "POST",
-    "/v1/emails/{id:int}/cancel",
+    "/v1/emails/{id:id}/cancel",
     role=Role.ADMIN,
     summary="Cancel a waiting (or unknown) email",
     parameters=[ID_PARAMETER],

@@ -45,7 +45,7 @@ NEGATIVE = schemathesis.GenerationMode.NEGATIVE
 # Every operation the app declares, each fuzzed on its own: with data its schema allows, and
 # (where it takes any input) with data its schema forbids.
 CASES = sorted(
-    (op.method, op.path.replace("{id:int}", "{id}"), mode)
+    (op.method, op.path.replace("{id:id}", "{id}"), mode)
     for router in ROUTERS
     for op in router.operations
     for mode in ([POSITIVE, NEGATIVE] if op.body or op.parameters else [POSITIVE])

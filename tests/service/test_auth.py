@@ -27,10 +27,10 @@ from tests.support.processes import REPO
 EXPECTED: dict[tuple[str, str], Role] = {
     ("POST", "/v1/emails"): Role.CLIENT,
     ("POST", "/v1/emails/batch"): Role.CLIENT,
-    ("GET", "/v1/emails/{id:int}"): Role.CLIENT,
+    ("GET", "/v1/emails/{id:id}"): Role.CLIENT,
     ("GET", "/v1/emails"): Role.CLIENT,
-    ("POST", "/v1/emails/{id:int}/retry"): Role.ADMIN,
-    ("POST", "/v1/emails/{id:int}/cancel"): Role.ADMIN,
+    ("POST", "/v1/emails/{id:id}/retry"): Role.ADMIN,
+    ("POST", "/v1/emails/{id:id}/cancel"): Role.ADMIN,
     ("GET", "/v1/stats"): Role.ADMIN,
     ("GET", "/v1/workers"): Role.ADMIN,
     ("GET", "/email-queue/stats"): Role.CLIENT,
@@ -49,7 +49,7 @@ def test_every_endpoint_is_in_the_table() -> None:
 
 
 def _path(template: str) -> str:
-    return template.replace("{id:int}", "1")
+    return template.replace("{id:id}", "1")
 
 
 @pytest.mark.parametrize(("method", "template"), sorted(EXPECTED))

@@ -90,7 +90,8 @@ async def test_a_batch_of_ten_thousand_goes_in_whole(
 
 
 async def test_unknown_and_too_large_ids_are_404(client: httpx.AsyncClient) -> None:
-    for path in ("/v1/emails/999", "/v1/emails/0", f"/v1/emails/{2**63}", "/v1/emails/abc"):
+    paths = ("/v1/emails/999", "/v1/emails/0", f"/v1/emails/{2**63}", "/v1/emails/abc")
+    for path in (*paths, "/v1/emails/" + "9" * 5000, "/v1/emails/-1"):
         response = await client.get(path, headers=AS_CLIENT)
         assert response.status_code == 404, path
         assert "error" in response.json()
@@ -134,6 +135,8 @@ async def test_find_refuses_unknown_or_bad_parameters(client: httpx.AsyncClient)
         ("limit=abc", "limit"),
         ("before_id=-1", "before_id"),
         ("metadata.a=1&metadata.a=2", "metadata.a"),
+        ("metadata.a=%00", "metadata"),
+        ("metadata.%0A=x", "metadata"),
         ("metadata.a=1&metadata.b=1&metadata.c=1&metadata.d=1&metadata.e=1", "metadata"),
     ]:
         response = await client.get(f"/v1/emails?{query}", headers=AS_CLIENT)

@@ -87,7 +87,7 @@ async def test_openapi_describes_every_endpoint(client: httpx.AsyncClient) -> No
         for path, operations in document["paths"].items()
         for method in operations
     }
-    assert described == {(m, p.replace("{id:int}", "{id}")) for m, p in EXPECTED}
+    assert described == {(m, p.replace("{id:id}", "{id}")) for m, p in EXPECTED}
     create = document["paths"]["/v1/emails"]["post"]
     assert create["requestBody"]["content"]["application/json"]["schema"]["required"] == ["to"]
     assert {"201", "200", "401", "413", "422"} <= set(create["responses"])
