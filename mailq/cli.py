@@ -172,6 +172,70 @@ def cmd_enqueue(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- serve ---------------------------------------------------------------------------------
+
+
+async def _check_schema(url: str) -> None:
+    import asyncpg
+
+    from mailq.schema import ensure_current
+
+    try:
+        conn = await asyncpg.connect(url, timeout=10)
+    except (OSError, asyncpg.PostgresError) as exc:
+        raise CliError(f"cannot reach the queue's database: {exc}") from None
+    try:
+        await ensure_current(conn)
+    finally:
+        await conn.close()
+
+
+def _metrics_dir() -> Path:
+    """One fresh folder for the metrics of all the service's processes (prometheus-client's
+    multiprocess mode): PROMETHEUS_MULTIPROC_DIR emptied of an earlier run's files, or a new
+    temporary folder."""
+    import tempfile
+
+    configured = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if configured:
+        folder = Path(configured)
+        folder.mkdir(parents=True, exist_ok=True)
+        for stale in folder.glob("*.db"):
+            stale.unlink(missing_ok=True)
+        return folder
+    return Path(tempfile.mkdtemp(prefix="mailq-metrics-"))
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import shutil
+
+    import uvicorn
+
+    settings = _settings(args)
+    url = _database_url(settings)
+    asyncio.run(_check_schema(url))
+    # The service's processes read their settings from the environment themselves.
+    os.environ["MAILQ_DATABASE_URL"] = url
+    if args.concurrency is not None:
+        os.environ["MAILQ_CONCURRENCY"] = str(args.concurrency)
+    created = "PROMETHEUS_MULTIPROC_DIR" not in os.environ
+    folder = _metrics_dir()
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder)
+    try:
+        uvicorn.run(
+            "service.app:app",
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+            log_level=args.log_level.lower(),
+            timeout_graceful_shutdown=int(settings.shutdown_grace_s) + 5,
+        )
+    finally:
+        if created:
+            shutil.rmtree(folder, ignore_errors=True)
+    return 0
+
+
 # -- entry points --------------------------------------------------------------------------
 
 
@@ -191,6 +255,15 @@ def _parser() -> argparse.ArgumentParser:
     enqueue = commands.add_parser("enqueue", help="bulk enqueue emails from a JSON-lines file")
     enqueue.add_argument("--file", required=True, help="a .jsonl file, or - for stdin")
     enqueue.set_defaults(handler=cmd_enqueue)
+
+    serve = commands.add_parser(
+        "serve", help="run the HTTP service (uvicorn service.app:app), workers built in"
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    serve.add_argument("--workers", type=int, default=1, help="processes (default 1)")
+    serve.add_argument("--concurrency", type=int, help="sends in flight per embedded worker")
+    serve.set_defaults(handler=cmd_serve)
 
     up = commands.add_parser(
         "up", help="everything on this machine: database, service, worker, file outbox"

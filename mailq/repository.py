@@ -50,6 +50,7 @@ COPY_COLUMNS = (
 # Keys of the transaction-scoped advisory locks that make a duty run on one worker at a time.
 RESCUE_LOCK_KEY = 0x6D61_696C_7101
 PRUNE_LOCK_KEY = 0x6D61_696C_7102
+IDEMPOTENCY_PRUNE_LOCK_KEY = 0x6D61_696C_7104
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,6 +281,49 @@ async def worker_lease_delete_expired(db: Executor, grace_s: float) -> int:
 
 async def worker_lease_list(db: Executor) -> list[dict[str, Any]]:
     return [dict(r) for r in await db.fetch(QUERIES["worker_lease_list"])]
+
+
+async def email_find_by_metadata(
+    db: Executor, candidates: Sequence[str] | None, limit: int, before_id: int | None
+) -> list[dict[str, Any]]:
+    """Emails whose metadata contains one of the JSON objects `candidates` (None: any email),
+    newest first, ids below `before_id`."""
+    rows = await db.fetch(
+        QUERIES["email_find_by_metadata"],
+        None if candidates is None else list(candidates),
+        limit,
+        before_id,
+    )
+    return [dict(r) for r in rows]
+
+
+async def email_sent_recently(db: Executor, seconds: float) -> dict[str, int]:
+    rows = await db.fetch(QUERIES["email_sent_recently"], seconds, None)
+    return {r["kind"]: r["sent"] for r in rows}
+
+
+async def idempotency_key_claim(
+    conn: asyncpg.Connection, scope: str, key: str, request_hash: str, keep_hours: float
+) -> bool:
+    """In the caller's transaction: True when this request holds the key now."""
+    return bool(
+        await conn.fetchval(QUERIES["idempotency_key_claim"], scope, key, request_hash, keep_hours)
+    )
+
+
+async def idempotency_key_get(db: Executor, scope: str, key: str) -> dict[str, Any] | None:
+    row = await db.fetchrow(QUERIES["idempotency_key_get"], scope, key)
+    return None if row is None else dict(row)
+
+
+async def idempotency_key_complete(
+    conn: asyncpg.Connection, scope: str, key: str, status: int, response: str
+) -> None:
+    await conn.execute(QUERIES["idempotency_key_complete"], scope, key, status, response)
+
+
+async def idempotency_key_delete_expired(db: Executor, keep_hours: float, limit: int) -> int:
+    return len(await db.fetch(QUERIES["idempotency_key_delete_expired"], keep_hours, limit))
 
 
 async def schema_try_duty_lock(conn: asyncpg.Connection, key: int) -> bool:

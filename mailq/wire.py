@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from datetime import datetime
 from typing import Any
 
@@ -32,17 +33,28 @@ FIELDS = frozenset(
 )
 
 
+# RFC 3339 date-time (section 5.6); fromisoformat alone also takes ISO forms such as
+# 20300101T000000 or week dates, which are not RFC 3339.
+_RFC3339 = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?P<offset>[Zz]|[+-]\d{2}:\d{2})?",
+    re.ASCII,
+)
+
+
 def parse_send_at(value: object) -> datetime | None:
     if value is None:
         return None
     if not isinstance(value, str):
         raise InvalidEmail("send_at: must be an RFC 3339 date-time string")
+    match = _RFC3339.fullmatch(value)
+    if match is None:
+        raise InvalidEmail(f"send_at: {value[:40]!r} is not an RFC 3339 date-time")
+    if match.group("offset") is None:
+        raise InvalidEmail("send_at: must carry a time zone offset (e.g. Z or +02:00)")
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
+    except (ValueError, OverflowError):
         raise InvalidEmail(f"send_at: {value!r} is not an RFC 3339 date-time") from None
-    if parsed.tzinfo is None:
-        raise InvalidEmail("send_at: must carry a time zone offset (e.g. Z or +02:00)")
     return parsed
 
 

@@ -20,7 +20,7 @@ import os
 import socket
 import uuid
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -56,6 +56,9 @@ DATABASE_ERRORS = (
     asyncpg.InternalClientError,
 )
 
+# Told of every attempt's outcome and how long the send took in seconds (metrics).
+AttemptObserver = Callable[[AttemptResult, float], None]
+
 
 @dataclass(slots=True)
 class _InFlight:
@@ -88,6 +91,7 @@ class Worker:
         retry_policy: RetryPolicy | None = None,
         database_url: str | None = None,
         sender_parallelism: int | None = None,
+        observer: AttemptObserver | None = None,
     ) -> None:
         dsn = database_url or settings.database_url
         if not dsn:
@@ -120,6 +124,7 @@ class Worker:
         self._tally = _Tally()
         self.totals = _Tally()
         self._turn = 0
+        self._observer = observer
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -301,7 +306,9 @@ class Worker:
                 return  # not started: handed back at shutdown
             entry.started = True
             started_at = datetime.now(UTC)
+            began = asyncio.get_running_loop().time()
             result = await self._send_one(email, started_at)
+            self._observe(result, asyncio.get_running_loop().time() - began)
         self._results.append(result)
         self._results_ready.set()
 
@@ -349,6 +356,14 @@ class Worker:
             receipt.smtp_reply,
             f"refused recipients: {refused}" if refused else None,
         )
+
+    def _observe(self, result: AttemptResult, seconds: float) -> None:
+        if self._observer is None:
+            return
+        try:
+            self._observer(result, seconds)
+        except Exception:
+            logger.exception("the attempt observer failed", extra={"action": "observer_failed"})
 
     # -- recording outcomes ----------------------------------------------------------------
 

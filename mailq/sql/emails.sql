@@ -268,3 +268,23 @@ LIMIT $3::integer;
 -- name: email_count_finished_before
 -- How many finished emails finished before $1 (what a prune would delete).
 SELECT count(*) AS n FROM mailq.emails WHERE finished_at IS NOT NULL AND finished_at < $1::timestamptz;
+
+-- name: email_find_by_metadata
+-- Up to $2 emails whose metadata contains any of the objects $1 (emails_metadata_idx), or
+-- every email when $1 is null, newest first, with ids below $3 (the caller's cursor).
+SELECT id, kind, mailq.email_state(status, run_at, attempts) AS state, to_address,
+       message_id, metadata::text AS metadata, attempts, max_attempts, last_error, run_at,
+       send_at, created_at, finished_at
+FROM mailq.emails
+WHERE ($1::jsonb[] IS NULL OR (metadata @> ANY($1::jsonb[]) AND metadata <> '{}'::jsonb))
+  AND id < coalesce($3::bigint, 9223372036854775807)
+ORDER BY id DESC
+LIMIT $2::integer;
+
+-- name: email_sent_recently
+-- Emails sent in the last $1 seconds, per kind (a range of emails_finished_idx).
+SELECT kind, count(*)::bigint AS sent
+FROM mailq.emails
+WHERE status = 'sent'
+  AND finished_at > coalesce($2::timestamptz, now()) - make_interval(secs => $1::float8)
+GROUP BY kind;

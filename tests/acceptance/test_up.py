@@ -117,7 +117,9 @@ def test_mailq_up_sends_to_the_outbox_and_keeps_its_data(mailq_home: Path) -> No
         stop(running)
     assert not (home / "pg" / "postmaster.pid").exists(), "the embedded PostgreSQL still runs"
     with socket.socket() as probe:
-        probe.bind(("127.0.0.1", port))  # the service is gone too
+        # The service is gone too: nothing listens (connections may linger in TIME_WAIT).
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind(("127.0.0.1", port))
 
     with mailq_up(home, port) as running:
         again = running.wait_for(r"client token\s+(\S+)").group(1)

@@ -1,0 +1,103 @@
+"""Errors the service answers with: `{"error": "<what is wrong>"}` and a status code.
+
+Messages name the field at fault and never echo a token or a body.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+import asyncpg
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from mailq.errors import DatabaseUnavailable, InvalidEmail, SchemaMismatch
+
+logger = logging.getLogger(__name__)
+
+# What a lost database raises through asyncpg: answered with 503, never 500.
+DATABASE_ERRORS = (
+    OSError,
+    TimeoutError,
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.OperatorInterventionError,
+    asyncpg.InsufficientResourcesError,
+    asyncpg.InvalidCatalogNameError,
+    asyncpg.InvalidSchemaNameError,
+    asyncpg.UndefinedTableError,
+    DatabaseUnavailable,
+)
+
+
+class ApiError(Exception):
+    """An answer other than success, with its status and message."""
+
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = headers
+
+
+def error_response(status: int, message: str, headers: Mapping[str, str] | None = None) -> Response:
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+async def on_api_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return error_response(exc.status, exc.message, exc.headers)
+
+
+async def on_invalid_email(_request: Request, exc: Exception) -> Response:
+    return error_response(422, str(exc))
+
+
+_HTTP_MESSAGES = {
+    404: "not found",
+    405: "method not allowed",
+}
+
+
+async def on_http_exception(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    message = _HTTP_MESSAGES.get(exc.status_code) or str(exc.detail)
+    return error_response(exc.status_code, message, exc.headers)
+
+
+async def on_database_error(request: Request, exc: Exception) -> Response:
+    logger.warning(
+        "database unavailable during %s %s: %s",
+        request.method,
+        request.url.path,
+        exc,
+        extra={"action": "database_unavailable"},
+    )
+    return error_response(503, "the queue's database is unavailable; try again shortly")
+
+
+async def on_schema_mismatch(_request: Request, exc: Exception) -> Response:
+    return error_response(503, str(exc))
+
+
+async def on_unexpected(request: Request, exc: Exception) -> Response:
+    logger.error(
+        "unexpected error in %s %s",
+        request.method,
+        request.url.path,
+        exc_info=exc,
+        extra={"action": "internal_error"},
+    )
+    return error_response(500, "internal error; the service log has the details")
+
+
+EXCEPTION_HANDLERS = {
+    ApiError: on_api_error,
+    InvalidEmail: on_invalid_email,
+    HTTPException: on_http_exception,
+    SchemaMismatch: on_schema_mismatch,
+    **dict.fromkeys(DATABASE_ERRORS, on_database_error),
+    Exception: on_unexpected,
+}

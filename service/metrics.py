@@ -1,0 +1,231 @@
+"""Prometheus metrics, correct under `uvicorn --workers N`.
+
+Two sources:
+- Events counted where they happen (attempts by outcome, send duration, emails queued, HTTP
+  requests): prometheus-client's multiprocess mode, each process writing its own files in
+  one shared folder, summed at scrape time. So a scrape that lands on any process reports
+  the whole service.
+- The queue's state (emails by kind and state, oldest due age, live workers): read from
+  Postgres at scrape time. It is the same for every process and includes standalone
+  workers, so it is never summed.
+
+The folder is PROMETHEUS_MULTIPROC_DIR when set (wipe it between runs, as prometheus-client
+says; `mailq serve` does). Otherwise a folder under the temp dir keyed by the parent process,
+which is the same for all workers of one uvicorn (they share the supervisor as parent). Files
+of processes that no longer run are removed when a process starts, so counters of a worker
+that died restart from the living ones (Prometheus reads that as a counter reset).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import tempfile
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, values
+from prometheus_client import multiprocess as prometheus_multiprocess
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from mailq.models import AttemptResult
+
+ENV = "PROMETHEUS_MULTIPROC_DIR"
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+ROUTE_KEY = "mailq.route"
+SEND_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+HTTP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+_FILE = re.compile(r"_(\d+)\.db$")
+# Methods are labels as they are; any other method a client invents counts as "other", so
+# that requests cannot create series without bound.
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def multiprocess_dir(environ: Mapping[str, str]) -> Path:
+    configured = environ.get(ENV)
+    if configured:
+        return Path(configured)
+    return Path(tempfile.gettempdir()) / f"mailq-metrics-{os.getuid()}-{os.getppid()}"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_dead_files(folder: Path) -> int:
+    removed = 0
+    for path in folder.glob("*.db"):
+        match = _FILE.search(path.name)
+        if match and not _alive(int(match.group(1))):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+                removed += 1
+    return removed
+
+
+class Metrics:
+    """This process's event metrics; one instance per process (see `metrics()`)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        # Not registered anywhere: scrapes read every process's files instead.
+        self.attempts = Counter(
+            "mailq_attempts",
+            "Send attempts made by this service's embedded workers, by kind and outcome.",
+            ["kind", "outcome"],
+            registry=None,
+        )
+        self.send_seconds = Histogram(
+            "mailq_send_duration_seconds",
+            "Time one send took (building the message and the SMTP conversation).",
+            ["kind"],
+            buckets=SEND_BUCKETS,
+            registry=None,
+        )
+        self.queued = Counter(
+            "mailq_emails_queued",
+            "Emails queued through the HTTP API, by kind.",
+            ["kind"],
+            registry=None,
+        )
+        self.requests = Counter(
+            "mailq_http_requests",
+            "HTTP requests answered, by method, route and status.",
+            ["method", "route", "status"],
+            registry=None,
+        )
+        self.request_seconds = Histogram(
+            "mailq_http_request_duration_seconds",
+            "Time to answer an HTTP request, by route.",
+            ["route"],
+            buckets=HTTP_BUCKETS,
+            registry=None,
+        )
+
+    def observe_attempt(self, result: AttemptResult, seconds: float) -> None:
+        kind = result.email.kind
+        self.attempts.labels(kind, result.outcome.value).inc()
+        self.send_seconds.labels(kind).observe(seconds)
+
+    def count_queued(self, kinds: Iterable[str]) -> None:
+        tally: dict[str, int] = {}
+        for kind in kinds:
+            tally[kind] = tally.get(kind, 0) + 1
+        for kind, n in tally.items():
+            self.queued.labels(kind).inc(n)
+
+    def render(self, queue_state: Collector | None) -> bytes:
+        registry = CollectorRegistry()
+        prometheus_multiprocess.MultiProcessCollector(  # type: ignore[no-untyped-call]
+            registry, path=str(self.folder)
+        )
+        if queue_state is not None:
+            registry.register(queue_state)
+        return generate_latest(registry)
+
+
+_lock = threading.Lock()
+_instance: Metrics | None = None
+
+
+def metrics(environ: Mapping[str, str] | None = None) -> Metrics:
+    """The process's Metrics, set up on first use: the multiprocess folder is chosen and
+    exported (prometheus-client reads it from the environment), and its value class is
+    switched to the multiprocess one if prometheus_client was imported before that."""
+    global _instance
+    with _lock:
+        if _instance is None:
+            folder = multiprocess_dir(os.environ if environ is None else environ)
+            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+            os.environ[ENV] = str(folder)
+            remove_dead_files(folder)
+            if not getattr(values.ValueClass, "_multiprocess", False):
+                values.ValueClass = values.MultiProcessValue()  # type: ignore[no-untyped-call]
+            _instance = Metrics(folder)
+        return _instance
+
+
+class QueueState(Collector):
+    """The queue's state read from Postgres for one scrape."""
+
+    def __init__(
+        self,
+        counts: Sequence[Mapping[str, Any]] | None,
+        workers: Sequence[Mapping[str, Any]] | None,
+    ) -> None:
+        self._counts = counts
+        self._workers = workers
+
+    def collect(self) -> Iterable[Metric]:
+        up = GaugeMetricFamily("mailq_database_up", "1 when the queue's database answered.")
+        up.add_metric([], 0 if self._counts is None else 1)
+        yield up
+        if self._counts is None or self._workers is None:
+            return
+        emails = GaugeMetricFamily(
+            "mailq_emails",
+            "Emails by kind and state (finished ones until pruned).",
+            labels=["kind", "state"],
+        )
+        oldest = GaugeMetricFamily(
+            "mailq_oldest_due_age_seconds",
+            "Age of the oldest email that is due and not yet sent, by kind.",
+            labels=["kind"],
+        )
+        ages: dict[str, float] = {}
+        for row in self._counts:
+            emails.add_metric([row["kind"], row["state"]], row["count"])
+            age = row["oldest_due_age_s"]
+            if age is not None:
+                ages[row["kind"]] = max(ages.get(row["kind"], 0.0), age)
+        for kind, age in sorted(ages.items()):
+            oldest.add_metric([kind], age)
+        live = GaugeMetricFamily("mailq_workers_live", "Workers holding a live lease.")
+        live.add_metric([], len(self._workers))
+        in_flight = GaugeMetricFamily(
+            "mailq_emails_in_flight", "Emails being sent by live workers."
+        )
+        in_flight.add_metric([], sum(w["in_flight"] for w in self._workers))
+        yield from (emails, oldest, live, in_flight)
+
+
+class MetricsMiddleware:
+    """Counts and times every HTTP request by its route template (never the raw path, so
+    ids do not multiply the series)."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def sending(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            route = scope.get(ROUTE_KEY, "unmatched")
+            method = scope["method"] if scope["method"] in METHODS else "other"
+            self.metrics.requests.labels(method, route, str(status)).inc()
+            self.metrics.request_seconds.labels(route).observe(time.perf_counter() - started)
