@@ -8,7 +8,14 @@ from mailq.sql import QUERIES, SqlLoadError, parse_blocks
 def test_every_statement_is_named_noun_first_and_bound_not_formatted() -> None:
     assert QUERIES, "no statements loaded"
     for name, statement in QUERIES.items():
-        assert name.split("_")[0] in {"email", "worker", "schema"}, name
+        assert name.split("_")[0] in {
+            "email",
+            "worker",
+            "schema",
+            "campaign",
+            "suppression",
+            "rate",
+        }, name
         assert "%s" not in statement and "{" not in statement, name
 
 
