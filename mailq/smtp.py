@@ -117,6 +117,8 @@ class SmtpSender:
     ) -> SendReceipt:
         options: list[str] = []
         if message.needs_smtputf8:
+            if client.is_ehlo_or_helo_needed:
+                await client.ehlo()  # the server's extensions are known only after EHLO
             if not client.supports_extension("smtputf8"):
                 raise PermanentFailure(
                     "an address is internationalised and the server does not offer SMTPUTF8"

@@ -4,15 +4,20 @@ Recipients steer the answers:
 - `tempfail-N-…@…`: the first N deliveries to this recipient get `451`, then it is accepted;
 - `reject…@…`: `550 5.1.1 no such user` at RCPT;
 - `datafail…@…`: `554` after DATA;
-anything else is accepted and recorded.
+- `stall…@…`: the DATA reply is held back until `release()` (a send caught mid-DATA);
+- `stallrcpt…@…`: the RCPT reply is held back likewise (a send caught before DATA);
+- any address in `sink.replies` gets that reply at RCPT (e.g. "451 4.7.1 on suppression list");
+anything else is accepted and recorded, with the server's receive time.
 """
 
 from __future__ import annotations
 
+import asyncio
 import email
 import re
 import socket
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from email import policy
@@ -36,6 +41,7 @@ class Received:
     mail_from: str
     recipients: list[str]
     data: bytes
+    received_at: float = 0.0  # time.time() when the server accepted the message
 
     @property
     def message(self) -> email.message.EmailMessage:
@@ -53,6 +59,9 @@ class Received:
 class _Handler:
     received: list[Received] = field(default_factory=list)
     tempfails: Counter[str] = field(default_factory=Counter)
+    replies: dict[str, str] = field(default_factory=dict)
+    released: threading.Event = field(default_factory=threading.Event)
+    stalled: Counter[str] = field(default_factory=Counter)
     lock: threading.Lock = field(default_factory=threading.Lock)
     arrived: threading.Condition = field(init=False)
 
@@ -63,6 +72,10 @@ class _Handler:
         self, server: SmtpProtocol, session: Any, envelope: Any, address: str, options: Any
     ) -> str:
         local = address.split("@", 1)[0]
+        if address in self.replies:
+            return self.replies[address]
+        if local.startswith("stallrcpt"):
+            await self._stall("rcpt")
         if local.startswith("reject"):
             return "550 5.1.1 no such user here"
         match = _TEMPFAIL.match(local)
@@ -77,21 +90,51 @@ class _Handler:
     async def handle_DATA(self, server: SmtpProtocol, session: Any, envelope: Any) -> str:
         if any(r.split("@", 1)[0].startswith("datafail") for r in envelope.rcpt_tos):
             return "554 5.6.0 message refused"
+        if any(r.split("@", 1)[0].startswith("stall") for r in envelope.rcpt_tos):
+            await self._stall("data")
         with self.arrived:
             self.received.append(
-                Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content)
+                Received(
+                    envelope.mail_from,
+                    list(envelope.rcpt_tos),
+                    envelope.original_content,
+                    time.time(),
+                )
             )
             self.arrived.notify_all()
         return "250 2.0.0 queued"
 
+    async def _stall(self, stage: str) -> None:
+        with self.lock:
+            self.stalled[stage] += 1
+        while not self.released.is_set():
+            await asyncio.sleep(0.02)
+
 
 class SmtpSink:
-    def __init__(self) -> None:
+    def __init__(self, *, smtputf8: bool = False) -> None:
         self.port = free_port()
         self._handler = _Handler()
         self._controller = Controller(
-            self._handler, hostname="127.0.0.1", port=self.port, decode_data=False
+            self._handler,
+            hostname="127.0.0.1",
+            port=self.port,
+            decode_data=False,
+            enable_SMTPUTF8=smtputf8,
         )
+
+    @property
+    def replies(self) -> dict[str, str]:
+        """Address -> the reply its RCPT gets (set before sending)."""
+        return self._handler.replies
+
+    def stalled(self, stage: str) -> int:
+        """How many sends are held at `stage` ("rcpt" or "data")."""
+        with self._handler.lock:
+            return self._handler.stalled[stage]
+
+    def release(self) -> None:
+        self._handler.released.set()
 
     @property
     def url(self) -> str:
@@ -115,4 +158,5 @@ class SmtpSink:
         self._controller.start()
 
     def stop(self) -> None:
+        self.release()
         self._controller.stop()
