@@ -325,3 +325,11 @@ async def rate_bucket_store(
 
 async def rate_bucket_refund(db: Executor, names: Sequence[str], counts: Sequence[float]) -> None:
     await db.execute(QUERIES["rate_bucket_refund"], list(names), list(counts))
+
+
+async def email_count_due(
+    db: Executor, kinds: Sequence[str], caps: Sequence[int]
+) -> dict[str, int]:
+    """Emails due now per kind, each counted up to its cap."""
+    rows = await db.fetch(QUERIES["email_count_due"], list(kinds), list(caps))
+    return {r["kind"]: r["due"] for r in rows}

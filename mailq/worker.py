@@ -234,27 +234,24 @@ class Worker:
             try:
                 if total > 0 and lease_ok:
                     limits = [min(n, total) for n in plan.limits]
+                    asked = total
+                    throttled = False
                     if self._limiter.active:
-                        # Tokens first (shared with every worker), then claim what they allow.
-                        grant = await self._limiter.acquire(
-                            self._pool, list(zip(plan.kinds, limits, strict=True))
-                        )
-                        limits = [grant.allowed[k] for k in plan.kinds]
+                        limits, due_in = await self._take_tokens(plan.kinds, limits)
+                        throttled = due_in is not None
                         total = min(total, sum(limits))
-                        due_in = grant.wait_s
                     plan = type(plan)(plan.kinds, limits, total)
                     claimed = await repository.email_claim_due(self._pool, plan, self.identity.id)
                     if self._limiter.active:
                         got = Counter(e.kind for e in claimed)
-                        await self._limiter.refund(
-                            self._pool,
-                            {k: n - got[k] for k, n in zip(plan.kinds, limits, strict=True)},
-                        )
-                    if len(claimed) < total:
-                        next_due = await repository.email_next_due(
+                        unused = {k: n - got[k] for k, n in zip(plan.kinds, limits, strict=True)}
+                        await self._limiter.refund(self._pool, unused)
+                    if not throttled and (len(claimed) < total or total == 0):
+                        due_in = await repository.email_next_due(
                             self._pool, [k.name for k in self.kinds]
                         )
-                        due_in = _earliest(due_in, next_due)
+                    # Full when it used all its tokens (throttled), else all it asked.
+                    total = total if throttled else asked
                 backoff = DB_RETRY_MIN_S
             except DATABASE_ERRORS as exc:
                 logger.warning(
@@ -280,9 +277,20 @@ class Worker:
                 timeout = min(timeout, self.settings.heartbeat_interval_s)
             await self._sleep(timeout)
 
+    async def _take_tokens(
+        self, kinds: list[str], limits: list[int]
+    ) -> tuple[list[int], float | None]:
+        """Under a rate limit: tokens (shared with every worker) for the emails of each kind
+        that are due now; the emails each kind may claim, and the wait when tokens ran short."""
+        assert self._pool is not None
+        due = await repository.email_count_due(self._pool, kinds, limits)
+        wants = [(k, min(n, due.get(k, 0))) for k, n in zip(kinds, limits, strict=True)]
+        if not any(n for _k, n in wants):
+            return [0] * len(kinds), None
+        grant = await self._limiter.acquire(self._pool, wants)
+        return [grant.allowed[k] for k in kinds], grant.wait_s
+
     def _drained(self, due_in: float | None, asked: int) -> bool:
-        if self._limiter.active and asked == 0:
-            return False
         nothing_due = asked > 0 and (due_in is None or due_in > 0)
         return nothing_due and not self._in_flight and not self._results
 

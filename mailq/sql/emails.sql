@@ -282,3 +282,22 @@ WHERE campaign_id = $1::bigint AND status = 'waiting' AND run_at = '9999-12-31 0
 UPDATE mailq.emails
 SET status = 'cancelled', finished_at = coalesce($3::timestamptz, now()), last_error = $2::text
 WHERE campaign_id = $1::bigint AND status IN ('waiting', 'unknown');
+
+-- name: email_count_due
+-- How many emails of each kind $1 are due now, counting at most $2[i] per kind: a worker
+-- under a rate limit takes tokens only for emails that are there to claim.
+SELECT w.kind, (
+    SELECT count(*) FROM (
+        SELECT d.id
+        FROM generate_series(0, 9) AS lvl(priority)
+        CROSS JOIN LATERAL (
+            SELECT e.id FROM mailq.emails AS e
+            WHERE e.status = 'waiting' AND e.kind = w.kind AND e.priority = lvl.priority
+              AND e.run_at <= now()
+            ORDER BY e.run_at, e.id
+            LIMIT w.n
+        ) AS d
+        LIMIT w.n
+    ) AS c
+)::integer AS due
+FROM unnest($1::text[], $2::integer[]) AS w(kind, n);
