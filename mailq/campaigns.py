@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import csv
 import json
-import uuid
+import os
+import re
 from collections.abc import AsyncIterable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -52,6 +53,8 @@ from mailq.validation import (
 CHUNK = 10_000
 PAUSED_UNTIL = datetime(9999, 12, 31, tzinfo=UTC)
 STATUSES = ("active", "paused", "cancelled")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_JSON = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
 CANCEL_REASON = "campaign cancelled"
 NAME_MAX_CHARS = 200
 
@@ -262,7 +265,7 @@ async def _add(
     async for recipient in _aiter(recipients):
         address, context = _recipient(recipient, seen, shape)
         addresses.append(address)
-        message_ids.append(f"<{uuid.uuid4().hex}@{shape.domain}>")
+        message_ids.append(f"<{os.urandom(16).hex()}@{shape.domain}>")
         contents.append(context)
         seen += 1
         if len(addresses) >= CHUNK:
@@ -290,7 +293,7 @@ def _recipient(item: object, index: int, shape: _Shape) -> tuple[str, str]:
     if not isinstance(address, str) or not address:
         raise InvalidEmail(f"recipients[{index}].email: an email address is required")
     address = address.strip()
-    control = any(ord(c) < 32 or ord(c) == 127 for c in address)
+    control = _CONTROL.search(address) is not None
     problem = "control characters are not allowed" if control else address_problem(address)
     if problem:
         raise InvalidEmail(
@@ -307,14 +310,14 @@ def _recipient(item: object, index: int, shape: _Shape) -> tuple[str, str]:
         )
     for name in shape.subject_vars & context.keys():
         value = context[name]
-        if isinstance(value, str) and any(ord(c) < 32 or ord(c) == 127 for c in value):
+        if isinstance(value, str) and _CONTROL.search(value):
             raise InvalidEmail(
                 f"recipients[{index}].context.{name}: control characters (CR, LF, ...) are "
                 "not allowed in a value the subject uses"
             )
     merged = {**shape.shared, **context} if shape.shared else context
     try:
-        text = json.dumps({"context": merged}, separators=(",", ":"), allow_nan=False)
+        text = _JSON.encode({"context": merged})
     except (TypeError, ValueError) as exc:
         raise InvalidEmail(f"recipients[{index}].context: values must be JSON ({exc})") from None
     if "\\u0000" in text:
