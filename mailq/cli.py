@@ -127,7 +127,7 @@ def _email_lines(stream: TextIO) -> Iterator[tuple[int, dict[str, Any]]]:
 ENQUEUE_CHUNK = 10_000
 
 
-async def _enqueue_file(settings: Settings, stream: TextIO) -> int:
+async def _enqueue_file(settings: Settings, stream: TextIO, config: Config) -> int:
     import asyncpg
 
     from mailq.errors import InvalidEmail
@@ -150,38 +150,47 @@ async def _enqueue_file(settings: Settings, stream: TextIO) -> int:
                 except InvalidEmail as exc:
                     raise CliError(f"line {number}: {exc}") from None
                 if len(chunk) >= ENQUEUE_CHUNK:
-                    total += await _enqueue_chunk(conn, settings, chunk, first_line)
+                    total += await _enqueue_chunk(conn, settings, config, chunk, first_line)
                     chunk = []
             if chunk:
-                total += await _enqueue_chunk(conn, settings, chunk, first_line)
+                total += await _enqueue_chunk(conn, settings, config, chunk, first_line)
         return total
     finally:
         await conn.close()
 
 
-async def _enqueue_chunk(conn: Any, settings: Settings, chunk: list[Any], first: int) -> int:
+async def _enqueue_chunk(
+    conn: Any, settings: Settings, config: Config, chunk: list[Any], first: int
+) -> int:
     from mailq.errors import InvalidEmail
     from mailq.queue import build_rows, enqueue_rows
 
     rows = []
     for offset, email in enumerate(chunk):
         try:
-            rows.extend(build_rows([email], default_from=settings.from_address))
+            rows.extend(
+                build_rows(
+                    [email],
+                    default_from=settings.from_address,
+                    kinds=config.kinds,
+                    templates=config.templates,
+                )
+            )
         except InvalidEmail as exc:
             raise CliError(f"email {first + offset}: {exc}") from None
     return len(await enqueue_rows(conn, rows))
 
 
 def cmd_enqueue(args: argparse.Namespace) -> int:
-    settings = _settings(args)
+    settings, config = _configured(args)
     if args.file == "-":
-        count = asyncio.run(_enqueue_file(settings, sys.stdin))
+        count = asyncio.run(_enqueue_file(settings, sys.stdin, config))
     else:
         path = Path(args.file)
         if not path.is_file():
             raise CliError(f"--file: {path} does not exist")
         with path.open(encoding="utf-8") as stream:
-            count = asyncio.run(_enqueue_file(settings, stream))
+            count = asyncio.run(_enqueue_file(settings, stream, config))
     print(f"queued {count} emails")
     return 0
 

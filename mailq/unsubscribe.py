@@ -29,7 +29,7 @@ from urllib.parse import quote
 
 import asyncpg
 
-from mailq.errors import InvalidToken
+from mailq.errors import ConfigError, InvalidToken
 from mailq.settings import Settings
 from mailq.suppression import SuppressResult, suppress
 
@@ -49,12 +49,18 @@ def load_secret_key(settings: Settings) -> bytes:
         return path.read_bytes().strip()
     except FileNotFoundError:
         pass
-    path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path} ({exc.strerror}): set MAILQ_SECRET_KEY") from None
     key = secrets.token_urlsafe(32).encode("ascii")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:  # another process made it first: use theirs
         return path.read_bytes().strip()
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot create {path} ({exc.strerror}): set MAILQ_SECRET_KEY or MAILQ_HOME"
+        ) from None
     with os.fdopen(fd, "wb") as out:
         out.write(key)
     return key

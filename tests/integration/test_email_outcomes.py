@@ -218,3 +218,26 @@ async def test_a_template_that_fails_at_send_time_fails_the_email_and_sends_noth
     state, error = await outcome(conn, email_id)
     assert state == "failed" and "template rendering failed" in (error or "")
     assert smtp_sink.received == []
+
+
+async def test_a_configured_dkim_key_signs_what_the_worker_sends(
+    database_url: str, conn: asyncpg.Connection, smtp_sink: SmtpSink, tmp_path: Path
+) -> None:
+    import subprocess
+
+    subprocess.run(
+        ["openssl", "genrsa", "-out", str(tmp_path / "dkim.pem"), "2048"],
+        check=True,
+        capture_output=True,
+    )
+    config_file = tmp_path / "mailq.toml"
+    config_file.write_text(
+        '[dkim]\ndomain = "example.com"\nselector = "mail"\nprivate_key = "dkim.pem"\n'
+    )
+    config = load_config(config_file)
+    await enqueue(conn, campaign(1))
+    await drain(worker_for(database_url, sender_from_url(smtp_sink.url), config))
+    (received,) = smtp_sink.received
+    signature = received.message["DKIM-Signature"]
+    assert "d=example.com" in signature and "s=mail" in signature
+    assert "list-unsubscribe" in signature.lower()

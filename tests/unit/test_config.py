@@ -118,3 +118,15 @@ def test_a_bad_file_fails_with_its_line_and_reason(
 def test_a_missing_file_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read"):
         load_settings({"MAILQ_CONFIG": str(tmp_path / "nope.toml")})
+
+
+def test_a_bad_file_stops_a_command_at_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from mailq.cli import main
+
+    path = write(tmp_path, "[kinds.news]\nlost = 'never'\n")
+    monkeypatch.setenv("MAILQ_CONFIG", str(path))
+    monkeypatch.setenv("MAILQ_DATABASE_URL", "postgresql://nowhere/none")
+    assert main(["worker"]) == 1
+    assert f"{path}:2: kinds.news.lost: must be one of retry, hold" in capsys.readouterr().err

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from mailq.errors import InvalidToken
-from mailq.unsubscribe import UnsubscribeLinks, make_token, read_token
+from mailq.settings import Settings
+from mailq.unsubscribe import UnsubscribeLinks, load_secret_key, make_token, read_token
 
 SECRET = b"k" * 32
 
@@ -38,3 +41,11 @@ def test_a_plain_http_url_gets_no_one_click_promise() -> None:
     headers = dict(links.headers("ann@example.com", "news@example.com"))
     assert "mailto:news@example.com" in headers["List-Unsubscribe"]
     assert "List-Unsubscribe-Post" not in headers
+
+
+def test_the_secret_key_is_generated_once_and_kept_private(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path / "home")
+    key = load_secret_key(settings)
+    assert len(key) >= 32 and load_secret_key(settings) == key
+    assert (tmp_path / "home" / "secret_key").stat().st_mode & 0o777 == 0o600
+    assert load_secret_key(Settings(home=tmp_path, secret_key="given")) == b"given"
