@@ -91,20 +91,34 @@ WITH result AS (
                          $5::integer[], $6::text[], $7::text[], $8::float8[])
         AS r(id, attempt, outcome, started_at, smtp_code, smtp_reply, error, retry_in)
 ),
+campaign AS (
+    -- A retry of a campaign email follows its campaign: paused since the claim, it is held
+    -- (due in the far future); cancelled, it is cancelled.
+    SELECT r.id, c.status AS campaign_status
+    FROM result AS r
+    JOIN mailq.emails AS e ON e.id = r.id
+    JOIN mailq.campaigns AS c ON c.id = e.campaign_id
+    WHERE r.outcome = 'retry'
+),
 applied AS (
     UPDATE mailq.emails AS e
-    SET status = CASE r.outcome WHEN 'sent' THEN 'sent' WHEN 'retry' THEN 'waiting'
-                                WHEN 'cancelled' THEN 'cancelled' ELSE 'failed' END,
+    SET status = CASE r.outcome WHEN 'sent' THEN 'sent'
+                     WHEN 'retry' THEN CASE WHEN c.campaign_status = 'cancelled'
+                                            THEN 'cancelled' ELSE 'waiting' END
+                     WHEN 'cancelled' THEN 'cancelled' ELSE 'failed' END,
         attempts = CASE WHEN r.outcome = 'cancelled' THEN e.attempts - 1 ELSE e.attempts END,
         worker_id = NULL,
         claimed_at = NULL,
-        run_at = CASE WHEN r.outcome = 'retry'
-                      THEN coalesce($10::timestamptz, now()) + make_interval(secs => r.retry_in)
-                      ELSE e.run_at END,
-        finished_at = CASE WHEN r.outcome = 'retry' THEN NULL
+        run_at = CASE WHEN r.outcome <> 'retry' THEN e.run_at
+                      WHEN c.campaign_status = 'paused'
+                      THEN '9999-12-31 00:00:00+00'::timestamptz
+                      ELSE coalesce($10::timestamptz, now()) + make_interval(secs => r.retry_in)
+                 END,
+        finished_at = CASE WHEN r.outcome = 'retry' AND c.campaign_status IS DISTINCT FROM
+                                'cancelled' THEN NULL
                            ELSE coalesce($10::timestamptz, now()) END,
         last_error = r.error
-    FROM result AS r
+    FROM result AS r LEFT JOIN campaign AS c ON c.id = r.id
     WHERE e.id = r.id AND e.status = 'sending' AND e.attempts = r.attempt
       AND e.worker_id = $9::uuid
     RETURNING e.id

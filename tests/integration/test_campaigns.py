@@ -173,3 +173,25 @@ def test_campaign_create_from_csv(
     missing.write_text("address\nann@example.com\n")
     assert main([*args[:3], str(missing), *args[4:]]) == 2
     assert "column" in capsys.readouterr().err
+
+
+async def test_a_retry_follows_its_campaign_paused_or_cancelled_meanwhile(
+    conn: asyncpg.Connection,
+) -> None:
+    from mailq.models import AttemptResult, Outcome
+
+    campaign, _ = await campaigns.create_campaign(conn, spring(), people(2))
+    claimed = await claim_all(conn)
+    await campaigns.pause_campaign(conn, campaign.id)
+    worker_id = await conn.fetchval("SELECT worker_id FROM mailq.emails LIMIT 1")
+    first, second = claimed
+    result = AttemptResult(first, Outcome.RETRY, datetime.now(UTC), 451, "later", "x", 1.0)  # type: ignore[arg-type]
+    assert await repository.email_finish(conn, [result], worker_id)
+    assert (await campaigns.get_campaign(conn, campaign.id)).progress["retrying"] == 1
+    due = await conn.fetchval("SELECT run_at FROM mailq.emails WHERE id = $1", first.id)  # type: ignore[attr-defined]
+    assert due.year == 9999
+    await campaigns.cancel_campaign(conn, campaign.id)
+    result = AttemptResult(second, Outcome.RETRY, datetime.now(UTC), 451, "later", "x", 1.0)  # type: ignore[arg-type]
+    await repository.email_finish(conn, [result], worker_id)
+    progress = (await campaigns.get_campaign(conn, campaign.id)).progress
+    assert progress == {"cancelled": 2}
