@@ -107,12 +107,12 @@ async def bare_client(port: int, n: int, connections: int, data: bytes) -> float
     return n / (time.perf_counter() - started)
 
 
-async def end_to_end(url: str, port: int, n: int, connections: int) -> float:
+async def end_to_end(url: str, port: int, n: int, connections: int, in_flight: int) -> float:
     conn = await asyncpg.connect(url)
     try:
         await conn.execute("TRUNCATE mailq.emails, mailq.attempts")
         await enqueue(conn, *(welcome(i) for i in range(n)))
-        settings = Settings(database_url=url, concurrency=connections, secret_key="perf")
+        settings = Settings(database_url=url, concurrency=in_flight, secret_key="perf")
         sender = sender_from_url(f"smtp://127.0.0.1:{port}?tls=none", connections=connections)
         worker = Worker(settings, sender)
         started = time.perf_counter()
@@ -130,6 +130,9 @@ async def main() -> None:
     parser.add_argument("--recipients", type=int, default=1_000_000)
     parser.add_argument("--emails", type=int, default=5_000)
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument(
+        "--in-flight", type=int, default=0, help="worker concurrency (default: connections)"
+    )
     args = parser.parse_args()
     with postgres.server_url() as admin:
         name = f"mailq_perf_{uuid.uuid4().hex[:12]}"
@@ -144,7 +147,8 @@ async def main() -> None:
                     f"From: mailq@localhost\r\nTo: user0@example.com\r\nSubject: "
                     f"Welcome, user 0\r\nMessage-ID: <x@localhost>\r\n\r\n{sample.text}\r\n"
                 ).encode()
-                mailq_rate = await end_to_end(url, port, args.emails, args.connections)
+                in_flight = args.in_flight or args.connections
+                mailq_rate = await end_to_end(url, port, args.emails, args.connections, in_flight)
                 bare_rate = await bare_client(port, args.emails, args.connections, data)
             finally:
                 server.terminate()
@@ -152,6 +156,7 @@ async def main() -> None:
             result["send"] = {
                 "emails": args.emails,
                 "connections": args.connections,
+                "worker_in_flight": args.in_flight or args.connections,
                 "mailq_worker_per_s": round(mailq_rate),
                 "bare_aiosmtplib_per_s": round(bare_rate),
                 "ratio": round(mailq_rate / bare_rate, 2),
