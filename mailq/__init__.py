@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from mailq.errors import (
+    CampaignClosed,
+    CampaignNotFound,
     ConfigError,
     DatabaseUnavailable,
     EmailNotFound,
     InvalidEmail,
+    InvalidToken,
     MailqError,
     PermanentFailure,
     RetryLater,
@@ -18,12 +21,15 @@ from mailq.settings import Settings
 
 __all__ = [
     "Attachment",
+    "CampaignClosed",
+    "CampaignNotFound",
     "ConfigError",
     "DatabaseUnavailable",
     "Email",
     "EmailNotFound",
     "EmailState",
     "InvalidEmail",
+    "InvalidToken",
     "MailqError",
     "PermanentFailure",
     "RetryLater",

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
 from mailq import display, embedded, logs, monitor
+from mailq.config import Config, load_settings
 from mailq.errors import EmailNotFound, InvalidEmail, MailqError, NotAllowed, UsageError
 from mailq.kinds import KIND_NAME
 from mailq.settings import Settings
@@ -35,7 +36,14 @@ class Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: {message} (see {self.prog} --help)\n")
 
 
-_settings = monitor.settings_for
+def _settings(args: argparse.Namespace) -> Settings:
+    return _configured(args)[0]
+
+
+def _configured(args: argparse.Namespace) -> tuple[Settings, Config]:
+    """Settings from the environment and the MAILQ_CONFIG file, then the command's flags."""
+    settings, config = load_settings()
+    return monitor.with_flags(settings, args), config
 
 
 def _database_url(settings: Settings) -> str:
@@ -68,7 +76,7 @@ def _parse_kinds(raw: str | None) -> list[str] | None:
     return kinds
 
 
-async def _run_worker(settings: Settings, kinds: list[str] | None) -> None:
+async def _run_worker(settings: Settings, config: Config, kinds: list[str] | None) -> None:
     from mailq.sender import sender_from_url
     from mailq.worker import Worker
 
@@ -77,8 +85,9 @@ async def _run_worker(settings: Settings, kinds: list[str] | None) -> None:
         connections=settings.concurrency,
         connect_timeout_s=settings.smtp_connect_timeout_s,
         reply_timeout_s=settings.smtp_reply_timeout_s,
+        quirks=config.quirks,
     )
-    worker = Worker(settings, sender, kinds=kinds)
+    worker = Worker(settings, sender, kinds=kinds, config=config)
     loop = asyncio.get_running_loop()
     signals_seen = 0
 
@@ -98,8 +107,8 @@ async def _run_worker(settings: Settings, kinds: list[str] | None) -> None:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     kinds = _parse_kinds(args.kinds)
-    settings = embedded.resolve(_settings(args))
-    asyncio.run(_run_worker(settings, kinds))
+    settings, config = _configured(args)
+    asyncio.run(_run_worker(embedded.resolve(settings), config, kinds))
     return 0
 
 
@@ -122,7 +131,9 @@ def _email_lines(stream: TextIO) -> Iterator[tuple[int, dict[str, Any]]]:
 ENQUEUE_CHUNK = 10_000
 
 
-async def _enqueue_file(settings: Settings, stream: TextIO, expected: int | None) -> int:
+async def _enqueue_file(
+    settings: Settings, stream: TextIO, config: Config, expected: int | None
+) -> int:
     import asyncpg
 
     from mailq.errors import InvalidEmail
@@ -142,7 +153,14 @@ async def _enqueue_file(settings: Settings, stream: TextIO, expected: int | None
                 for number, data in _email_lines(stream):
                     try:
                         email = email_from_json(data)
-                        rows.extend(build_rows([email], default_from=settings.from_address))
+                        rows.extend(
+                            build_rows(
+                                [email],
+                                default_from=settings.from_address,
+                                kinds=config.kinds,
+                                templates=config.templates,
+                            )
+                        )
                     except InvalidEmail as exc:
                         raise CliError(f"line {number}: {exc}") from None
                     if len(rows) >= ENQUEUE_CHUNK:
@@ -157,9 +175,9 @@ async def _enqueue_file(settings: Settings, stream: TextIO, expected: int | None
 
 
 def cmd_enqueue(args: argparse.Namespace) -> int:
-    settings = _settings(args)
+    settings, config = _configured(args)
     if args.file == "-":
-        count = asyncio.run(_enqueue_file(settings, sys.stdin, None))
+        count = asyncio.run(_enqueue_file(settings, sys.stdin, config, None))
     else:
         path = Path(args.file)
         if not path.is_file():
@@ -167,7 +185,7 @@ def cmd_enqueue(args: argparse.Namespace) -> int:
         with path.open(encoding="utf-8") as stream:
             expected = sum(1 for line in stream if line.strip())
             stream.seek(0)
-            count = asyncio.run(_enqueue_file(settings, stream, expected))
+            count = asyncio.run(_enqueue_file(settings, stream, config, expected))
     print(f"queued {count} emails")
     return 0
 
@@ -236,6 +254,83 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- campaign ------------------------------------------------------------------------------
+
+
+async def _create_campaign(
+    settings: Settings, config: Config, args: argparse.Namespace, stream: TextIO
+) -> str:
+    import asyncpg
+
+    from mailq.campaigns import NewCampaign, create_campaign, recipients_from_csv
+    from mailq.errors import InvalidEmail
+    from mailq.schema import ensure_current
+    from mailq.wire import parse_send_at
+
+    try:
+        send_at = parse_send_at(args.send_at)
+        assert send_at is not None
+        campaign = NewCampaign(
+            name=args.name,
+            kind=args.kind,
+            send_at=send_at,
+            subject=args.subject,
+            text=_read_option(args.text, "--text"),
+            html=_read_option(args.html, "--html"),
+            template=args.template,
+            from_address=args.from_address,
+        )
+    except InvalidEmail as exc:
+        raise CliError(str(exc)) from None
+    conn = await asyncpg.connect(_database_url(settings))
+    try:
+        await ensure_current(conn)
+        try:
+            created, added = await create_campaign(
+                conn,
+                campaign,
+                recipients_from_csv(stream),
+                default_from=settings.from_address,
+                kinds=config.kinds,
+                templates=config.templates,
+            )
+        except InvalidEmail as exc:
+            raise CliError(f"{args.csv}: {exc}") from None
+    finally:
+        await conn.close()
+    extra = f", {added.suppressed} suppressed" if added.suppressed else ""
+    return (
+        f"campaign {created.id} ({created.name!r}, {created.kind}) due at "
+        f"{created.send_at.isoformat()}: {added.added} recipients, "
+        f"{added.duplicates} duplicates ignored{extra}"
+    )
+
+
+def _read_option(value: str | None, flag: str) -> str | None:
+    """A body given as @FILE is read from that file; otherwise it is the text itself."""
+    if value is None or not value.startswith("@"):
+        return value
+    path = Path(value[1:])
+    try:
+        return path.read_text("utf-8")
+    except OSError as exc:
+        raise CliError(f"{flag}: cannot read {path}: {exc.strerror or exc}") from None
+
+
+def cmd_campaign_create(args: argparse.Namespace) -> int:
+    settings, config = _configured(args)
+    if args.csv == "-":
+        summary = asyncio.run(_create_campaign(settings, config, args, sys.stdin))
+    else:
+        path = Path(args.csv)
+        if not path.is_file():
+            raise CliError(f"--csv: {path} does not exist")
+        with path.open(encoding="utf-8", newline="") as stream:
+            summary = asyncio.run(_create_campaign(settings, config, args, stream))
+    print(summary)
+    return 0
+
+
 # -- entry points --------------------------------------------------------------------------
 
 
@@ -279,6 +374,23 @@ def _parser() -> argparse.ArgumentParser:
     up.set_defaults(handler=cmd_up)
 
     monitor.add_commands(commands)
+
+    campaign = commands.add_parser("campaign", help="campaigns: one email per recipient")
+    campaign_commands = campaign.add_subparsers(dest="campaign_command", required=True)
+    create = campaign_commands.add_parser(
+        "create", help="create a campaign from a CSV of recipients (column email + context)"
+    )
+    create.add_argument("--csv", required=True, help="a CSV file with a header row, or -")
+    create.add_argument("--name", required=True, help="the campaign's name")
+    create.add_argument("--kind", required=True, help="e.g. search_engine")
+    create.add_argument("--send-at", required=True, help="RFC 3339, e.g. 2030-01-01T09:00:00Z")
+    create.add_argument("--template", help="a named template (default: the kind's)")
+    create.add_argument("--subject", help="inline subject (a Jinja2 template)")
+    create.add_argument("--text", help="inline text body, or @FILE")
+    create.add_argument("--html", help="inline HTML body, or @FILE")
+    create.add_argument("--from", dest="from_address", help="the From address (MAILQ_FROM)")
+    create.set_defaults(handler=cmd_campaign_create)
+
     return parser
 
 

@@ -27,6 +27,18 @@ class EmailNotFound(MailqError):
     """No email has that id."""
 
 
+class CampaignNotFound(MailqError):
+    """No campaign has that id."""
+
+
+class CampaignClosed(MailqError):
+    """The campaign was cancelled: it takes no more recipients and cannot be resumed."""
+
+
+class InvalidToken(MailqError):
+    """An unsubscribe token is malformed or its signature does not match."""
+
+
 class BackendError(MailqError):
     """The MAILQ_BACKEND URL is malformed or names an unknown scheme."""
 
@@ -47,6 +59,8 @@ class SendFailure(MailqError):
         self.permanent = permanent
         self.smtp_code = smtp_code
         self.smtp_reply = smtp_reply
+        # The recipient does not exist: add it to the suppression list (mailq.replies).
+        self.suppress = False
 
 
 class RetryLater(SendFailure):

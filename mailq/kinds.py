@@ -7,11 +7,36 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 
+from mailq.retry import RetryPolicy
+
+DEFAULT_RETRY = RetryPolicy()
 KIND_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 
 WELCOME = "welcome"
 DEFAULT_MAX_ATTEMPTS = 8
 CAMPAIGN_PRIORITY = 5
+CAMPAIGN_KINDS = ("search_engine", "portfolio_builder", "platform_complete")
+
+# What happens to an email whose worker died during its attempt (SPEC.md, "unknown").
+LOST_RETRY = "retry"  # send it again (same Message-ID, so receivers can deduplicate)
+LOST_HOLD = "hold"  # once SMTP DATA had begun: state `unknown`, for an operator to decide
+LOST_POLICIES = (LOST_RETRY, LOST_HOLD)
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    """At most `rate` emails per second, with bursts of up to `burst` at once.
+
+    A token bucket shared by every worker through Postgres: it holds at most `burst`
+    tokens and refills at `rate` per second, so over any window of T seconds at most
+    `burst + rate * T` emails start. `reserve` (backend-wide limits only) is the number of
+    tokens kept for `welcome`: other kinds take a token only while more than `reserve` are
+    left, so a campaign never makes a welcome email wait for the budget.
+    """
+
+    rate: float
+    burst: float
+    reserve: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,14 +48,23 @@ class KindPolicy:
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
     # At most this many sends of the kind in flight per worker; None: no cap of its own.
     concurrency: int | None = None
+    retry: RetryPolicy = DEFAULT_RETRY
+    # Shared by every worker (mailq.ratelimit); None: no limit of its own.
+    rate_limit: RateLimit | None = None
+    # The template an email of this kind gets when it gives neither content nor template.
+    template: str | None = None
+    lost: str = LOST_RETRY
+    # Campaign-like kinds carry List-Unsubscribe headers (RFC 8058).
+    list_unsubscribe: bool = True
 
 
 BUILTIN_KINDS: Mapping[str, KindPolicy] = MappingProxyType(
     {
-        WELCOME: KindPolicy(WELCOME, priority=0),
-        "search_engine": KindPolicy("search_engine", priority=CAMPAIGN_PRIORITY),
-        "portfolio_builder": KindPolicy("portfolio_builder", priority=CAMPAIGN_PRIORITY),
-        "platform_complete": KindPolicy("platform_complete", priority=CAMPAIGN_PRIORITY),
+        WELCOME: KindPolicy(WELCOME, priority=0, template=WELCOME, list_unsubscribe=False),
+        **{
+            name: KindPolicy(name, priority=CAMPAIGN_PRIORITY, template=name)
+            for name in CAMPAIGN_KINDS
+        },
     }
 )
 

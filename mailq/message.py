@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import base64
+import re
 from dataclasses import dataclass
 from email.utils import formatdate
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mailq import mime
+from mailq.errors import PermanentFailure
 from mailq.models import ClaimedEmail
 from mailq.templates import render
+
+if TYPE_CHECKING:
+    from mailq.unsubscribe import UnsubscribeLinks
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,12 +35,27 @@ class OutgoingMessage:
         return not all(a.isascii() for a in (self.mail_from, self.to, *self.other_recipients))
 
 
-def build_message(email: ClaimedEmail, redirect_all_to: str | None = None) -> OutgoingMessage:
+def build_message(
+    email: ClaimedEmail,
+    redirect_all_to: str | None = None,
+    *,
+    unsubscribe: UnsubscribeLinks | None = None,
+    list_unsubscribe: bool = False,
+) -> OutgoingMessage:
     """Render the templates and write the message; a rendering failure raises
-    PermanentFailure, so no half-empty message is ever sent."""
+    PermanentFailure, so no half-empty message is ever sent.
+
+    Templates get `unsubscribe_url` on top of the email's context. With `list_unsubscribe`
+    (campaign kinds) the message carries List-Unsubscribe (and List-Unsubscribe-Post for
+    an https URL) unless the email set its own. `redirect_all_to` (staging) delivers to that
+    address alone and keeps the real recipients in X-Mailq-Original-To."""
     content: dict[str, Any] = dict(email.content)
-    context = content.get("context") or {}
     sender = content["from"]
+    context = dict(content.get("context") or {})
+    if unsubscribe is not None:
+        context.setdefault("unsubscribe_url", unsubscribe.url(email.to))
+    else:
+        context.setdefault("unsubscribe_url", "")
     to = email.to
     cc: list[str] = list(content.get("cc") or [])
     bcc: list[str] = list(content.get("bcc") or [])
@@ -47,10 +69,17 @@ def build_message(email: ClaimedEmail, redirect_all_to: str | None = None) -> Ou
         headers.append(("Cc", ", ".join(cc)))
     if content.get("reply_to"):
         headers.append(("Reply-To", ", ".join(content["reply_to"])))
-    headers.append(("Subject", render(content["subject"], context, html=False)))
+    subject = render(content["subject"], context, html=False)
+    if _CONTROL.search(subject):
+        raise PermanentFailure("subject: the rendered subject has a line break or control char")
+    headers.append(("Subject", subject))
     headers.append(("Message-ID", email.message_id))
     headers.append(("Date", formatdate(localtime=False, usegmt=True)))
-    headers.extend((content.get("headers") or {}).items())
+    own = content.get("headers") or {}
+    has_own = any(name.lower() == "list-unsubscribe" for name in own)
+    if list_unsubscribe and unsubscribe is not None and not has_own:
+        headers.extend(unsubscribe.headers(email.to, sender))
+    headers.extend(own.items())
     text = content.get("text")
     html = content.get("html")
     html_body = render(html, context, html=True) if html else None

@@ -30,6 +30,8 @@ class Outcome(enum.StrEnum):
     RETRY = "retry"
     FAILED = "failed"
     LOST = "lost"
+    # Not attempted: the address is on the suppression list (no attempt is recorded).
+    CANCELLED = "cancelled"
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +77,9 @@ class ClaimedEmail:
     message_id: str
     content: Mapping[str, Any]
     claimed_at: datetime
+    campaign_id: int | None = None
+    # The suppression list's reason when the address was suppressed after it was queued.
+    suppressed: str | None = None
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> ClaimedEmail:
@@ -88,6 +93,8 @@ class ClaimedEmail:
             message_id=row["message_id"],
             content=json.loads(row["content"]),
             claimed_at=row["claimed_at"],
+            campaign_id=row.get("campaign_id"),
+            suppressed=row.get("suppressed"),
         )
 
     @property
@@ -106,3 +113,5 @@ class AttemptResult:
     smtp_reply: str | None = None
     error: str | None = None
     retry_in_s: float = 0.0
+    # A permanent "no such user": put the address on the suppression list.
+    suppress: bool = False

@@ -29,8 +29,15 @@ _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def settings_for(args: argparse.Namespace) -> Settings:
-    """Settings from the environment, with the command's flags on top."""
-    settings = Settings.from_env()
+    """Settings from the environment and the MAILQ_CONFIG file, with the command's flags on
+    top."""
+    from mailq.config import load_settings
+
+    return with_flags(load_settings()[0], args)
+
+
+def with_flags(settings: Settings, args: argparse.Namespace) -> Settings:
+    """`settings` with the command's --database-url and --concurrency on top."""
     changes: dict[str, Any] = {}
     if getattr(args, "database_url", None):
         changes["database_url"] = args.database_url

@@ -18,6 +18,7 @@ from mailq.kinds import BUILTIN_KINDS, KindPolicy
 from mailq.models import Email
 from mailq.settings import DEFAULT_FROM
 from mailq.sql import QUERIES
+from mailq.templates import DEFAULT_TEMPLATES, TemplateStore
 from mailq.validation import EmailRow, to_row
 
 
@@ -26,6 +27,7 @@ def build_rows(
     *,
     default_from: str = DEFAULT_FROM,
     kinds: Mapping[str, KindPolicy] = BUILTIN_KINDS,
+    templates: TemplateStore = DEFAULT_TEMPLATES,
 ) -> list[EmailRow]:
     """Validate every email first, so that one bad email writes nothing at all."""
     now = datetime.now(UTC)
@@ -33,7 +35,9 @@ def build_rows(
     for index, email in enumerate(emails):
         if not isinstance(email, Email):
             raise TypeError(f"emails[{index}] is a {type(email).__name__}, not a mailq.Email")
-        rows.append(to_row(email, default_from=default_from, kinds=kinds, now=now))
+        rows.append(
+            to_row(email, default_from=default_from, kinds=kinds, now=now, templates=templates)
+        )
     return rows
 
 
@@ -42,10 +46,12 @@ async def enqueue(
     *emails: Email,
     default_from: str = DEFAULT_FROM,
     kinds: Mapping[str, KindPolicy] = BUILTIN_KINDS,
+    templates: TemplateStore = DEFAULT_TEMPLATES,
 ) -> list[int]:
     """Queue emails; returns their ids in order. On a connection inside a transaction the
-    emails commit (and wake workers) with it."""
-    rows = build_rows(emails, default_from=default_from, kinds=kinds)
+    emails commit (and wake workers) with it. `kinds` and `templates` come from MAILQ_CONFIG
+    (mailq.config.Config) when it declares any."""
+    rows = build_rows(emails, default_from=default_from, kinds=kinds, templates=templates)
     return await enqueue_rows(conn, rows)
 
 
@@ -65,10 +71,11 @@ def enqueue_sync(
     *emails: Email,
     default_from: str = DEFAULT_FROM,
     kinds: Mapping[str, KindPolicy] = BUILTIN_KINDS,
+    templates: TemplateStore = DEFAULT_TEMPLATES,
 ) -> list[int]:
     """`enqueue` on a psycopg 3 connection. Inside the caller's open transaction when there is
     one (the caller commits); otherwise in a transaction of its own, committed on return."""
-    rows = build_rows(emails, default_from=default_from, kinds=kinds)
+    rows = build_rows(emails, default_from=default_from, kinds=kinds, templates=templates)
     if not rows:
         return []
     with conn.transaction(), psycopg.RawCursor(conn) as cur:

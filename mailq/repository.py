@@ -6,7 +6,8 @@ Driver errors that mean something to a user become mailq errors here.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -51,6 +52,17 @@ COPY_COLUMNS = (
 RESCUE_LOCK_KEY = 0x6D61_696C_7101
 PRUNE_LOCK_KEY = 0x6D61_696C_7102
 IDEMPOTENCY_PRUNE_LOCK_KEY = 0x6D61_696C_7104
+
+
+@asynccontextmanager
+async def transaction(conn: asyncpg.Connection | asyncpg.Pool) -> AsyncIterator[Any]:
+    """A transaction on `conn`, or on one connection taken from it when it is a pool."""
+    if isinstance(conn, asyncpg.Pool):
+        async with conn.acquire() as held, held.transaction():
+            yield held
+    else:
+        async with conn.transaction():
+            yield conn
 
 
 @dataclass(frozen=True, slots=True)
@@ -333,3 +345,87 @@ async def schema_try_duty_lock(conn: asyncpg.Connection, key: int) -> bool:
 
 def connection_error(exc: BaseException) -> DatabaseUnavailable:
     return DatabaseUnavailable(f"the queue's database is unreachable: {exc}")
+
+
+# -- suppressions --------------------------------------------------------------------------
+
+
+async def suppression_add(db: Executor, addresses: Sequence[str], reasons: Sequence[str]) -> int:
+    """Add lower-case addresses; returns how many were not on the list before."""
+    if not addresses:
+        return 0
+    return len(await db.fetch(QUERIES["suppression_add"], list(addresses), list(reasons)))
+
+
+async def suppression_remove(db: Executor, addresses: Sequence[str]) -> list[str]:
+    rows = await db.fetch(QUERIES["suppression_remove"], list(addresses))
+    return [r["address"] for r in rows]
+
+
+async def suppression_list(db: Executor, after: str | None, limit: int) -> list[dict[str, Any]]:
+    return [dict(r) for r in await db.fetch(QUERIES["suppression_list"], after, limit)]
+
+
+async def suppression_find(db: Executor, addresses: Sequence[str]) -> list[dict[str, Any]]:
+    return [dict(r) for r in await db.fetch(QUERIES["suppression_find"], list(addresses))]
+
+
+async def email_cancel_by_address(db: Executor, addresses: Sequence[str], reason: str) -> int:
+    """Cancel waiting and unknown emails to these lower-case addresses; returns how many."""
+    if not addresses:
+        return 0
+    return len(await db.fetch(QUERIES["email_cancel_by_address"], list(addresses), reason, None))
+
+
+async def email_mark_data_started(
+    db: Executor, email_id: int, worker_id: uuid.UUID, attempt: int
+) -> bool:
+    """Record that SMTP DATA begins for this attempt; False if the attempt no longer holds it."""
+    row = await db.fetchval(QUERIES["email_mark_data_started"], email_id, worker_id, attempt)
+    return row is not None
+
+
+# -- rate buckets --------------------------------------------------------------------------
+
+
+async def rate_bucket_configure(
+    db: Executor,
+    names: Sequence[str],
+    rates: Sequence[float],
+    bursts: Sequence[float],
+    reserves: Sequence[float],
+) -> None:
+    await db.execute(
+        QUERIES["rate_bucket_configure"], list(names), list(rates), list(bursts), list(reserves)
+    )
+
+
+async def rate_bucket_lock(
+    conn: asyncpg.Connection, names: Sequence[str]
+) -> tuple[list[dict[str, Any]], datetime | None]:
+    """Inside a transaction: the buckets, locked, refilled up to now; and that moment."""
+    rows = await conn.fetch(QUERIES["rate_bucket_lock"], list(names))
+    read_at = rows[0]["read_at"] if rows else None
+    keys = ("name", "rate", "burst", "reserve", "tokens")
+    return [{k: r[k] for k in keys} for r in rows], read_at
+
+
+async def rate_bucket_store(
+    conn: asyncpg.Connection,
+    names: Sequence[str],
+    tokens: Sequence[float],
+    read_at: datetime | None,
+) -> None:
+    await conn.execute(QUERIES["rate_bucket_store"], list(names), list(tokens), read_at)
+
+
+async def rate_bucket_refund(db: Executor, names: Sequence[str], counts: Sequence[float]) -> None:
+    await db.execute(QUERIES["rate_bucket_refund"], list(names), list(counts))
+
+
+async def email_count_due(
+    db: Executor, kinds: Sequence[str], caps: Sequence[int]
+) -> dict[str, int]:
+    """Emails due now per kind, each counted up to its cap."""
+    rows = await db.fetch(QUERIES["email_count_due"], list(kinds), list(caps))
+    return {r["kind"]: r["due"] for r in rows}

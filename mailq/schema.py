@@ -12,7 +12,12 @@ from mailq.sql import QUERIES
 
 # Every Alembic revision, oldest first; the last is the one this code needs.
 # tests/integration/test_migrations.py checks this list against migrations/versions.
-REVISIONS: tuple[str, ...] = ("0001_create_queue", "0003_operators", "0004_service")
+REVISIONS: tuple[str, ...] = (
+    "0001_create_queue",
+    "0002_email_features",
+    "0003_operators",
+    "0004_service",
+)
 HEAD = REVISIONS[-1]
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ALEMBIC_INI = REPO_ROOT / "alembic.ini"

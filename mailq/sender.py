@@ -9,14 +9,17 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, TextIO
+from typing import TYPE_CHECKING, Protocol, TextIO
 from urllib.parse import unquote, urlsplit
 
 from mailq.errors import BackendError
 from mailq.message import OutgoingMessage
+
+if TYPE_CHECKING:
+    from mailq.replies import Quirk
 
 BeforeData = Callable[[], Awaitable[None]]
 
@@ -125,11 +128,13 @@ def sender_from_url(
     connections: int = 4,
     connect_timeout_s: float = 10.0,
     reply_timeout_s: float = 120.0,
+    quirks: Sequence[Quirk] | None = None,
 ) -> Sender:
     """The backend a MAILQ_BACKEND URL names; BackendError for a malformed one."""
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     if scheme in {"smtp", "smtps"}:
+        from mailq.replies import BUILTIN_QUIRKS
         from mailq.smtp import SmtpSender, SmtpTarget
 
         return SmtpSender(
@@ -137,6 +142,7 @@ def sender_from_url(
             connections=connections,
             connect_timeout_s=connect_timeout_s,
             reply_timeout_s=reply_timeout_s,
+            quirks=BUILTIN_QUIRKS if quirks is None else quirks,
         )
     if scheme == "file":
         if parts.netloc not in {"", "localhost"} or not parts.path:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -15,6 +16,7 @@ import aiosmtplib
 
 from mailq.errors import BackendError, PermanentFailure, RetryLater, SendFailure
 from mailq.message import OutgoingMessage
+from mailq.replies import BUILTIN_QUIRKS, Quirk, classify
 from mailq.sender import BeforeData, SendReceipt, message_bytes
 
 logger = logging.getLogger(__name__)
@@ -68,8 +70,10 @@ class SmtpSender:
         connections: int = 4,
         connect_timeout_s: float = 10.0,
         reply_timeout_s: float = 120.0,
+        quirks: Sequence[Quirk] = BUILTIN_QUIRKS,
     ) -> None:
         self.target = target
+        self.quirks = tuple(quirks)
         self._connect_timeout_s = connect_timeout_s
         self._reply_timeout_s = reply_timeout_s
         self._slots = asyncio.Semaphore(max(1, connections))
@@ -116,7 +120,7 @@ class SmtpSender:
                 ) from None
             except aiosmtplib.SMTPResponseException as exc:
                 await self._discard(client)
-                raise _classify(exc.code, exc.message) from None
+                raise classify(exc.code, exc.message, self.quirks) from None
             except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
                 await self._discard(client)
                 raise RetryLater(f"SMTP connection problem: {exc or type(exc).__name__}") from None
@@ -128,6 +132,8 @@ class SmtpSender:
     ) -> SendReceipt:
         options: list[str] = []
         if message.needs_smtputf8:
+            if client.is_ehlo_or_helo_needed:
+                await client.ehlo()  # the server's extensions are known only after EHLO
             if not client.supports_extension("smtputf8"):
                 raise PermanentFailure(
                     "an address is internationalised and the server does not offer SMTPUTF8"
@@ -138,7 +144,7 @@ class SmtpSender:
             await client.mail(message.mail_from, options=options, encoding=encoding)
             await client.rcpt(message.to, encoding=encoding)
         except aiosmtplib.SMTPResponseException as exc:
-            raise _classify(exc.code, exc.message) from None
+            raise classify(exc.code, exc.message, self.quirks) from None
         refused: dict[str, str] = {}
         for recipient in message.other_recipients:
             try:
@@ -150,7 +156,7 @@ class SmtpSender:
         try:
             response = await client.data(message_bytes(message))
         except aiosmtplib.SMTPResponseException as exc:
-            raise _classify(exc.code, exc.message) from None
+            raise classify(exc.code, exc.message, self.quirks) from None
         return SendReceipt(response.code, response.message, refused)
 
     async def _recycle(self, client: aiosmtplib.SMTP | None) -> None:
@@ -180,11 +186,3 @@ class SmtpSender:
                 await asyncio.wait_for(client.quit(), timeout=2.0)
             except (aiosmtplib.SMTPException, OSError, TimeoutError):
                 client.close()
-
-
-def _classify(code: int, reply: str) -> SendFailure:
-    """4xx is transient, 5xx permanent; anything else is treated as transient."""
-    text = f"SMTP {code} {reply}".strip()
-    if 500 <= code <= 599:
-        return PermanentFailure(text, smtp_code=code, smtp_reply=reply)
-    return RetryLater(text, smtp_code=code, smtp_reply=reply)

@@ -20,7 +20,7 @@ from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, valida
 from mailq.errors import InvalidEmail
 from mailq.kinds import BUILTIN_KINDS, KIND_NAME, KindPolicy, policy_for
 from mailq.models import Email
-from mailq.templates import check_context
+from mailq.templates import DEFAULT_TEMPLATES, TemplateStore, check_context
 
 # Any C0 control character or DEL; TAB is allowed in text bodies but not in headers.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -39,6 +39,8 @@ _RESERVED_HEADERS = frozenset(
         "content-type",
         "content-transfer-encoding",
         "reply-to",
+        "x-mailq-original-to",
+        "dkim-signature",
     }
 )
 _CONTENT_TYPE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9!#$&^_.+-]*/[a-zA-Z0-9][a-zA-Z0-9!#$&^_.+-]*$")
@@ -66,7 +68,7 @@ def check_address(field: str, address: object) -> str:
         raise InvalidEmail(f"{field}: an email address is required")
     if _CONTROL.search(address):
         raise InvalidEmail(f"{field}: control characters are not allowed in an address")
-    problem = _address_problem(address)
+    problem = address_problem(address)
     if problem:
         raise InvalidEmail(f"{field}: {address!r} is not a valid email address ({problem})")
     return address
@@ -93,7 +95,8 @@ def _plain_address_ok(address: str) -> bool:
     )
 
 
-def _address_problem(address: str) -> str | None:
+def address_problem(address: str) -> str | None:
+    """Why `address` is not a valid email address (syntax only), or None."""
     if _plain_address_ok(address):
         return None
     return _address_problem_slow(address)
@@ -136,7 +139,7 @@ def _check_text(field: str, value: object, *, header: bool) -> str | None:
     return value
 
 
-def _check_send_at(send_at: object, now: datetime) -> datetime | None:
+def check_send_at(send_at: object, now: datetime) -> datetime | None:
     if send_at is None:
         return None
     if not isinstance(send_at, datetime):
@@ -184,27 +187,60 @@ def _message_id(from_address: str) -> str:
     return f"<{os.urandom(16).hex()}@{domain}>"
 
 
-def to_row(
+def check_kind(kind: object, kinds: Mapping[str, KindPolicy] = BUILTIN_KINDS) -> KindPolicy:
+    if not isinstance(kind, str) or not KIND_NAME.match(kind):
+        raise InvalidEmail(f"kind: {kind!r} is not a kind name (lowercase, digits, _)")
+    return policy_for(kind, kinds)
+
+
+def check_priority(priority: object, policy: KindPolicy) -> int:
+    priority = policy.priority if priority is None else priority
+    if isinstance(priority, bool) or not isinstance(priority, int) or not 0 <= priority <= 9:
+        raise InvalidEmail("priority: must be a whole number from 0 to 9")
+    return priority
+
+
+def check_max_attempts(max_attempts: object, policy: KindPolicy) -> int:
+    max_attempts = policy.max_attempts if max_attempts is None else max_attempts
+    if (
+        isinstance(max_attempts, bool)
+        or not isinstance(max_attempts, int)
+        or not 1 <= max_attempts <= 100
+    ):
+        raise InvalidEmail("max_attempts: must be a whole number from 1 to 100")
+    return max_attempts
+
+
+def build_content(
     email: Email,
+    policy: KindPolicy,
     *,
     default_from: str,
-    kinds: Mapping[str, KindPolicy] = BUILTIN_KINDS,
-    now: datetime | None = None,
-) -> EmailRow:
-    """Validate one email and build its row; raises InvalidEmail naming the field."""
-    now = now or datetime.now(UTC)
-    if not isinstance(email.kind, str) or not KIND_NAME.match(email.kind):
-        raise InvalidEmail(f"kind: {email.kind!r} is not a kind name (lowercase, digits, _)")
-    policy = policy_for(email.kind, kinds)
-    to = check_address("to", email.to)
+    templates: TemplateStore = DEFAULT_TEMPLATES,
+    per_recipient: bool = False,
+) -> dict[str, Any]:
+    """Check an email's content and resolve its template; the `content` column's value.
+
+    Content comes inline (subject, text, html), from the named `template`, or, when the
+    email gives neither, from its kind's template; inline fields override a template's.
+    With `per_recipient` (a campaign's shared content), variables the context lacks are
+    allowed: each recipient's context is checked for them (mailq.campaigns)."""
     sender = check_address("from", email.from_address or default_from)
     subject = _check_text("subject", email.subject, header=True)
     text = _check_text("text", email.text, header=False)
     html = _check_text("html", email.html, header=False)
     if subject is not None and len(subject) > MAX_SUBJECT_CHARS:
         raise InvalidEmail(f"subject: longer than {MAX_SUBJECT_CHARS} characters")
-    if email.template is not None:
-        raise InvalidEmail("template: named templates are not available yet; give subject/text")
+    template_name = email.template
+    if template_name is None and not (subject or text or html):
+        template_name = policy.template
+    if template_name is not None:
+        named = templates.get(template_name)
+        subject = subject or named.subject
+        if not (text or html):
+            text, html = named.text, named.html
+        if _CONTROL.search(subject):
+            raise InvalidEmail(f"template: the subject of {template_name!r} must be one line")
     if not subject:
         raise InvalidEmail("subject: required (or a template)")
     if not text and not html:
@@ -214,13 +250,13 @@ def to_row(
         raise InvalidEmail("context: must be an object")
     for field_name, source in (("subject", subject), ("text", text), ("html", html)):
         if source:
-            check_context(field_name, source, context)
-    priority = policy.priority if email.priority is None else email.priority
-    if isinstance(priority, bool) or not isinstance(priority, int) or not 0 <= priority <= 9:
-        raise InvalidEmail("priority: must be a whole number from 0 to 9")
-    max_attempts = policy.max_attempts if email.max_attempts is None else email.max_attempts
-    if not isinstance(max_attempts, int) or not 1 <= max_attempts <= 100:
-        raise InvalidEmail("max_attempts: must be a whole number from 1 to 100")
+            check_context(
+                field_name,
+                source,
+                context,
+                header=field_name == "subject",
+                partial=per_recipient,
+            )
     attachments = []
     for i, attachment in enumerate(email.attachments):
         name = _check_text(f"attachments[{i}].filename", attachment.filename, header=True)
@@ -235,7 +271,8 @@ def to_row(
                 "content_base64": base64.b64encode(attachment.content).decode("ascii"),
             }
         )
-    content = {
+    return {
+        "template": template_name,
         "from": sender,
         "subject": subject,
         "text": text,
@@ -247,19 +284,47 @@ def to_row(
         "headers": _check_headers(email.headers),
         "attachments": attachments,
     }
+
+
+def content_json(content: Mapping[str, Any]) -> str:
     try:
-        content_json = orjson.dumps(content).decode()
+        text = orjson.dumps(content).decode()
     except TypeError as exc:
         raise InvalidEmail(f"context: values must be JSON ({exc})") from None
-    if "\\u0000" in content_json:
+    if "\\u0000" in text:
         raise InvalidEmail("context: NUL characters are not allowed")
+    return text
+
+
+def new_message_id(from_address: str) -> str:
+    """A fresh Message-ID in the sender's domain (fixed at enqueue, kept on every retry)."""
+    return _message_id(from_address)
+
+
+def to_row(
+    email: Email,
+    *,
+    default_from: str,
+    kinds: Mapping[str, KindPolicy] = BUILTIN_KINDS,
+    now: datetime | None = None,
+    templates: TemplateStore = DEFAULT_TEMPLATES,
+) -> EmailRow:
+    """Validate one email and build its row; raises InvalidEmail naming the field."""
+    now = now or datetime.now(UTC)
+    policy = check_kind(email.kind, kinds)
+    to = check_address("to", email.to)
+    content = build_content(email, policy, default_from=default_from, templates=templates)
+    sender = content["from"]
+    priority = check_priority(email.priority, policy)
+    max_attempts = check_max_attempts(email.max_attempts, policy)
+    content_text = content_json(content)
     return EmailRow(
         kind=email.kind,
         priority=priority,
-        send_at=_check_send_at(email.send_at, now),
+        send_at=check_send_at(email.send_at, now),
         max_attempts=max_attempts,
         to_address=to,
         message_id=_message_id(sender),
-        content=content_json,
+        content=content_text,
         metadata=orjson.dumps(_check_metadata(email.metadata)).decode(),
     )

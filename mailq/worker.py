@@ -27,16 +27,20 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 
 from mailq import maintenance, repository
-from mailq.errors import DatabaseUnavailable, SendFailure
+from mailq.config import DEFAULT_CONFIG, Config
+from mailq.dkim import DkimSigner
+from mailq.errors import DatabaseUnavailable, RetryLater, SendFailure
 from mailq.heartbeat import Heartbeat
-from mailq.kinds import BUILTIN_KINDS, KindPolicy, plan_claim
+from mailq.kinds import LOST_HOLD, KindPolicy, plan_claim, policy_for
 from mailq.message import build_message
 from mailq.models import AttemptResult, ClaimedEmail, Outcome
+from mailq.ratelimit import RateLimiter, limits_of
 from mailq.repository import WorkerIdentity
 from mailq.retry import RetryPolicy
 from mailq.schema import ensure_current
-from mailq.sender import Sender
+from mailq.sender import BeforeData, Sender
 from mailq.settings import Settings
+from mailq.unsubscribe import UnsubscribeLinks, load_secret_key
 
 logger = logging.getLogger(__name__)
 
@@ -72,10 +76,11 @@ class _Tally:
     sent: Counter[str] = field(default_factory=Counter)
     retried: Counter[str] = field(default_factory=Counter)
     failed: Counter[str] = field(default_factory=Counter)
+    cancelled: Counter[str] = field(default_factory=Counter)
     rejected: int = 0
 
     def any(self) -> bool:
-        return bool(self.sent or self.retried or self.failed or self.rejected)
+        return bool(self.sent or self.retried or self.failed or self.cancelled or self.rejected)
 
 
 class Worker:
@@ -87,21 +92,34 @@ class Worker:
         sender: Sender,
         *,
         kinds: Sequence[str] | None = None,
-        policies: Mapping[str, KindPolicy] = BUILTIN_KINDS,
+        policies: Mapping[str, KindPolicy] | None = None,
         retry_policy: RetryPolicy | None = None,
         database_url: str | None = None,
         sender_parallelism: int | None = None,
         observer: AttemptObserver | None = None,
+        config: Config = DEFAULT_CONFIG,
+        unsubscribe: UnsubscribeLinks | None = None,
     ) -> None:
+        """`config` (MAILQ_CONFIG) gives the kinds, rate limits, DKIM key and unsubscribe
+        mailbox; `policies` overrides its kinds; `retry_policy` overrides every kind's
+        backoff (tests)."""
         dsn = database_url or settings.database_url
         if not dsn:
             raise ValueError("the worker needs a database URL")
         self._dsn = dsn
         self.settings = settings
         self.sender = sender
+        self.config = config
+        policies = policies if policies is not None else config.kinds
+        self.policies = policies
         names = list(kinds) if kinds else list(policies)
-        self.kinds = [policies.get(k) or KindPolicy(k, priority=5) for k in names]
-        self.retry_policy = retry_policy or RetryPolicy()
+        self.kinds = [policy_for(k, policies) for k in names]
+        self.retry_policy = retry_policy
+        self._limiter = RateLimiter(limits_of(self.kinds, config.backend_rate_limit))
+        self._dkim = DkimSigner(config.dkim) if config.dkim else None
+        self._unsubscribe = unsubscribe or UnsubscribeLinks(
+            load_secret_key(settings), settings.public_url, config.unsubscribe_mailto
+        )
         self.identity = WorkerIdentity(
             id=uuid.uuid4(),
             hostname=socket.gethostname(),
@@ -156,6 +174,7 @@ class Worker:
         self._pool = pool
         try:
             await ensure_current(pool)
+            await self._limiter.configure(pool)
             self._heartbeat = Heartbeat(
                 self._dsn,
                 self.identity,
@@ -234,14 +253,27 @@ class Worker:
                     await self._release_orphans()
                     unsure = False
                 if total > 0 and lease_ok:
-                    plan = type(plan)(plan.kinds, [min(n, total) for n in plan.limits], total)
+                    limits = [min(n, total) for n in plan.limits]
+                    asked = total
+                    throttled = False
+                    if self._limiter.active:
+                        limits, due_in = await self._take_tokens(plan.kinds, limits)
+                        throttled = due_in is not None
+                        total = min(total, sum(limits))
+                    plan = type(plan)(plan.kinds, limits, total)
                     claimed = await repository.email_claim_due(self._pool, plan, self.identity.id)
                     for email in claimed:
                         self._start(email)
-                    if len(claimed) < total:
+                    if self._limiter.active:
+                        got = Counter(e.kind for e in claimed)
+                        unused = {k: n - got[k] for k, n in zip(plan.kinds, limits, strict=True)}
+                        await self._limiter.refund(self._pool, unused)
+                    if not throttled and (len(claimed) < total or total == 0):
                         due_in = await repository.email_next_due(
                             self._pool, [k.name for k in self.kinds]
                         )
+                    # Full when it used all its tokens (throttled), else all it asked.
+                    total = total if throttled else asked
                 backoff = DB_RETRY_MIN_S
             except Exception as exc:
                 # The worker outlives any one failure; a database error is expected (restart,
@@ -283,6 +315,19 @@ class Worker:
                 extra={"action": "orphans_released", "count": len(orphans)},
             )
 
+    async def _take_tokens(
+        self, kinds: list[str], limits: list[int]
+    ) -> tuple[list[int], float | None]:
+        """Under a rate limit: tokens (shared with every worker) for the emails of each kind
+        that are due now; the emails each kind may claim, and the wait when tokens ran short."""
+        assert self._pool is not None
+        due = await repository.email_count_due(self._pool, kinds, limits)
+        wants = [(k, min(n, due.get(k, 0))) for k, n in zip(kinds, limits, strict=True)]
+        if not any(n for _k, n in wants):
+            return [0] * len(kinds), None
+        grant = await self._limiter.acquire(self._pool, wants)
+        return [grant.allowed[k] for k in kinds], grant.wait_s
+
     def _drained(self, due_in: float | None, asked: int) -> bool:
         nothing_due = asked > 0 and (due_in is None or due_in > 0)
         return nothing_due and not self._in_flight and not self._results
@@ -313,9 +358,23 @@ class Worker:
         self._results_ready.set()
 
     async def _send_one(self, email: ClaimedEmail, started_at: datetime) -> AttemptResult:
+        policy = policy_for(email.kind, self.policies)
+        if email.suppressed is not None:
+            # Suppressed after it was queued: never sent, cancelled with the reason.
+            return AttemptResult(
+                email, Outcome.CANCELLED, started_at, error=f"suppressed: {email.suppressed}"
+            )
         try:
-            message = build_message(email, self.settings.redirect_all_to)
-            receipt = await self.sender.send(message)
+            message = build_message(
+                email,
+                self.settings.redirect_all_to,
+                unsubscribe=self._unsubscribe,
+                list_unsubscribe=policy.list_unsubscribe,
+            )
+            if self._dkim is not None:
+                message = self._dkim.sign(message)
+            before_data = self._mark_data_started(email) if policy.lost == LOST_HOLD else None
+            receipt = await self.sender.send(message, before_data)
         except SendFailure as failure:
             if failure.permanent or email.is_last_attempt:
                 return AttemptResult(
@@ -325,6 +384,7 @@ class Worker:
                     failure.smtp_code,
                     failure.smtp_reply,
                     failure.reason,
+                    suppress=failure.suppress and not self.settings.redirect_all_to,
                 )
             return AttemptResult(
                 email,
@@ -333,7 +393,7 @@ class Worker:
                 failure.smtp_code,
                 failure.smtp_reply,
                 failure.reason,
-                retry_in_s=self.retry_policy.delay_s(email.attempt),
+                retry_in_s=(self.retry_policy or policy.retry).delay_s(email.attempt),
             )
         except asyncio.CancelledError:
             raise
@@ -364,6 +424,23 @@ class Worker:
             self._observer(result, seconds)
         except Exception:
             logger.exception("the attempt observer failed", extra={"action": "observer_failed"})
+
+    def _mark_data_started(self, email: ClaimedEmail) -> BeforeData:
+        """The `hold` policy's hook: DATA begins only once that is recorded durably, so a
+        worker found dead after it leaves the email `unknown` rather than sending it twice."""
+
+        async def mark() -> None:
+            assert self._pool is not None
+            try:
+                held = await repository.email_mark_data_started(
+                    self._pool, email.id, self.identity.id, email.attempt
+                )
+            except DATABASE_ERRORS as exc:
+                raise RetryLater(f"could not record that DATA begins: {exc}") from None
+            if not held:
+                raise RetryLater("the attempt no longer holds the email (lease lost)")
+
+        return mark
 
     # -- recording outcomes ----------------------------------------------------------------
 
@@ -400,6 +477,9 @@ class Worker:
     async def _record(self, batch: list[AttemptResult]) -> None:
         assert self._pool is not None
         applied = await repository.email_finish(self._pool, batch, self.identity.id)
+        bounced = [r for r in batch if r.suppress and r.email.id in applied]
+        if bounced:
+            await self._suppress_bounced(bounced)
         for result in batch:
             email = result.email
             if email.id in applied:
@@ -407,6 +487,7 @@ class Worker:
                     Outcome.SENT: self._tally.sent,
                     Outcome.RETRY: self._tally.retried,
                     Outcome.FAILED: self._tally.failed,
+                    Outcome.CANCELLED: self._tally.cancelled,
                 }[result.outcome]
                 tally[email.kind] += 1
             else:
@@ -418,6 +499,20 @@ class Worker:
                 )
             self._release_slot(email)
         self._wake.set()
+
+    async def _suppress_bounced(self, results: list[AttemptResult]) -> None:
+        """A permanent "no such user": the address goes on the suppression list, and its
+        other emails that have not gone out are cancelled."""
+        assert self._pool is not None
+        reasons = {r.email.to.lower(): f"bounced: {r.error}" for r in results}
+        addresses = sorted(reasons)
+        await repository.suppression_add(self._pool, addresses, [reasons[a] for a in addresses])
+        await repository.email_cancel_by_address(self._pool, addresses, "suppressed: bounced")
+        logger.info(
+            "suppressed %d addresses that do not exist",
+            len(addresses),
+            extra={"action": "suppressed_bounced", "count": len(addresses)},
+        )
 
     def _release_slot(self, email: ClaimedEmail) -> None:
         if self._in_flight.pop(email.id, None) is not None:
@@ -522,10 +617,14 @@ class Worker:
                 "failed": dict(tally.failed),
             },
         )
-        for name in ("sent", "retried", "failed"):
+        for name in ("sent", "retried", "failed", "cancelled"):
             getattr(self.totals, name).update(getattr(tally, name))
         self.totals.rejected += tally.rejected
         self._tally = _Tally()
+
+
+def _earliest(a: float | None, b: float | None) -> float | None:
+    return b if a is None else a if b is None else min(a, b)
 
 
 if __name__ == "__main__":  # python -m mailq.worker

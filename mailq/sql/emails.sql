@@ -59,7 +59,16 @@ SET status = 'sending',
 FROM picked
 WHERE e.id = picked.id
 RETURNING e.id, e.kind, e.priority, e.attempts, e.max_attempts, e.to_address, e.message_id,
-          e.content::text AS content, e.claimed_at;
+          -- A campaign's emails store only the recipient's context; the shared content is
+          -- stored once on the campaign and merged here (the recipient's keys win).
+          CASE WHEN e.campaign_id IS NULL THEN e.content::text
+               ELSE ((SELECT c.content FROM mailq.campaigns AS c WHERE c.id = e.campaign_id)
+                     || e.content)::text
+          END AS content,
+          e.claimed_at, e.campaign_id,
+          -- Suppressed since it was queued: the worker cancels it instead of sending.
+          (SELECT s.reason FROM mailq.suppressions AS s
+           WHERE s.address = lower(e.to_address)) AS suppressed;
 
 -- name: email_next_due
 -- Seconds from now (the database's clock) until the earliest waiting email of kinds $1 is
@@ -78,27 +87,43 @@ WHERE NOT EXISTS (SELECT 1 FROM mailq.paused_kinds AS p WHERE p.kind = k.kind);
 
 -- name: email_finish
 -- Record a batch of attempt outcomes of worker $9 in one statement: 'sent', 'retry' (due
--- again after retry_in seconds) or 'failed'. A result is applied only while the email is
--- still in the attempt that produced it (same worker, same attempt number): a worker that
--- lost its lease cannot overwrite a newer attempt. Returns the ids that were applied.
+-- again after retry_in seconds), 'failed', or 'cancelled' (not attempted: the address is
+-- suppressed; no attempt is counted or recorded). A result is applied only while the email
+-- is still in the attempt that produced it (same worker, same attempt number): a worker
+-- that lost its lease cannot overwrite a newer attempt. Returns the ids that were applied.
 WITH result AS (
     SELECT * FROM unnest($1::bigint[], $2::integer[], $3::text[], $4::timestamptz[],
                          $5::integer[], $6::text[], $7::text[], $8::float8[])
         AS r(id, attempt, outcome, started_at, smtp_code, smtp_reply, error, retry_in)
 ),
+campaign AS (
+    -- A retry of a campaign email follows its campaign: paused since the claim, it is held
+    -- (due in the far future); cancelled, it is cancelled.
+    SELECT r.id, c.status AS campaign_status
+    FROM result AS r
+    JOIN mailq.emails AS e ON e.id = r.id
+    JOIN mailq.campaigns AS c ON c.id = e.campaign_id
+    WHERE r.outcome = 'retry'
+),
 applied AS (
     UPDATE mailq.emails AS e
-    SET status = CASE r.outcome WHEN 'sent' THEN 'sent' WHEN 'retry' THEN 'waiting'
-                                ELSE 'failed' END,
+    SET status = CASE r.outcome WHEN 'sent' THEN 'sent'
+                     WHEN 'retry' THEN CASE WHEN c.campaign_status = 'cancelled'
+                                            THEN 'cancelled' ELSE 'waiting' END
+                     WHEN 'cancelled' THEN 'cancelled' ELSE 'failed' END,
+        attempts = CASE WHEN r.outcome = 'cancelled' THEN e.attempts - 1 ELSE e.attempts END,
         worker_id = NULL,
         claimed_at = NULL,
-        run_at = CASE WHEN r.outcome = 'retry'
-                      THEN coalesce($10::timestamptz, now()) + make_interval(secs => r.retry_in)
-                      ELSE e.run_at END,
-        finished_at = CASE WHEN r.outcome = 'retry' THEN NULL
+        run_at = CASE WHEN r.outcome <> 'retry' THEN e.run_at
+                      WHEN c.campaign_status = 'paused'
+                      THEN '9999-12-31 00:00:00+00'::timestamptz
+                      ELSE coalesce($10::timestamptz, now()) + make_interval(secs => r.retry_in)
+                 END,
+        finished_at = CASE WHEN r.outcome = 'retry' AND c.campaign_status IS DISTINCT FROM
+                                'cancelled' THEN NULL
                            ELSE coalesce($10::timestamptz, now()) END,
         last_error = r.error
-    FROM result AS r
+    FROM result AS r LEFT JOIN campaign AS c ON c.id = r.id
     WHERE e.id = r.id AND e.status = 'sending' AND e.attempts = r.attempt
       AND e.worker_id = $9::uuid
     RETURNING e.id
@@ -110,6 +135,7 @@ recorded AS (
     SELECT r.id, r.attempt, $9::uuid, r.started_at, coalesce($10::timestamptz, now()),
            r.outcome, r.smtp_code, r.smtp_reply, r.error
     FROM result AS r JOIN applied AS a ON a.id = r.id
+    WHERE r.outcome <> 'cancelled'
 )
 SELECT id FROM applied;
 
@@ -134,9 +160,11 @@ RETURNING e.id;
 -- name: email_rescue_expired
 -- Take back up to $1 emails claimed by workers whose lease expired (killed, host gone) or
 -- whose lease row is gone. Each gets an attempt recorded as 'lost'; it waits again, or
--- fails when that was its last attempt.
+-- fails when that was its last attempt, or, when SMTP DATA of this attempt had begun
+-- (recorded only for kinds whose lost-send policy is `hold`), becomes 'unknown'.
 WITH lost AS (
-    SELECT e.id, e.attempts, e.worker_id, e.claimed_at
+    SELECT e.id, e.attempts, e.worker_id, e.claimed_at,
+           coalesce(e.data_started_at >= e.claimed_at, false) AS held
     FROM mailq.emails AS e
     LEFT JOIN mailq.worker_leases AS w ON w.id = e.worker_id
     WHERE e.status = 'sending'
@@ -146,13 +174,16 @@ WITH lost AS (
 ),
 rescued AS (
     UPDATE mailq.emails AS e
-    SET status = CASE WHEN e.attempts >= e.max_attempts THEN 'failed' ELSE 'waiting' END,
-        finished_at = CASE WHEN e.attempts >= e.max_attempts
+    SET status = CASE WHEN lost.held THEN 'unknown'
+                      WHEN e.attempts >= e.max_attempts THEN 'failed' ELSE 'waiting' END,
+        finished_at = CASE WHEN NOT lost.held AND e.attempts >= e.max_attempts
                            THEN coalesce($2::timestamptz, now()) END,
         run_at = coalesce($2::timestamptz, now()),
         worker_id = NULL,
         claimed_at = NULL,
-        last_error = 'lease expired: the worker stopped heartbeating during the attempt'
+        last_error = CASE WHEN lost.held
+            THEN 'unknown: the worker died after SMTP DATA had begun; retry or cancel it'
+            ELSE 'lease expired: the worker stopped heartbeating during the attempt' END
     FROM lost
     WHERE e.id = lost.id
     RETURNING e.id
@@ -165,6 +196,20 @@ recorded AS (
     FROM lost AS l JOIN rescued AS r ON r.id = l.id
 )
 SELECT id FROM rescued;
+
+-- name: email_mark_data_started
+-- Before SMTP DATA of a `hold` kind's email: record durably that DATA began in this attempt.
+UPDATE mailq.emails
+SET data_started_at = clock_timestamp()
+WHERE id = $1::bigint AND status = 'sending' AND worker_id = $2::uuid AND attempts = $3::integer
+RETURNING id;
+
+-- name: email_cancel_by_address
+-- Cancel the emails to addresses $1 (lower-case) that have not gone out: waiting or unknown.
+UPDATE mailq.emails
+SET status = 'cancelled', finished_at = coalesce($3::timestamptz, now()), last_error = $2::text
+WHERE lower(to_address) = ANY($1::text[]) AND status IN ('waiting', 'unknown')
+RETURNING id;
 
 -- name: email_cancel
 -- Cancel waiting (or unknown) emails by id; returns those that were cancelled.
@@ -288,3 +333,65 @@ FROM mailq.emails
 WHERE status = 'sent'
   AND finished_at > coalesce($2::timestamptz, now()) - make_interval(secs => $1::float8)
 GROUP BY kind;
+
+-- name: email_insert_recipients
+-- Add one chunk of campaign $1's recipients (parallel arrays $2 addresses, $3 Message-IDs,
+-- $4 contexts as JSON) as emails of kind $5, priority $6, max attempts $7, due at $8 (or
+-- far future, 9999-12-31, while the campaign is paused). A recipient already in the campaign is
+-- skipped (the unique index); a suppressed one is stored cancelled with the reason. Returns
+-- how many were inserted and, of those, how many were suppressed.
+WITH inserted AS (
+    INSERT INTO mailq.emails
+        (kind, priority, run_at, send_at, max_attempts, to_address, message_id, content,
+         campaign_id, status, finished_at, last_error)
+    SELECT $5::text, $6::smallint, $8::timestamptz, $9::timestamptz, $7::integer, r.address,
+           r.message_id, r.content::jsonb, $1::bigint,
+           CASE WHEN s.address IS NULL THEN 'waiting' ELSE 'cancelled' END,
+           CASE WHEN s.address IS NULL THEN NULL ELSE now() END,
+           CASE WHEN s.address IS NULL THEN NULL ELSE 'suppressed: ' || s.reason END
+    FROM unnest($2::text[], $3::text[], $4::text[]) AS r(address, message_id, content)
+    LEFT JOIN mailq.suppressions AS s ON s.address = lower(r.address)
+    ON CONFLICT (campaign_id, lower(to_address)) WHERE campaign_id IS NOT NULL DO NOTHING
+    RETURNING status
+)
+SELECT count(*)::bigint AS added,
+       count(*) FILTER (WHERE status = 'cancelled')::bigint AS suppressed
+FROM inserted;
+
+-- name: email_pause_campaign
+-- Hold campaign $1's waiting emails: due in the far future (9999-12-31) until resumed.
+-- (Not 'infinity': Postgres 15 cannot subtract it, and the wake-up trigger does.)
+UPDATE mailq.emails
+SET run_at = '9999-12-31 00:00:00+00'::timestamptz
+WHERE campaign_id = $1::bigint AND status = 'waiting' AND run_at <> '9999-12-31 00:00:00+00'::timestamptz;
+
+-- name: email_resume_campaign
+-- Release campaign $1's held emails: due at its send_at $2, or now if that has passed.
+UPDATE mailq.emails
+SET run_at = greatest($2::timestamptz, coalesce($3::timestamptz, now()))
+WHERE campaign_id = $1::bigint AND status = 'waiting' AND run_at = '9999-12-31 00:00:00+00'::timestamptz;
+
+-- name: email_cancel_campaign
+-- Cancel what campaign $1 has not sent: its waiting and unknown emails.
+UPDATE mailq.emails
+SET status = 'cancelled', finished_at = coalesce($3::timestamptz, now()), last_error = $2::text
+WHERE campaign_id = $1::bigint AND status IN ('waiting', 'unknown');
+
+-- name: email_count_due
+-- How many emails of each kind $1 are due now, counting at most $2[i] per kind: a worker
+-- under a rate limit takes tokens only for emails that are there to claim.
+SELECT w.kind, (
+    SELECT count(*) FROM (
+        SELECT d.id
+        FROM generate_series(0, 9) AS lvl(priority)
+        CROSS JOIN LATERAL (
+            SELECT e.id FROM mailq.emails AS e
+            WHERE e.status = 'waiting' AND e.kind = w.kind AND e.priority = lvl.priority
+              AND e.run_at <= now()
+            ORDER BY e.run_at, e.id
+            LIMIT w.n
+        ) AS d
+        LIMIT w.n
+    ) AS c
+)::integer AS due
+FROM unnest($1::text[], $2::integer[]) AS w(kind, n);

@@ -1,13 +1,13 @@
 """Operators: kinds paused by an operator (an emergency stop per kind).
 
 Revision ID: 0003_operators
-Revises: 0001_create_queue
+Revises: 0002_email_features
 """
 
 from alembic import op
 
 revision = "0003_operators"
-down_revision = "0001_create_queue"
+down_revision = "0002_email_features"
 branch_labels = None
 depends_on = None
 

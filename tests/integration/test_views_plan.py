@@ -24,6 +24,9 @@ PARTIAL_INDEXES = {
     "emails_sending_idx",
     "emails_unknown_idx",
     "emails_failed_idx",
+    # Waiting and unknown emails by address (suppression cancels them): no finished rows.
+    "emails_open_address_idx",
+    "emails_campaign_open_idx",
 }
 CONTENT = json.dumps({"from": "a@example.com", "subject": "s", "text": "t"})
 

@@ -4,7 +4,10 @@ Recipients steer the answers:
 - `tempfail-N-…@…`: the first N deliveries to this recipient get `451`, then it is accepted;
 - `reject…@…`: `550 5.1.1 no such user` at RCPT;
 - `datafail…@…`: `554` after DATA;
-anything else is accepted and recorded.
+- `stall…@…`: the DATA reply is held back until `release()` (a send caught mid-DATA);
+- `stallrcpt…@…`: the RCPT reply is held back likewise (a send caught before DATA);
+- any address in `sink.replies` gets that reply at RCPT (e.g. "451 4.7.1 on suppression list");
+anything else is accepted and recorded, with the server's receive time.
 """
 
 from __future__ import annotations
@@ -60,6 +63,9 @@ class _Handler:
     sessions: int = 0
     received: list[Received] = field(default_factory=list)
     tempfails: Counter[str] = field(default_factory=Counter)
+    replies: dict[str, str] = field(default_factory=dict)
+    released: threading.Event = field(default_factory=threading.Event)
+    stalled: Counter[str] = field(default_factory=Counter)
     lock: threading.Lock = field(default_factory=threading.Lock)
     arrived: threading.Condition = field(init=False)
 
@@ -78,6 +84,10 @@ class _Handler:
         self, server: SmtpProtocol, session: Any, envelope: Any, address: str, options: Any
     ) -> str:
         local = address.split("@", 1)[0]
+        if address in self.replies:
+            return self.replies[address]
+        if local.startswith("stallrcpt"):
+            await self._stall("rcpt")
         if local.startswith("reject"):
             return "550 5.1.1 no such user here"
         match = _TEMPFAIL.match(local)
@@ -92,6 +102,8 @@ class _Handler:
     async def handle_DATA(self, server: SmtpProtocol, session: Any, envelope: Any) -> str:
         if any(r.split("@", 1)[0].startswith("datafail") for r in envelope.rcpt_tos):
             return "554 5.6.0 message refused"
+        if any(r.split("@", 1)[0].startswith("stall") for r in envelope.rcpt_tos):
+            await self._stall("data")
         if self.delay_s:
             # A slow server: the message counts as received only once the reply is due.
             await asyncio.sleep(self.delay_s)
@@ -107,6 +119,12 @@ class _Handler:
             self.arrived.notify_all()
         return "250 2.0.0 queued"
 
+    async def _stall(self, stage: str) -> None:
+        with self.lock:
+            self.stalled[stage] += 1
+        while not self.released.is_set():
+            await asyncio.sleep(0.02)
+
 
 class SmtpSink:
     def __init__(
@@ -117,6 +135,7 @@ class SmtpSink:
         implicit_tls: bool = False,
         require_starttls: bool = False,
         credentials: tuple[str, str] | None = None,
+        smtputf8: bool = False,
     ) -> None:
         self.port = free_port()
         self._handler = _Handler(delay_s=delay_s)
@@ -135,8 +154,22 @@ class SmtpSink:
             hostname="127.0.0.1",
             port=self.port,
             ssl_context=tls if implicit_tls else None,
+            enable_SMTPUTF8=smtputf8,
             **options,
         )
+
+    @property
+    def replies(self) -> dict[str, str]:
+        """Address -> the reply its RCPT gets (set before sending)."""
+        return self._handler.replies
+
+    def stalled(self, stage: str) -> int:
+        """How many sends are held at `stage` ("rcpt" or "data")."""
+        with self._handler.lock:
+            return self._handler.stalled[stage]
+
+    def release(self) -> None:
+        self._handler.released.set()
 
     @property
     def url(self) -> str:
@@ -166,4 +199,5 @@ class SmtpSink:
         self._controller.start()
 
     def stop(self) -> None:
+        self.release()
         self._controller.stop()

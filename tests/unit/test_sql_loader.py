@@ -10,7 +10,16 @@ from mailq.sql import QUERIES, SqlLoadError, parse_blocks
 def test_every_statement_is_named_noun_first_and_bound_not_formatted() -> None:
     assert QUERIES, "no statements loaded"
     for name, statement in QUERIES.items():
-        assert name.split("_")[0] in {"email", "worker", "schema", "kind", "idempotency"}, name
+        assert name.split("_")[0] in {
+            "email",
+            "worker",
+            "schema",
+            "kind",
+            "idempotency",
+            "campaign",
+            "suppression",
+            "rate",
+        }, name
         # No str.format placeholders; the empty JSON object literal '{}' is fine.
         assert "%s" not in statement and not re.search(r"\{\w*\}", statement.replace("'{}'", "")), (
             name
