@@ -172,6 +172,15 @@ def cmd_enqueue(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- bench ---------------------------------------------------------------------------------
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from mailq.bench import run_from_args
+
+    return run_from_args(args, _settings(args))
+
+
 # -- entry points --------------------------------------------------------------------------
 
 
@@ -206,6 +215,13 @@ def _parser() -> argparse.ArgumentParser:
     up.set_defaults(handler=cmd_up)
 
     monitor.add_commands(commands)
+
+    from mailq.bench import add_arguments as bench_arguments
+
+    bench = commands.add_parser("bench", help="measure mailq's speed next to a bare SQL loop")
+    bench_arguments(bench)
+    bench.set_defaults(handler=cmd_bench)
+
     return parser
 
 

@@ -1,0 +1,147 @@
+"""The results of a run: medians over rounds, the JSON document, and the markdown table."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict
+from typing import Any
+
+from mailq.bench.plan import BARE, MAILQ, Group, Measurement, Options, Sample
+from mailq.bench.stats import median
+
+SCHEMA_VERSION = 1
+
+
+def measurement_result(m: Measurement, samples: Sequence[Sample]) -> dict[str, Any]:
+    names = sorted({name for s in samples for name in s.figures})
+    counts = sorted({name for s in samples for name in s.counts})
+    return {
+        "key": m.key,
+        "measure": m.measure,
+        "system": m.system,
+        "unit": m.unit,
+        "params": dict(m.params),
+        "headline": m.headline,
+        "median": {n: median([s.figures[n] for s in samples if n in s.figures]) for n in names},
+        "counts": {n: sum(s.counts.get(n, 0) for s in samples) for n in counts},
+        "samples": [asdict(s) for s in samples],
+    }
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    if a is None or b is None or not b or math.isnan(a) or math.isnan(b):
+        return None
+    return a / b
+
+
+def summary(groups: Sequence[Group], results: Mapping[str, dict[str, Any]]) -> dict[str, Any]:
+    """Per group: each system's headline figure, and mailq / bare where both ran. Totals of
+    duplicates and lost, for mailq and for the bare loop."""
+    by_group: dict[str, Any] = {}
+    totals = {"duplicates": 0, "lost": 0, "bare_duplicates": 0, "bare_lost": 0}
+    for group in groups:
+        entry: dict[str, Any] = {}
+        for m in group.members:
+            result = results.get(m.key)
+            if result is None:
+                continue
+            entry[m.system] = result["median"].get(m.headline)
+            entry["unit"] = m.unit
+            if m.measure == "wakeup":
+                entry.update({k: v for k, v in result["median"].items()})
+            prefix = "" if m.system == MAILQ else f"{m.system}_"
+            for name in ("duplicates", "lost"):
+                if f"{prefix}{name}" in totals:
+                    totals[f"{prefix}{name}"] += result["counts"].get(name, 0)
+        if MAILQ in entry and BARE in entry:
+            entry["ratio"] = _ratio(entry[MAILQ], entry[BARE])
+        if entry:
+            by_group[group.name] = entry
+    return {"groups": by_group, **totals}
+
+
+def document(
+    *,
+    options: Options,
+    environment: Mapping[str, Any],
+    started_at: str,
+    finished_at: str,
+    groups: Sequence[Group],
+    results: Mapping[str, dict[str, Any]],
+) -> dict[str, Any]:
+    opts = asdict(options)
+    opts["only"] = sorted(options.only)
+    return {
+        "bench": "mailq",
+        "schema_version": SCHEMA_VERSION,
+        "started_at": started_at,
+        "finished_at": finished_at,
+        "environment": dict(environment),
+        "options": opts,
+        "measurements": list(results.values()),
+        "summary": summary(groups, results),
+    }
+
+
+def _n(value: float | None, digits: int = 0) -> str:
+    if value is None or math.isnan(value):
+        return "-"
+    return f"{value:,.{digits}f}"
+
+
+def _label(group: Group, options: Options) -> str:
+    measure = group.members[0].measure
+    params = group.members[0].params
+    if measure == "enqueue_bulk":
+        return f"bulk enqueue, {options.emails:,} emails"
+    if measure == "enqueue_one":
+        return f"enqueue one at a time, {options.one_at_a_time:,} emails"
+    if measure == "drain":
+        n = params["processes"]
+        return f"drain {options.emails:,}, {n} process{'es' if n > 1 else ''}"
+    if measure == "wakeup":
+        return (
+            f"wake-up p50 / p95 / p99, {options.wakeup_emails} emails at "
+            f"{options.wakeup_rate:g}/s, {options.wakeup_workers} idle workers"
+        )
+    return group.name
+
+
+def markdown(doc: Mapping[str, Any], groups: Sequence[Group], options: Options) -> str:
+    env = doc["environment"]
+    rounds = "1 round" if options.repeat == 1 else f"median of {options.repeat}"
+    lines = [
+        f"mailq bench, {doc['started_at']}: PostgreSQL {env.get('postgres_version', '?')}, "
+        f"{env.get('cpus', '?')} CPUs, fsync={env.get('fsync', '?')}, {rounds}",
+        "",
+        "| measure | mailq | bare SQL | mailq / bare |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    by_group = doc["summary"]["groups"]
+    for group in groups:
+        entry = by_group.get(group.name)
+        if not entry:
+            continue
+        label = _label(group, options)
+        if group.members[0].measure == "wakeup":
+            figures = " / ".join(_n(entry.get(k), 1) for k in ("p50_ms", "p95_ms", "p99_ms"))
+            lines.append(f"| {label} | {figures} ms | | |")
+            continue
+        units = {m.system: m.unit for m in group.members}
+        mailq = f"{_n(entry.get(MAILQ))} {units.get(MAILQ, '')}" if MAILQ in entry else ""
+        bare = f"{_n(entry.get(BARE))} {units.get(BARE, '')}" if BARE in entry else ""
+        if group.members[0].measure == "enqueue_bulk" and bare:
+            bare += " (COPY)"
+        ratio = f"{entry['ratio']:.2f}x" if entry.get("ratio") is not None else ""
+        lines.append(f"| {label} | {mailq} | {bare} | {ratio} |")
+    s = doc["summary"]
+    lines += [
+        "",
+        f"mailq: {s['duplicates']} emails handled twice, {s['lost']} never "
+        f"(every drain and wake-up run); bare loop: {s['bare_duplicates']} twice, "
+        f"{s['bare_lost']} never.",
+        "Drain rate = emails / (last finished_at in the database - the moment the work was "
+        "available to idle, connected processes).",
+    ]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,35 @@
+"""The emails the bench queues: welcome emails with a templated subject and body, as the
+system mailq replaces sends them. Each is rendered and written as MIME at send time."""
+
+from __future__ import annotations
+
+from mailq.models import Email
+from mailq.queue import build_rows
+
+SUBJECT = "Welcome to the platform, {{ name }}"
+TEXT = (
+    "Hello {{ name }},\n\n"
+    "thank you for signing up. Your account {{ account }} is ready: sign in at any time to\n"
+    "build your portfolio, and reply to this email if anything is unclear.\n\n"
+    "The team\n"
+)
+
+
+def email(n: int) -> Email:
+    return Email(
+        to=f"user{n}@example.com",
+        kind="welcome",
+        subject=SUBJECT,
+        text=TEXT,
+        context={"name": f"User {n}", "account": f"acct-{n:08d}"},
+        metadata={"user_id": n},
+    )
+
+
+def emails(count: int, start: int = 0) -> list[Email]:
+    return [email(n) for n in range(start, start + count)]
+
+
+def payload() -> str:
+    """The JSON content one of these emails is stored with: the bare loop's job payload."""
+    return build_rows([email(0)])[0].content
