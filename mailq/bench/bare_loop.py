@@ -3,7 +3,8 @@ SKIP LOCKED and marks them done, until none is left.
 
 `python -m mailq.bench.bare_loop --batch 100` with MAILQ_BENCH_DATABASE_URL set. It connects,
 prints "ready", waits for a line on stdin (so that every process starts at the same moment),
-drains, and prints how many rows it handled.
+drains, prints how many rows it handled, and exits when stdin closes (so the bench can read
+the CPU time of this process and of its server process first).
 """
 
 from __future__ import annotations
@@ -31,9 +32,13 @@ async def drain(dsn: str, batch: int) -> int:
         while True:
             rows = await claim.fetch(batch)
             if not rows:
-                return handled
+                break
             await done.fetch([r["id"] for r in rows])
             handled += len(rows)
+        print(handled, flush=True)
+        while await asyncio.to_thread(sys.stdin.readline):
+            pass
+        return handled
     finally:
         await conn.close()
 
@@ -46,7 +51,7 @@ def main() -> int:
     if not dsn:
         print(f"{DSN_VARIABLE} is not set", file=sys.stderr)
         return 2
-    print(asyncio.run(drain(dsn, args.batch)), flush=True)
+    asyncio.run(drain(dsn, args.batch))
     return 0
 
 

@@ -89,3 +89,8 @@ SELECT version() AS version, current_setting('server_version') AS server_version
        current_setting('synchronous_commit') AS synchronous_commit,
        current_setting('shared_buffers') AS shared_buffers,
        current_setting('max_connections') AS max_connections
+
+-- name: bench_backend_pids
+-- The server processes serving this database (other than the bench's own connection).
+SELECT pid FROM pg_stat_activity
+WHERE datname = current_database() AND pid <> pg_backend_pid()

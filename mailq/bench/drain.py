@@ -6,7 +6,9 @@ appears at once (mailq: one enqueue transaction commits, its NOTIFY wakes the wo
 bare: every process is told "go"). The rate is N / (last finish - that moment), the last
 finish read from the database (mailq: attempts.finished_at; bare: bench_jobs.finished_at),
 the moment taken on the bench's clock on the same host. Every email's attempts are
-recorded, so the run counts emails handled twice and never.
+recorded, so the run counts emails handled twice and never. Where /proc can be read, the
+CPU time of the drainers and of their server processes over the drain is reported per
+email too: on a shared machine it moves much less than the rate.
 """
 
 from __future__ import annotations
@@ -14,14 +16,14 @@ from __future__ import annotations
 import asyncio
 import time
 from datetime import UTC, datetime
-from typing import Any
 
 import asyncpg
 
-from mailq.bench import workload
+from mailq.bench import cpu, workload
 from mailq.bench.databases import BenchError
 from mailq.bench.plan import BARE, MAILQ, Context, Measurement, Sample
 from mailq.bench.processes import (
+    Processes,
     bare_loop_argv,
     child_env,
     log_tail,
@@ -41,7 +43,7 @@ def _deadline(count: int) -> float:
     return time.monotonic() + 60.0 + count / MIN_RATE
 
 
-async def wait_registered(conn: asyncpg.Connection, group: Any, count: int) -> None:
+async def wait_registered(conn: asyncpg.Connection, group: Processes, count: int) -> None:
     """Until `count` workers hold a lease (they LISTEN before they register)."""
     deadline = time.monotonic() + START_TIMEOUT_S
     while await conn.fetchval(BENCH_QUERIES["bench_workers_registered"]) < count:
@@ -51,7 +53,7 @@ async def wait_registered(conn: asyncpg.Connection, group: Any, count: int) -> N
         await asyncio.sleep(POLL_S)
 
 
-async def wait_finished(conn: asyncpg.Connection, group: Any, count: int) -> bool:
+async def wait_finished(conn: asyncpg.Connection, group: Processes, count: int) -> bool:
     """Until `count` emails are finished; False when the deadline passed first."""
     deadline = _deadline(count)
     while await conn.fetchval(BENCH_QUERIES["bench_emails_finished"]) < count:
@@ -62,8 +64,42 @@ async def wait_finished(conn: asyncpg.Connection, group: Any, count: int) -> boo
     return True
 
 
+class CpuMeter:
+    """CPU seconds of the drainers and of the server processes of the database."""
+
+    def __init__(self, conn: asyncpg.Connection, group: Processes) -> None:
+        self._conn = conn
+        self._group = group
+        self._before: tuple[dict[int, float], dict[int, float]] = ({}, {})
+        self.drainers: float | None = None
+        self.server: float | None = None
+
+    async def _read(self) -> tuple[dict[int, float], dict[int, float]]:
+        backends = [r["pid"] for r in await self._conn.fetch(BENCH_QUERIES["bench_backend_pids"])]
+        return cpu.snapshot(c.pid for c in self._group.children), cpu.snapshot(backends)
+
+    async def start(self) -> None:
+        self._before = await self._read()
+
+    async def stop(self) -> None:
+        drainers, server = await self._read()
+        self.drainers = cpu.spent(self._before[0], drainers)
+        self.server = cpu.spent(self._before[1], server)
+
+    def per_item_us(self, count: int) -> dict[str, float]:
+        """CPU microseconds per item handled, of the drainers and of the server (what
+        could be read)."""
+        figures = {"drainers_cpu_us": self.drainers, "server_cpu_us": self.server}
+        return {k: v / count * 1e6 for k, v in figures.items() if v is not None and count}
+
+
 def _sample(
-    count: int, available: datetime, row: asyncpg.Record, timed_out: bool, processes: int
+    count: int,
+    available: datetime,
+    row: asyncpg.Record,
+    timed_out: bool,
+    processes: int,
+    meter: CpuMeter,
 ) -> Sample:
     last: datetime | None = row["last_finished"]
     first: datetime | None = row["first_claimed"]
@@ -71,7 +107,7 @@ def _sample(
     from_first = (last - first).total_seconds() if last and first else float("inf")
     done = int(row["done"])
     return Sample(
-        {"rate": done / seconds if seconds > 0 else 0.0},
+        {"rate": done / seconds if seconds > 0 else 0.0, **meter.per_item_us(done)},
         counts={"duplicates": int(row["duplicates"]), "lost": int(row["lost"])},
         details={
             "processes": processes,
@@ -95,16 +131,19 @@ async def mailq_drain(ctx: Context, processes: int) -> Sample:
             async with process_group(log) as group:
                 await group.start(worker_argv(ctx.options.concurrency), env, count=processes)
                 await wait_registered(conn, group, processes)
+                meter = CpuMeter(conn, group)
+                await meter.start()
                 await enqueue(conn, *batch)
                 available = datetime.now(UTC)
                 finished = await wait_finished(conn, group, count)
+                await meter.stop()
                 codes = await group.stop()
             if any(codes):
                 raise BenchError(f"workers exited with {codes}:\n{log_tail(log)}")
             row = await conn.fetchrow(BENCH_QUERIES["bench_emails_result"])
         finally:
             await conn.close()
-    return _sample(count, available, row, not finished, processes)
+    return _sample(count, available, row, not finished, processes, meter)
 
 
 async def bare_drain(ctx: Context, processes: int) -> Sample:
@@ -125,21 +164,40 @@ async def bare_drain(ctx: Context, processes: int) -> Sample:
                     line = await asyncio.wait_for(child.stdout.readline(), START_TIMEOUT_S)
                     if line.strip() != b"ready":
                         raise BenchError(f"a bare loop did not start:\n{log_tail(log)}")
+                meter = CpuMeter(conn, group)
+                await meter.start()
                 available = datetime.now(UTC)
                 for child in group.children:
                     assert child.stdin is not None
                     child.stdin.write(b"go\n")
                     await child.stdin.drain()
                 remaining = max(1.0, _deadline(count) - time.monotonic())
+                await asyncio.wait_for(_handled(group), remaining)
+                await meter.stop()
+                for child in group.children:
+                    assert child.stdin is not None
+                    child.stdin.close()
                 codes = await asyncio.wait_for(
-                    asyncio.gather(*(c.wait() for c in group.children)), remaining
+                    asyncio.gather(*(c.wait() for c in group.children)), START_TIMEOUT_S
                 )
             if any(codes):
                 raise BenchError(f"bare loops exited with {codes}:\n{log_tail(log)}")
             row = await conn.fetchrow(BENCH_QUERIES["bench_jobs_result"])
         finally:
             await conn.close()
-    return _sample(count, available, row, False, processes)
+    return _sample(count, available, row, False, processes, meter)
+
+
+async def _handled(group: Processes) -> int:
+    """Wait for each bare loop's count of handled rows (it prints it once drained)."""
+    total = 0
+    for child in group.children:
+        assert child.stdout is not None
+        line = await child.stdout.readline()
+        if not line.strip().isdigit():
+            raise BenchError(f"a bare loop failed:\n{log_tail(group.log)}")
+        total += int(line)
+    return total
 
 
 def measurements(

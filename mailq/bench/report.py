@@ -108,6 +108,34 @@ def _label(group: Group, options: Options) -> str:
     return group.name
 
 
+def _cpu_table(doc: Mapping[str, Any], groups: Sequence[Group]) -> list[str]:
+    """CPU per item of the drains, where it could be read."""
+    results = {m["key"]: m for m in doc["measurements"]}
+    rows = []
+    for group in groups:
+        if group.members[0].measure != "drain":
+            continue
+        cells = []
+        for system in (MAILQ, BARE):
+            m = next((m for m in group.members if m.system == system), None)
+            median_ = results[m.key]["median"] if m and m.key in results else {}
+            cells += [_n(median_.get("drainers_cpu_us"), 1), _n(median_.get("server_cpu_us"), 1)]
+        if any(c != "-" for c in cells):
+            n = group.members[0].params["processes"]
+            rows.append(f"| {n} | " + " | ".join(cells) + " |")
+    if not rows:
+        return []
+    return [
+        "",
+        "CPU per email or row during the drains, in microseconds (drainer processes; the "
+        "Postgres processes serving them):",
+        "",
+        "| processes | mailq workers | their Postgres | bare loops | their Postgres |",
+        "| ---: | ---: | ---: | ---: | ---: |",
+        *rows,
+    ]
+
+
 def markdown(doc: Mapping[str, Any], groups: Sequence[Group], options: Options) -> str:
     env = doc["environment"]
     rounds = "1 round" if options.repeat == 1 else f"median of {options.repeat}"
@@ -135,6 +163,7 @@ def markdown(doc: Mapping[str, Any], groups: Sequence[Group], options: Options) 
             bare += " (COPY)"
         ratio = f"{entry['ratio']:.2f}x" if entry.get("ratio") is not None else ""
         lines.append(f"| {label} | {mailq} | {bare} | {ratio} |")
+    lines += _cpu_table(doc, groups)
     s = doc["summary"]
     lines += [
         "",
