@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import base64
+import time
 from dataclasses import dataclass
 from email.utils import formatdate
+from functools import lru_cache
 from typing import Any
 
 from mailq import mime
@@ -49,7 +51,7 @@ def build_message(email: ClaimedEmail, redirect_all_to: str | None = None) -> Ou
         headers.append(("Reply-To", ", ".join(content["reply_to"])))
     headers.append(("Subject", render(content["subject"], context, html=False)))
     headers.append(("Message-ID", email.message_id))
-    headers.append(("Date", formatdate(localtime=False, usegmt=True)))
+    headers.append(("Date", _date(int(time.time()))))
     headers.extend((content.get("headers") or {}).items())
     text = content.get("text")
     html = content.get("html")
@@ -70,6 +72,13 @@ def build_message(email: ClaimedEmail, redirect_all_to: str | None = None) -> Ou
         other_recipients=tuple(cc + bcc),
         data=data,
     )
+
+
+@lru_cache(maxsize=2)
+def _date(second: int) -> str:
+    """The Date header for a second (it has no finer part): written once a second rather
+    than once a message (formatdate cost 2.7 us, a tenth of building a message)."""
+    return formatdate(second, localtime=False, usegmt=True)
 
 
 def _text_from_html(html: str) -> str:
