@@ -44,8 +44,7 @@ async def mailq_wakeup(ctx: Context) -> Sample:
                     delay = start + n * interval - time.monotonic()
                     if delay > 0:
                         await asyncio.sleep(delay)
-                    email = workload.email(n)
-                    (email_id,) = await enqueue(conn, email)
+                    (email_id,) = await enqueue(conn, *workload.emails(1))
                     returned[email_id] = datetime.now(UTC)
                 finished = await wait_finished(conn, group, count)
                 codes = await group.stop()
