@@ -24,7 +24,7 @@ from mailq.bench.databases import Server
 from mailq.bench.plan import Context, Group, Options, Sample
 from mailq.bench.processes import environ
 from mailq.bench.sql import BENCH_QUERIES
-from mailq.cli import CliError as _UsageError
+from mailq.errors import UsageError
 from mailq.settings import Settings
 
 MEASURES = ("enqueue_bulk", "enqueue_one", "drain", "wakeup")
@@ -59,10 +59,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--output", help="the JSON file (default bench-results/bench-<timestamp>.json)"
     )
+    # Also after the command; SUPPRESS keeps a value given before it.
     parser.add_argument(
-        "--bench-database-url",
-        dest="bench_database_url",
-        help="admin URL of the server to measure on (default: --database-url / MAILQ_DATABASE_URL)",
+        "--database-url",
+        default=argparse.SUPPRESS,
+        help="admin URL of the server to measure on (MAILQ_DATABASE_URL); the bench creates "
+        "and drops its own databases there",
     )
 
 
@@ -79,21 +81,21 @@ def options_from_args(args: argparse.Namespace) -> Options:
         value = getattr(args, flag, None)
         if value is not None:
             if value < 1:
-                raise _UsageError(f"--{name.replace('_', '-')} must be at least 1")
+                raise UsageError(f"--{name.replace('_', '-')} must be at least 1")
             changes[name] = value
     if args.processes:
         try:
             counts = tuple(int(p) for p in args.processes.split(",") if p.strip())
         except ValueError:
-            raise _UsageError("--processes: a comma-separated list of whole numbers") from None
+            raise UsageError("--processes: a comma-separated list of whole numbers") from None
         if not counts or min(counts) < 1:
-            raise _UsageError("--processes: a comma-separated list of whole numbers ≥ 1")
+            raise UsageError("--processes: a comma-separated list of whole numbers ≥ 1")
         changes["processes"] = counts
     if args.only:
         only = frozenset(m.strip() for m in args.only.split(",") if m.strip())
         unknown = only - set(MEASURES)
         if unknown:
-            raise _UsageError(f"--only: unknown measure(s) {', '.join(sorted(unknown))}")
+            raise UsageError(f"--only: unknown measure(s) {', '.join(sorted(unknown))}")
         changes["only"] = only
     return replace(options, **changes)
 
@@ -150,7 +152,7 @@ def _describe(sample: Sample) -> str:
 async def run(options: Options, admin_url: str, logs: Path) -> dict[str, Any]:
     groups = plan(options)
     if not groups:
-        raise _UsageError("nothing to measure")
+        raise UsageError("nothing to measure")
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
     env_facts = await environment(admin_url)
     server = Server(admin_url)
@@ -193,9 +195,9 @@ def _output_path(args: argparse.Namespace) -> Path:
 
 
 def run_from_args(args: argparse.Namespace, settings: Settings) -> int:
-    admin_url = args.bench_database_url or settings.database_url
+    admin_url = settings.database_url
     if not admin_url:
-        raise _UsageError(
+        raise UsageError(
             "mailq bench needs a Postgres admin URL: MAILQ_DATABASE_URL or --database-url "
             "(it creates and drops its own databases on that server)"
         )

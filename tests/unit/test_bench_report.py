@@ -9,7 +9,7 @@ from mailq.bench.command import options_from_args, plan
 from mailq.bench.plan import Group, Measurement, Options, Sample
 from mailq.bench.report import document, markdown, measurement_result
 from mailq.bench.stats import percentile
-from mailq.cli import CliError
+from mailq.errors import UsageError
 
 
 def _args(*argv: str) -> argparse.Namespace:
@@ -50,7 +50,7 @@ def test_default_plan_pairs_each_drain_with_the_bare_loop() -> None:
     "argv", [("--only", "nothing"), ("--processes", "1,x"), ("--processes", "0"), ("--emails", "0")]
 )
 def test_bad_values_are_usage_errors(argv: tuple[str, ...]) -> None:
-    with pytest.raises(CliError):
+    with pytest.raises(UsageError):
         options_from_args(_args(*argv))
 
 
