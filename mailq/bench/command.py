@@ -177,6 +177,7 @@ async def run(options: Options, admin_url: str, logs: Path) -> dict[str, Any]:
     results = {
         m.key: report.measurement_result(m, samples[m.key]) for g in groups for m in g.members
     }
+    env_facts["load_average_at_end"] = list(os.getloadavg())
     return report.document(
         options=options,
         environment=env_facts,

@@ -12,6 +12,23 @@ from mailq.bench.stats import median
 
 SCHEMA_VERSION = 1
 
+DEFINITIONS = {
+    "enqueue_bulk": "N emails in one mailq.enqueue call on asyncpg (validation + COPY + "
+    "commit), timed around the call; bare: COPY of the same JSON payloads into bench_jobs",
+    "enqueue_one": "emails queued one mailq.enqueue call (one transaction) at a time",
+    "drain": "N queued emails (null backend: each message is still built) / seconds from the "
+    "moment the work became available to idle, connected processes (mailq: the enqueue "
+    "commit, workers woken by NOTIFY; bare: every process told to go) to the last "
+    "finished_at in the database; bare: one asyncpg connection per process claiming 100 rows "
+    "with FOR UPDATE SKIP LOCKED and marking them done",
+    "wakeup": "from the return of an enqueue call (the bench's clock, right after the commit) "
+    "to attempts.started_at (the worker's clock, before it builds the message); same host",
+    "cpu_us_per_item": "user+system CPU of the drainer processes and of the Postgres "
+    "processes serving them, from /proc, over the drain, per email or row",
+    "duplicates": "emails with more than one attempt recorded (bare: rows marked done twice)",
+    "lost": "emails never sent (bare: rows never marked done)",
+}
+
 
 def measurement_result(m: Measurement, samples: Sequence[Sample]) -> dict[str, Any]:
     names = sorted({name for s in samples for name in s.figures})
@@ -47,9 +64,16 @@ def summary(groups: Sequence[Group], results: Mapping[str, dict[str, Any]]) -> d
             if result is None:
                 continue
             entry[m.system] = result["median"].get(m.headline)
-            entry["unit"] = m.unit
+            entry.setdefault("units", {})[m.system] = m.unit
             if m.measure == "wakeup":
                 entry.update({k: v for k, v in result["median"].items()})
+            cpu = {
+                k: result["median"][f"{k}_cpu_us"]
+                for k in ("drainers", "server")
+                if f"{k}_cpu_us" in result["median"]
+            }
+            if cpu:
+                entry.setdefault("cpu_us_per_item", {})[m.system] = cpu
             prefix = "" if m.system == MAILQ else f"{m.system}_"
             for name in ("duplicates", "lost"):
                 if f"{prefix}{name}" in totals:
@@ -81,6 +105,7 @@ def document(
         "options": opts,
         "measurements": list(results.values()),
         "summary": summary(groups, results),
+        "definitions": DEFINITIONS,
     }
 
 
@@ -139,9 +164,15 @@ def _cpu_table(doc: Mapping[str, Any], groups: Sequence[Group]) -> list[str]:
 def markdown(doc: Mapping[str, Any], groups: Sequence[Group], options: Options) -> str:
     env = doc["environment"]
     rounds = "1 round" if options.repeat == 1 else f"median of {options.repeat}"
+    load = ""
+    if env.get("load_average_at_start") and env.get("load_average_at_end"):
+        load = (
+            f", load average {env['load_average_at_start'][0]:.1f} at start, "
+            f"{env['load_average_at_end'][0]:.1f} at end"
+        )
     lines = [
         f"mailq bench, {doc['started_at']}: PostgreSQL {env.get('postgres_version', '?')}, "
-        f"{env.get('cpus', '?')} CPUs, fsync={env.get('fsync', '?')}, {rounds}",
+        f"{env.get('cpus', '?')} CPUs, fsync={env.get('fsync', '?')}, {rounds}{load}",
         "",
         "| measure | mailq | bare SQL | mailq / bare |",
         "| --- | ---: | ---: | ---: |",
