@@ -52,6 +52,22 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return a / b
 
 
+def _paired_ratio(group: Group, results: Mapping[str, dict[str, Any]]) -> float | None:
+    """The median over rounds of mailq / bare within each round (the two ran back to back,
+    so drift between rounds cancels out)."""
+    members = {m.system: m for m in group.members}
+    pairs = zip(
+        results[members[MAILQ].key]["samples"], results[members[BARE].key]["samples"], strict=False
+    )
+    headline = members[MAILQ].headline
+    ratios = [
+        r
+        for a, b in pairs
+        if (r := _ratio(a["figures"].get(headline), b["figures"].get(headline))) is not None
+    ]
+    return median(ratios) if ratios else None
+
+
 def summary(groups: Sequence[Group], results: Mapping[str, dict[str, Any]]) -> dict[str, Any]:
     """Per group: each system's headline figure, and mailq / bare where both ran. Totals of
     duplicates and lost, for mailq and for the bare loop."""
@@ -80,6 +96,7 @@ def summary(groups: Sequence[Group], results: Mapping[str, dict[str, Any]]) -> d
                     totals[f"{prefix}{name}"] += result["counts"].get(name, 0)
         if MAILQ in entry and BARE in entry:
             entry["ratio"] = _ratio(entry[MAILQ], entry[BARE])
+            entry["ratio_per_round"] = _paired_ratio(group, results)
         if entry:
             by_group[group.name] = entry
     return {"groups": by_group, **totals}
@@ -174,8 +191,8 @@ def markdown(doc: Mapping[str, Any], groups: Sequence[Group], options: Options) 
         f"mailq bench, {doc['started_at']}: PostgreSQL {env.get('postgres_version', '?')}, "
         f"{env.get('cpus', '?')} CPUs, fsync={env.get('fsync', '?')}, {rounds}{load}",
         "",
-        "| measure | mailq | bare SQL | mailq / bare |",
-        "| --- | ---: | ---: | ---: |",
+        "| measure | mailq | bare SQL | mailq / bare | per round |",
+        "| --- | ---: | ---: | ---: | ---: |",
     ]
     by_group = doc["summary"]["groups"]
     for group in groups:
@@ -185,7 +202,7 @@ def markdown(doc: Mapping[str, Any], groups: Sequence[Group], options: Options) 
         label = _label(group, options)
         if group.members[0].measure == "wakeup":
             figures = " / ".join(_n(entry.get(k), 1) for k in ("p50_ms", "p95_ms", "p99_ms"))
-            lines.append(f"| {label} | {figures} ms | | |")
+            lines.append(f"| {label} | {figures} ms | | | |")
             continue
         units = {m.system: m.unit for m in group.members}
         mailq = f"{_n(entry.get(MAILQ))} {units.get(MAILQ, '')}" if MAILQ in entry else ""
@@ -193,7 +210,9 @@ def markdown(doc: Mapping[str, Any], groups: Sequence[Group], options: Options) 
         if group.members[0].measure == "enqueue_bulk" and bare:
             bare += " (COPY)"
         ratio = f"{entry['ratio']:.2f}x" if entry.get("ratio") is not None else ""
-        lines.append(f"| {label} | {mailq} | {bare} | {ratio} |")
+        paired = entry.get("ratio_per_round")
+        per_round = f"{paired:.2f}x" if paired is not None and options.repeat > 1 else ""
+        lines.append(f"| {label} | {mailq} | {bare} | {ratio} | {per_round} |")
     lines += _cpu_table(doc, groups)
     s = doc["summary"]
     lines += [
@@ -202,6 +221,7 @@ def markdown(doc: Mapping[str, Any], groups: Sequence[Group], options: Options) 
         f"(every drain and wake-up run); bare loop: {s['bare_duplicates']} twice, "
         f"{s['bare_lost']} never.",
         "Drain rate = emails / (last finished_at in the database - the moment the work was "
-        "available to idle, connected processes).",
+        "available to idle, connected processes). mailq / bare: the ratio of the medians; "
+        "per round: the median of the ratios of runs made back to back.",
     ]
     return "\n".join(lines) + "\n"

@@ -79,6 +79,7 @@ def test_report_takes_medians_sums_counts_and_ratios() -> None:
     )
     entry = doc["summary"]["groups"]["drain_4"]
     assert (entry["mailq"], entry["bare"], entry["ratio"]) == (20, 40, 0.5)
+    assert entry["ratio_per_round"] == 0.4  # median of 10/40, 30/40, 20/50
     assert doc["summary"]["lost"] == 3
     table = markdown(doc, groups, Options())
-    assert "| drain 50,000, 4 processes | 20 emails/s | 40 rows/s | 0.50x |" in table
+    assert "| drain 50,000, 4 processes | 20 emails/s | 40 rows/s | 0.50x | 0.40x |" in table
