@@ -331,6 +331,15 @@ def cmd_campaign_create(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- bench ---------------------------------------------------------------------------------
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from mailq.bench import run_from_args
+
+    return run_from_args(args, _settings(args))
+
+
 # -- entry points --------------------------------------------------------------------------
 
 
@@ -390,6 +399,12 @@ def _parser() -> argparse.ArgumentParser:
     create.add_argument("--html", help="inline HTML body, or @FILE")
     create.add_argument("--from", dest="from_address", help="the From address (MAILQ_FROM)")
     create.set_defaults(handler=cmd_campaign_create)
+
+    from mailq.bench import add_arguments as bench_arguments
+
+    bench = commands.add_parser("bench", help="measure mailq's speed next to a bare SQL loop")
+    bench_arguments(bench)
+    bench.set_defaults(handler=cmd_bench)
 
     return parser
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import base64
 import re
+import time
 from dataclasses import dataclass
 from email.utils import formatdate
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from mailq import mime
@@ -74,7 +76,7 @@ def build_message(
         raise PermanentFailure("subject: the rendered subject has a line break or control char")
     headers.append(("Subject", subject))
     headers.append(("Message-ID", email.message_id))
-    headers.append(("Date", formatdate(localtime=False, usegmt=True)))
+    headers.append(("Date", _date(int(time.time()))))
     own = content.get("headers") or {}
     has_own = any(name.lower() == "list-unsubscribe" for name in own)
     if list_unsubscribe and unsubscribe is not None and not has_own:
@@ -99,6 +101,13 @@ def build_message(
         other_recipients=tuple(cc + bcc),
         data=data,
     )
+
+
+@lru_cache(maxsize=2)
+def _date(second: int) -> str:
+    """The Date header for a second (it has no finer part): written once a second rather
+    than once a message (formatdate cost 2.7 us, a tenth of building a message)."""
+    return formatdate(second, localtime=False, usegmt=True)
 
 
 def _text_from_html(html: str) -> str:

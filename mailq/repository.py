@@ -74,6 +74,18 @@ class WorkerIdentity:
     concurrency: int
 
 
+async def keep_session(conn: asyncpg.Connection) -> None:
+    """Pool `reset` for mailq's own pools: hand a connection back without a round trip.
+
+    asyncpg's default reset sends `SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *;
+    RESET ALL` on every release, and Pool.fetch returns only once it is answered: one more
+    round trip per claim and per batch of outcomes. mailq's statements change no session
+    state (no SET, LISTEN, cursors or session advisory locks: duties take transaction-scoped
+    locks), so there is nothing to reset. asyncpg still rolls back a transaction left open
+    before calling this.
+    """
+
+
 async def email_insert(conn: asyncpg.Connection, rows: Sequence[EmailRow]) -> list[int]:
     """Insert emails in the caller's transaction (or one of its own); ids in input order."""
     if not rows:

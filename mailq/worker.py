@@ -165,7 +165,11 @@ class Worker:
             return
         try:
             pool = await asyncpg.create_pool(
-                self._dsn, min_size=1, max_size=POOL_SIZE, command_timeout=60
+                self._dsn,
+                min_size=1,
+                max_size=POOL_SIZE,
+                command_timeout=60,
+                reset=repository.keep_session,
             )
         except DATABASE_ERRORS as exc:
             raise DatabaseUnavailable(f"cannot reach the queue's database: {exc}") from exc

@@ -1,0 +1,96 @@
+-- name: bench_jobs_create
+-- The bare loop's table: what a minimal SKIP LOCKED queue needs, with a payload the size of
+-- an email's content, so that the ceiling moves the same bytes mailq does.
+CREATE TABLE public.bench_jobs (
+    id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    status       text        NOT NULL DEFAULT 'waiting',
+    priority     smallint    NOT NULL DEFAULT 0,
+    run_at       timestamptz NOT NULL DEFAULT now(),
+    payload      jsonb       NOT NULL,
+    claimed_at   timestamptz,
+    finished_at  timestamptz,
+    handled      integer     NOT NULL DEFAULT 0
+);
+CREATE INDEX bench_jobs_due_idx ON public.bench_jobs (priority, run_at, id)
+    WHERE status = 'waiting'
+
+-- name: bench_jobs_fill
+-- Queue $1 jobs, each with payload $2.
+INSERT INTO public.bench_jobs (payload)
+SELECT $2::jsonb FROM generate_series(1, $1::integer)
+
+-- name: bench_jobs_claim
+-- Claim up to $1 due jobs (the same MATERIALIZED + SKIP LOCKED shape as mailq's claim).
+WITH picked AS MATERIALIZED (
+    SELECT id FROM public.bench_jobs
+    WHERE status = 'waiting' AND run_at <= now()
+    ORDER BY priority, run_at, id
+    LIMIT $1::integer
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE public.bench_jobs AS j
+SET status = 'running', claimed_at = now()
+FROM picked
+WHERE j.id = picked.id
+RETURNING j.id, j.payload::text AS payload
+
+-- name: bench_jobs_done
+-- Mark a batch of claimed jobs done in one statement; `handled` counts how often each was.
+UPDATE public.bench_jobs
+SET status = 'done', finished_at = now(), handled = handled + 1
+WHERE id = ANY($1::bigint[]) AND status = 'running'
+
+-- name: bench_jobs_result
+-- What a bare drain did: rows done, rows done more than once, rows never done, and the last
+-- finish and first claim (database clock).
+SELECT count(*) FILTER (WHERE status = 'done') AS done,
+       count(*) FILTER (WHERE handled > 1) AS duplicates,
+       count(*) FILTER (WHERE status <> 'done') AS lost,
+       max(finished_at) AS last_finished,
+       min(claimed_at) AS first_claimed
+FROM public.bench_jobs
+
+-- name: bench_jobs_copy_probe
+-- Rows in the bare table (after a bare COPY).
+SELECT count(*) FROM public.bench_jobs
+
+-- name: bench_emails_finished
+-- Emails finished so far (sent, failed or cancelled), from the trigger-kept counters: cheap
+-- enough to poll while workers drain.
+SELECT coalesce(sum(n), 0)::bigint FROM mailq.finished_counts
+
+-- name: bench_emails_result
+-- What a mailq drain did, from the attempts table (one row per attempt of each email):
+-- emails sent, emails attempted more than once, emails never sent, and the first attempt's
+-- start (the worker's clock) and the last finish (the database's clock).
+SELECT (SELECT count(*) FROM mailq.emails WHERE status = 'sent') AS done,
+       (SELECT count(*) FROM (
+            SELECT email_id FROM mailq.attempts GROUP BY email_id HAVING count(*) > 1
+        ) AS twice) AS duplicates,
+       (SELECT count(*) FROM mailq.emails AS e
+        WHERE NOT EXISTS (
+            SELECT 1 FROM mailq.attempts AS a WHERE a.email_id = e.id AND a.outcome = 'sent'
+        )) AS lost,
+       (SELECT max(finished_at) FROM mailq.attempts) AS last_finished,
+       (SELECT min(started_at) FROM mailq.attempts) AS first_claimed
+
+-- name: bench_emails_started
+-- When each email's sent attempt started (the worker's clock), for the wake-up latency.
+SELECT email_id, started_at FROM mailq.attempts WHERE outcome = 'sent'
+
+-- name: bench_workers_registered
+-- Workers whose lease is registered (they listen and are about to claim).
+SELECT count(*) FROM mailq.worker_leases
+
+-- name: bench_server_facts
+-- The server the figures come from.
+SELECT version() AS version, current_setting('server_version') AS server_version,
+       current_setting('fsync') AS fsync,
+       current_setting('synchronous_commit') AS synchronous_commit,
+       current_setting('shared_buffers') AS shared_buffers,
+       current_setting('max_connections') AS max_connections
+
+-- name: bench_backend_pids
+-- The server processes serving this database (other than the bench's own connection).
+SELECT pid FROM pg_stat_activity
+WHERE datname = current_database() AND pid <> pg_backend_pid()

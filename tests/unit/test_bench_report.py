@@ -1,0 +1,85 @@
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from mailq.bench import add_arguments
+from mailq.bench.command import options_from_args, plan
+from mailq.bench.plan import Group, Measurement, Options, Sample
+from mailq.bench.report import document, markdown, measurement_result
+from mailq.bench.stats import percentile
+from mailq.errors import UsageError
+
+
+def _args(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    return parser.parse_args(argv)
+
+
+def test_percentile_interpolates_like_numpy() -> None:
+    values = [1.0, 2.0, 3.0, 4.0]
+    assert percentile(values, 0) == 1.0
+    assert percentile(values, 50) == 2.5
+    assert percentile(values, 100) == 4.0
+    assert percentile([7.0], 99) == 7.0
+
+
+def test_quick_options_are_small_and_overridable() -> None:
+    options = options_from_args(_args("--quick", "--processes", "1,3", "--only", "drain"))
+    assert options.repeat == 1 and options.emails < Options().emails
+    assert options.processes == (1, 3)
+    assert [g.name for g in plan(options)] == ["drain_1", "drain_3"]
+
+
+def test_default_plan_pairs_each_drain_with_the_bare_loop() -> None:
+    groups = plan(options_from_args(_args()))
+    assert [g.name for g in groups] == [
+        "enqueue_bulk",
+        "enqueue_one",
+        "drain_1",
+        "drain_2",
+        "drain_4",
+        "wakeup",
+    ]
+    assert [m.system for m in groups[2].members] == ["mailq", "bare"]
+
+
+@pytest.mark.parametrize(
+    "argv", [("--only", "nothing"), ("--processes", "1,x"), ("--processes", "0"), ("--emails", "0")]
+)
+def test_bad_values_are_usage_errors(argv: tuple[str, ...]) -> None:
+    with pytest.raises(UsageError):
+        options_from_args(_args(*argv))
+
+
+async def _never(_ctx: object) -> Sample:
+    raise AssertionError
+
+
+def test_report_takes_medians_sums_counts_and_ratios() -> None:
+    mailq = Measurement("drain/mailq/4", "drain", "mailq", "emails/s", {"processes": 4}, _never)
+    bare = Measurement("drain/bare/4", "drain", "bare", "rows/s", {"processes": 4}, _never)
+    groups = [Group("drain_4", (mailq, bare))]
+    results = {
+        mailq.key: measurement_result(
+            mailq,
+            [Sample({"rate": r}, counts={"duplicates": 0, "lost": 1}) for r in (10, 30, 20)],
+        ),
+        bare.key: measurement_result(bare, [Sample({"rate": r}) for r in (40, 40, 50)]),
+    }
+    doc = document(
+        options=Options(),
+        environment={"postgres_version": "15.2", "cpus": 2, "fsync": "on"},
+        started_at="now",
+        finished_at="later",
+        groups=groups,
+        results=results,
+    )
+    entry = doc["summary"]["groups"]["drain_4"]
+    assert (entry["mailq"], entry["bare"], entry["ratio"]) == (20, 40, 0.5)
+    assert entry["ratio_per_round"] == 0.4  # median of 10/40, 30/40, 20/50
+    assert doc["summary"]["lost"] == 3
+    table = markdown(doc, groups, Options())
+    assert "| drain 50,000, 4 processes | 20 emails/s | 40 rows/s | 0.50x | 0.40x |" in table
