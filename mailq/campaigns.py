@@ -38,6 +38,7 @@ from mailq.errors import CampaignClosed, CampaignNotFound, InvalidEmail
 from mailq.kinds import BUILTIN_KINDS, KindPolicy
 from mailq.models import Email
 from mailq.settings import DEFAULT_FROM
+from mailq.streams import each
 from mailq.templates import DEFAULT_TEMPLATES, PROVIDED_VARIABLES, TemplateStore, variables_of
 from mailq.validation import (
     address_problem,
@@ -262,7 +263,7 @@ async def _add(
         message_ids.clear()
         contents.clear()
 
-    async for recipient in _aiter(recipients):
+    async for recipient in each(recipients):
         address, context = _recipient(recipient, seen, shape)
         addresses.append(address)
         message_ids.append(f"<{os.urandom(16).hex()}@{shape.domain}>")
@@ -323,15 +324,6 @@ def _recipient(item: object, index: int, shape: _Shape) -> tuple[str, str]:
     if "\\u0000" in text:
         raise InvalidEmail(f"recipients[{index}].context: NUL characters are not allowed")
     return address, text
-
-
-async def _aiter(items: Iterable[Any] | AsyncIterable[Any]) -> Any:
-    if isinstance(items, AsyncIterable):
-        async for item in items:
-            yield item
-    else:
-        for item in items:
-            yield item
 
 
 # -- pause, resume, cancel, read -------------------------------------------------------------

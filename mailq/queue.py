@@ -80,21 +80,7 @@ def enqueue_sync(
         return []
     with conn.transaction(), psycopg.RawCursor(conn) as cur:
         if len(rows) < repository.COPY_THRESHOLD:
-            cur.execute(
-                QUERIES["email_insert"],
-                (
-                    [r.kind for r in rows],
-                    [r.priority for r in rows],
-                    [r.send_at for r in rows],
-                    [r.max_attempts for r in rows],
-                    [r.to_address for r in rows],
-                    [r.message_id for r in rows],
-                    [r.content for r in rows],
-                    [r.metadata for r in rows],
-                    list(range(len(rows))),
-                    None,
-                ),
-            )
+            cur.execute(QUERIES["email_insert"], repository.email_insert_arguments(rows))
             return [int(r[0]) for r in cur.fetchall()]
         cur.execute(QUERIES["email_reserve_ids"], (len(rows),))
         reserved = cur.fetchall()
@@ -102,18 +88,5 @@ def enqueue_sync(
         now = reserved[0][1]
         with cur.copy(QUERIES["email_copy"]) as copy:
             for email_id, r in zip(ids, rows, strict=True):
-                copy.write_row(
-                    (
-                        email_id,
-                        r.kind,
-                        r.priority,
-                        r.send_at or now,
-                        r.send_at,
-                        r.max_attempts,
-                        r.to_address,
-                        r.message_id,
-                        r.content,
-                        r.metadata,
-                    )
-                )
+                copy.write_row(repository.email_copy_record(email_id, r, now))
         return ids

@@ -95,8 +95,13 @@ async def email_insert(conn: asyncpg.Connection, rows: Sequence[EmailRow]) -> li
             return await _email_copy(conn, rows)
         async with conn.transaction():
             return await _email_copy(conn, rows)
-    records = await conn.fetch(
-        QUERIES["email_insert"],
+    records = await conn.fetch(QUERIES["email_insert"], *email_insert_arguments(rows))
+    return [r["id"] for r in records]
+
+
+def email_insert_arguments(rows: Sequence[EmailRow]) -> tuple[Any, ...]:
+    """The parameters of email_insert (parallel arrays), for asyncpg and psycopg alike."""
+    return (
         [r.kind for r in rows],
         [r.priority for r in rows],
         [r.send_at for r in rows],
@@ -108,7 +113,22 @@ async def email_insert(conn: asyncpg.Connection, rows: Sequence[EmailRow]) -> li
         list(range(len(rows))),
         None,
     )
-    return [r["id"] for r in records]
+
+
+def email_copy_record(email_id: int, row: EmailRow, now: datetime) -> tuple[Any, ...]:
+    """One row of the bulk-enqueue COPY, in COPY_COLUMNS order (due now unless scheduled)."""
+    return (
+        email_id,
+        row.kind,
+        row.priority,
+        row.send_at or now,
+        row.send_at,
+        row.max_attempts,
+        row.to_address,
+        row.message_id,
+        row.content,
+        row.metadata,
+    )
 
 
 async def _email_copy(conn: asyncpg.Connection, rows: Sequence[EmailRow]) -> list[int]:
@@ -120,19 +140,7 @@ async def _email_copy(conn: asyncpg.Connection, rows: Sequence[EmailRow]) -> lis
         schema_name="mailq",
         columns=COPY_COLUMNS,
         records=(
-            (
-                email_id,
-                r.kind,
-                r.priority,
-                r.send_at or now,
-                r.send_at,
-                r.max_attempts,
-                r.to_address,
-                r.message_id,
-                r.content,
-                r.metadata,
-            )
-            for email_id, r in zip(ids, rows, strict=True)
+            email_copy_record(email_id, r, now) for email_id, r in zip(ids, rows, strict=True)
         ),
     )
     return ids

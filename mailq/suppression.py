@@ -22,6 +22,7 @@ import asyncpg
 
 from mailq import repository
 from mailq.errors import InvalidEmail
+from mailq.streams import each
 from mailq.validation import check_address
 
 IMPORT_CHUNK = 10_000
@@ -125,7 +126,7 @@ async def import_suppressions(
         chunk.clear()
 
     async with conn.transaction():
-        async for entry in _aiter(entries):
+        async for entry in each(entries):
             address, why = (entry, default) if isinstance(entry, str) else entry
             chunk.setdefault(normalise(address, f"entries[{number}]"), _reason(why))
             number += 1
@@ -134,12 +135,3 @@ async def import_suppressions(
         if chunk:
             await flush()
     return SuppressResult(added, cancelled)
-
-
-async def _aiter(items: Iterable[Any] | AsyncIterable[Any]) -> Any:
-    if isinstance(items, AsyncIterable):
-        async for item in items:
-            yield item
-    else:
-        for item in items:
-            yield item
