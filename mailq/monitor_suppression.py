@@ -32,7 +32,10 @@ def addresses(raw: list[str]) -> list[str]:
         try:
             checked.append(suppression.normalise(value))
         except InvalidEmail as exc:
-            raise UsageError(f"{value!r} is not an email address ({_why(exc)})") from None
+            problem = _why(exc)
+            raise UsageError(
+                problem if repr(value) in problem else f"{value!r}: {problem}"
+            ) from None
     return checked
 
 
@@ -80,7 +83,7 @@ async def cmd_suppress(args: argparse.Namespace) -> int:
     out.print(
         display.table(
             f"Suppressed: {_plural(result.added, 'new address', 'new addresses')}, "
-            f"{_plural(len(rows) - result.added, 'already on the list')}",
+            f"{len(rows) - result.added} already on the list",
             ["address", "", "reason", "since"],
             [
                 [

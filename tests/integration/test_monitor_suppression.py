@@ -54,10 +54,10 @@ def test_suppress_adds_and_cancels_waiting_emails(
 
 def test_a_bad_address_changes_nothing(mailq: Any, known: Known, database_url: str) -> None:
     result = mailq("suppress", "ok@example.com", "not-an-address", "--json")
-    one_line_exit_2(result, "'not-an-address' is not an email address")
+    one_line_exit_2(result, "'not-an-address' is not a valid email address")
     assert suppressed(database_url) == {}
     assert states(database_url)[known.queued] == "queued"
-    one_line_exit_2(mailq("unsuppress", "a@@b"), "'a@@b' is not an email address")
+    one_line_exit_2(mailq("unsuppress", "a@@b"), "'a@@b' is not a valid email address")
     one_line_exit_2(mailq("suppress"), "give one or more addresses")
     one_line_exit_2(mailq("suppress", "a@example.com", "--import", "x.txt"), "not both")
 
