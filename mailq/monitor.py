@@ -15,7 +15,7 @@ from typing import Any
 
 import asyncpg
 
-from mailq import admin, display, embedded, repository
+from mailq import admin, display, embedded, repository, repository_campaigns
 from mailq.errors import UsageError
 from mailq.kinds import BUILTIN_KINDS
 from mailq.schema import ensure_current
@@ -24,6 +24,7 @@ from mailq.settings import Settings
 STATES = ("scheduled", "queued", "sending", "retrying", "sent", "failed", "cancelled", "unknown")
 WAITING = ("scheduled", "queued", "retrying")
 LIST_LIMIT = 50
+CAMPAIGNS_SHOWN = 20
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -98,6 +99,7 @@ async def cmd_status(args: argparse.Namespace) -> int:
         counts = await repository.email_count_by_state(pool)
         workers = await repository.worker_lease_list(pool)
         paused = await admin.paused_kinds(pool)
+        progress = await repository_campaigns.campaign_progress_open(pool, CAMPAIGNS_SHOWN)
     kinds: dict[str, dict[str, Any]] = defaultdict(
         lambda: {"counts": dict.fromkeys(STATES, 0), "oldest_due_age_s": None}
     )
@@ -116,6 +118,7 @@ async def cmd_status(args: argparse.Namespace) -> int:
         ],
         "workers": workers,
         "paused": paused,
+        "campaigns": open_campaigns(progress),
     }
     if args.json:
         display.print_json(report)
@@ -154,7 +157,45 @@ async def cmd_status(args: argparse.Namespace) -> int:
         out.print(display.table(f"Live workers: {len(workers)}", columns, rows))
     if paused:
         out.print(f"Paused kinds: {', '.join(paused)} (resume with `mailq resume KIND`)")
+    if report["campaigns"]:
+        out.print(campaigns_table(report["campaigns"]))
     return 0
+
+
+def open_campaigns(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows of campaign_progress_open, one entry per campaign (newest first) with its counts
+    by state."""
+    campaigns: dict[int, dict[str, Any]] = {}
+    for row in rows:
+        entry = campaigns.setdefault(
+            row["campaign_id"],
+            {
+                "id": row["campaign_id"],
+                "name": row["name"],
+                "kind": row["kind"],
+                "status": row["campaign_status"],
+                "send_at": row["send_at"],
+                "counts": dict.fromkeys(STATES, 0),
+            },
+        )
+        entry["counts"][row["state"]] = int(row["count"])
+    return sorted(campaigns.values(), key=lambda c: -c["id"])
+
+
+def campaigns_table(campaigns: list[dict[str, Any]]) -> Any:
+    shown = ("waiting", "sending", "sent", "failed", "cancelled", "unknown")
+    rows = []
+    for c in campaigns:
+        counts = c["counts"]
+        waiting = sum(counts[s] for s in WAITING)
+        rows.append(
+            [c["id"], c["name"], c["kind"], c["status"], c["send_at"], waiting]
+            + [counts[s] for s in shown[1:]]
+        )
+    title = f"Campaigns in progress: {len(campaigns)}"
+    if len(campaigns) == CAMPAIGNS_SHOWN:
+        title += " (the newest)"
+    return display.table(title, ["id", "name", "kind", "status", "send at", *shown], rows)
 
 
 # -- pending and failed --------------------------------------------------------------------
@@ -339,18 +380,24 @@ async def cmd_prune(args: argparse.Namespace) -> int:
 # -- the parser ----------------------------------------------------------------------------
 
 
+def add_command(commands: Any, name: str, handler: Any, help: str) -> argparse.ArgumentParser:
+    """One monitor subcommand, with --json and --database-url."""
+    parser: argparse.ArgumentParser = commands.add_parser(name, help=help, description=help)
+    parser.add_argument("--json", action="store_true", help="print JSON (for machines)")
+    # Also after the command; SUPPRESS keeps a value given before it.
+    parser.add_argument(
+        "--database-url", default=argparse.SUPPRESS, help="overrides MAILQ_DATABASE_URL"
+    )
+    parser.set_defaults(handler=handler)
+    return parser
+
+
 def add_commands(commands: Any) -> None:
     """Add the monitor's subcommands to `mailq`'s parser."""
+    from mailq import monitor_suppression
 
     def command(name: str, handler: Any, help: str) -> argparse.ArgumentParser:
-        parser: argparse.ArgumentParser = commands.add_parser(name, help=help, description=help)
-        parser.add_argument("--json", action="store_true", help="print JSON (for machines)")
-        # Also after the command; SUPPRESS keeps a value given before it.
-        parser.add_argument(
-            "--database-url", default=argparse.SUPPRESS, help="overrides MAILQ_DATABASE_URL"
-        )
-        parser.set_defaults(handler=handler)
-        return parser
+        return add_command(commands, name, handler, help)
 
     command("status", cmd_status, "emails per kind and state, live workers, paused kinds")
 
@@ -386,3 +433,5 @@ def add_commands(commands: Any) -> None:
         metavar="DAYS",
         help="finished more than DAYS ago (default: MAILQ_RETENTION_DAYS, 14)",
     )
+
+    monitor_suppression.add_commands(commands)

@@ -52,6 +52,10 @@ async def campaign_progress(db: Executor, campaign_id: int) -> dict[str, int]:
     return {r["state"]: int(r["count"]) for r in rows}
 
 
+async def campaign_progress_open(db: Executor, limit: int) -> list[dict[str, Any]]:
+    return [dict(r) for r in await db.fetch(QUERIES["campaign_progress_open"], limit)]
+
+
 async def email_insert_recipients(
     conn: asyncpg.Connection,
     campaign_id: int,

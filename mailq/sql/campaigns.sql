@@ -39,3 +39,19 @@ RETURNING id;
 -- name: campaign_progress
 -- Emails of one campaign by public state (the mailq.campaign_progress view).
 SELECT state, count FROM mailq.campaign_progress WHERE campaign_id = $1::bigint ORDER BY state;
+
+-- name: campaign_progress_open
+-- Progress by public state of the newest $1 campaigns that are paused or still have emails
+-- not finished (found through the partial index emails_campaign_open_idx).
+SELECT p.campaign_id, p.name, p.kind, p.campaign_status, p.send_at, p.state, p.count
+FROM mailq.campaign_progress AS p
+WHERE p.campaign_id IN (
+    SELECT c.id
+    FROM mailq.campaigns AS c
+    WHERE c.status = 'paused'
+       OR EXISTS (SELECT 1 FROM mailq.emails AS e
+                  WHERE e.campaign_id = c.id AND e.status IN ('waiting', 'sending', 'unknown'))
+    ORDER BY c.id DESC
+    LIMIT $1::integer
+)
+ORDER BY p.campaign_id, p.state;

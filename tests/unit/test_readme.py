@@ -4,6 +4,7 @@ run command installs what `mailq up` needs."""
 from __future__ import annotations
 
 import re
+import subprocess
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -32,3 +33,23 @@ def test_the_configuration_table_names_every_setting_read_from_the_environment()
     assert names, "no settings found"
     missing = {n for n in names if f"| `{n}` |" not in readme}
     assert missing == set()
+
+
+def test_the_configuration_file_example_loads(tmp_path: Path) -> None:
+    from mailq.config import load_settings
+
+    readme = (REPO / "README.md").read_text()
+    match = re.search(r"```toml\n(.*?)```", readme, re.S)
+    assert match, "the README has no MAILQ_CONFIG example"
+    (tmp_path / "mailq.toml").write_text(match.group(1))
+    (tmp_path / "templates").mkdir()
+    subprocess.run(
+        ["openssl", "genrsa", "-out", str(tmp_path / "dkim.pem"), "2048"],
+        check=True,
+        capture_output=True,
+    )
+    settings, config = load_settings({"MAILQ_CONFIG": str(tmp_path / "mailq.toml")})
+    assert config.kinds["invoice"].lost == "hold"
+    assert config.kinds["search_engine"].concurrency == 8
+    assert config.backend_rate_limit is not None and config.dkim is not None
+    assert settings.lease_s == 30.0
