@@ -242,3 +242,29 @@ async def test_a_client_token_cannot_pause_and_an_admin_can_create(
     ).status_code == 403
     as_admin = await client.post("/v1/campaigns", json=campaign(1, name="B"), headers=AS_ADMIN)
     assert as_admin.status_code == 201
+
+
+async def test_a_refused_campaign_does_not_use_up_its_idempotency_key(
+    client: httpx.AsyncClient, conn: asyncpg.Connection
+) -> None:
+    headers = {**AS_CLIENT, "Idempotency-Key": "retry-me"}
+    bad = campaign(2)
+    bad["recipients"].append({"email": "broken"})
+    refused = await client.post("/v1/campaigns", json=bad, headers=headers)
+    assert refused.status_code == 422 and "recipients[2].email" in refused.json()["error"]
+    assert await counts(conn) == (0, 0)
+    fixed = await client.post("/v1/campaigns", json=campaign(2), headers=headers)
+    assert fixed.status_code == 201
+
+
+async def test_the_openapi_document_describes_the_new_endpoints(client: httpx.AsyncClient) -> None:
+    paths = (await client.get("/openapi.json")).json()["paths"]
+    assert paths["/v1/campaigns"]["post"]["requestBody"]["content"]["application/json"]
+    assert "/v1/campaigns/{id}/recipients" in paths
+    one_click = paths["/v1/unsubscribe/{token}"]["post"]
+    assert one_click["security"] == []
+    assert "application/x-www-form-urlencoded" in one_click["requestBody"]["content"]
+    page = paths["/v1/unsubscribe/{token}"]["get"]
+    assert "text/html" in page["responses"]["200"]["content"]
+    assert paths["/v1/suppressions/{address}"]["post"]["requestBody"]["required"] is False
+    assert {"pause", "resume"} <= {p.rsplit("/", 1)[1] for p in paths if p.startswith("/v1/kinds/")}
