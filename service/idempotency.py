@@ -25,6 +25,14 @@ from service.errors import ApiError
 HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
 _KEY = re.compile(r"[\x21-\x7e]{1,255}")
+# How /openapi.json declares the header.
+PARAMETER = {
+    "name": HEADER,
+    "in": "header",
+    "required": False,
+    "description": "replays within 24 h return the first response (200) and queue nothing",
+    "schema": {"type": "string", "pattern": "^[!-~]{1,255}$"},
+}
 # A claimed key whose row vanished before it could be read (pruned in between): claim again.
 CLAIM_TRIES = 3
 

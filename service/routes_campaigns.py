@@ -17,7 +17,6 @@ from service.api import Role, Router
 from service.body import read_json
 from service.errors import ApiError
 from service.openapi import errors
-from service.routes_emails import KEY_PARAMETER
 from service.schemas import ID
 from service.state import MAX_ID, service_of
 
@@ -45,7 +44,7 @@ def _campaign_id(request: Request) -> int:
     role=Role.CLIENT,
     summary="Create a campaign with its first recipients (one email each), all or nothing",
     body=schemas_campaigns.CAMPAIGN,
-    parameters=[KEY_PARAMETER],
+    parameters=[idempotency.PARAMETER],
     idempotent=True,
     responses={
         201: ("created", schemas_campaigns.CAMPAIGN_CREATED),

@@ -24,13 +24,7 @@ from service.state import MAX_ID, Service, service_of
 router = Router("emails")
 
 ID_PARAMETER = {"name": "id", "in": "path", "required": True, "schema": schemas.ID}
-KEY_PARAMETER = {
-    "name": idempotency.HEADER,
-    "in": "header",
-    "required": False,
-    "description": "replays within 24 h return the first response (200) and queue nothing",
-    "schema": {"type": "string", "pattern": "^[!-~]{1,255}$"},
-}
+KEY_PARAMETER = idempotency.PARAMETER
 LIST_LIMIT_DEFAULT = 100
 LIST_LIMIT_MAX = 1000
 MAX_METADATA_FILTERS = 4
