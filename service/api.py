@@ -55,6 +55,9 @@ class Operation:
     parameters: Sequence[Mapping[str, Any]] = ()
     idempotent: bool = False
     media_type: str = "application/json"
+    # The request body's media type, and whether a body must be sent at all.
+    body_media_type: str = "application/json"
+    body_required: bool = True
 
 
 class Router:
@@ -74,6 +77,8 @@ class Router:
         parameters: Sequence[Mapping[str, Any]] = (),
         idempotent: bool = False,
         media_type: str = "application/json",
+        body_media_type: str = "application/json",
+        body_required: bool = True,
     ) -> Callable[[Handler], Handler]:
         def register(handler: Handler) -> Handler:
             self.operations.append(
@@ -89,6 +94,8 @@ class Router:
                     parameters=parameters,
                     idempotent=idempotent,
                     media_type=media_type,
+                    body_media_type=body_media_type,
+                    body_required=body_required,
                 )
             )
             return handler

@@ -13,6 +13,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any
 
 import asyncpg
@@ -23,10 +24,20 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from mailq import __version__, embedded, logs, repository
+from mailq.config import DEFAULT_CONFIG, Config, load_settings
 from mailq.errors import ConfigError, DatabaseUnavailable
 from mailq.schema import ensure_current
 from mailq.settings import Settings
-from service import routes_emails, routes_health, routes_queue
+from mailq.unsubscribe import load_secret_key
+from service import (
+    routes_campaigns,
+    routes_emails,
+    routes_health,
+    routes_kinds,
+    routes_queue,
+    routes_suppressions,
+    routes_unsubscribe,
+)
 from service.api import Handler, Operation, Router
 from service.auth import authorize, load_tokens
 from service.embedded import EmbeddedWorker, SenderFactory, default_sender
@@ -37,9 +48,16 @@ from service.state import Limits, Service, service_of
 
 logger = logging.getLogger(__name__)
 
-# Each area of the API is one router; campaigns, suppressions, kinds and unsubscribe are
-# added here as modules of their own.
-ROUTERS: tuple[Router, ...] = (routes_emails.router, routes_queue.router, routes_health.router)
+# Each area of the API is one router, in a module of its own.
+ROUTERS: tuple[Router, ...] = (
+    routes_emails.router,
+    routes_campaigns.router,
+    routes_suppressions.router,
+    routes_kinds.router,
+    routes_unsubscribe.router,
+    routes_queue.router,
+    routes_health.router,
+)
 COMMAND_TIMEOUT_S = 60.0
 POOL_CLOSE_TIMEOUT_S = 10.0
 IDEMPOTENCY_PRUNE_INTERVAL_S = 600.0
@@ -92,12 +110,17 @@ async def _prune_idempotency_keys(pool: asyncpg.Pool, keep_hours: float) -> None
 def create_app(
     configured: Settings,
     *,
+    config: Config = DEFAULT_CONFIG,
     limits: Limits | None = None,
-    make_sender: SenderFactory = default_sender,
+    make_sender: SenderFactory | None = None,
     routers: Sequence[Router] = ROUTERS,
     configure_logging: bool = False,
 ) -> Starlette:
-    limits = limits or Limits()
+    """The app of `configured` settings and `config` (MAILQ_CONFIG: the kinds and named
+    templates requests may use, the limits, and what the embedded worker needs)."""
+    limits = limits or Limits(body_bytes=config.body_limit_bytes, batch_emails=config.batch_limit)
+    if make_sender is None:
+        make_sender = partial(default_sender, quirks=config.quirks)
     process_metrics = metrics()
     operations = [op for router in routers for op in router.operations]
 
@@ -112,6 +135,7 @@ def create_app(
             else await asyncio.to_thread(embedded.resolve, configured)
         )
         tokens = load_tokens(settings)
+        secret_key = load_secret_key(settings)
         pool = await _open_pool(settings, limits)
         worker: EmbeddedWorker | None = None
         janitor: asyncio.Task[None] | None = None
@@ -119,7 +143,10 @@ def create_app(
             await ensure_current(pool)
             if settings.embedded_worker:
                 worker = EmbeddedWorker(
-                    settings, make_sender=make_sender, observer=process_metrics.observe_attempt
+                    settings,
+                    make_sender=make_sender,
+                    observer=process_metrics.observe_attempt,
+                    config=config,
                 )
                 worker.start()
             janitor = asyncio.create_task(
@@ -130,7 +157,9 @@ def create_app(
                 extra={"action": "service_started", "embedded_worker": worker is not None},
             )
             yield {
-                "service": Service(settings, limits, pool, tokens, process_metrics, worker),
+                "service": Service(
+                    settings, limits, pool, tokens, process_metrics, worker, config, secret_key
+                ),
             }
         finally:
             if worker is not None:
@@ -154,8 +183,10 @@ def create_app(
 
 
 def _app_from_environment() -> Starlette:
-    # The edge of the process: the only place the service reads MAILQ_* variables.
-    return create_app(Settings.from_env(), configure_logging=True)
+    # The edge of the process: the only place the service reads MAILQ_* variables and the
+    # MAILQ_CONFIG file.
+    settings, config = load_settings()
+    return create_app(settings, config=config, configure_logging=True)
 
 
 app = _app_from_environment()

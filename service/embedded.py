@@ -11,9 +11,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
+from mailq.config import DEFAULT_CONFIG, Config
+from mailq.replies import Quirk
 from mailq.sender import Sender, sender_from_url
 from mailq.settings import Settings
 from mailq.worker import AttemptObserver, Worker
@@ -28,12 +30,13 @@ STOP_MARGIN_S = 10.0
 SenderFactory = Callable[[Settings], Sender]
 
 
-def default_sender(settings: Settings) -> Sender:
+def default_sender(settings: Settings, quirks: Sequence[Quirk] | None = None) -> Sender:
     return sender_from_url(
         settings.backend_url,
         connections=settings.concurrency,
         connect_timeout_s=settings.smtp_connect_timeout_s,
         reply_timeout_s=settings.smtp_reply_timeout_s,
+        quirks=quirks,
     )
 
 
@@ -44,8 +47,10 @@ class EmbeddedWorker:
         *,
         make_sender: SenderFactory = default_sender,
         observer: AttemptObserver | None = None,
+        config: Config = DEFAULT_CONFIG,
     ) -> None:
         self.settings = settings
+        self.config = config
         self._make_sender = make_sender
         self._observer = observer
         self._worker: Worker | None = None
@@ -72,7 +77,7 @@ class EmbeddedWorker:
         while not self._stopping.is_set():
             try:
                 sender = self._make_sender(self.settings)
-                worker = Worker(self.settings, sender, observer=self._observer)
+                worker = Worker(self.settings, sender, observer=self._observer, config=self.config)
                 self._worker = worker
                 await worker.run()
             except asyncio.CancelledError:

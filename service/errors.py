@@ -13,7 +13,13 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from mailq.errors import DatabaseUnavailable, InvalidEmail, SchemaMismatch
+from mailq.errors import (
+    CampaignClosed,
+    CampaignNotFound,
+    DatabaseUnavailable,
+    InvalidEmail,
+    SchemaMismatch,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +59,14 @@ async def on_api_error(_request: Request, exc: Exception) -> Response:
 
 async def on_invalid_email(_request: Request, exc: Exception) -> Response:
     return error_response(422, str(exc))
+
+
+async def on_campaign_not_found(_request: Request, exc: Exception) -> Response:
+    return error_response(404, str(exc))
+
+
+async def on_campaign_closed(_request: Request, exc: Exception) -> Response:
+    return error_response(409, str(exc))
 
 
 _HTTP_MESSAGES = {
@@ -96,6 +110,8 @@ async def on_unexpected(request: Request, exc: Exception) -> Response:
 EXCEPTION_HANDLERS = {
     ApiError: on_api_error,
     InvalidEmail: on_invalid_email,
+    CampaignNotFound: on_campaign_not_found,
+    CampaignClosed: on_campaign_closed,
     HTTPException: on_http_exception,
     SchemaMismatch: on_schema_mismatch,
     **dict.fromkeys(DATABASE_ERRORS, on_database_error),

@@ -19,11 +19,20 @@ import asyncpg
 from starlette.requests import Request
 
 from mailq import repository
+from service.auth import principal_of
 from service.errors import ApiError
 
 HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
 _KEY = re.compile(r"[\x21-\x7e]{1,255}")
+# How /openapi.json declares the header.
+PARAMETER = {
+    "name": HEADER,
+    "in": "header",
+    "required": False,
+    "description": "replays within 24 h return the first response (200) and queue nothing",
+    "schema": {"type": "string", "pattern": "^[!-~]{1,255}$"},
+}
 # A claimed key whose row vanished before it could be read (pruned in between): claim again.
 CLAIM_TRIES = 3
 
@@ -80,3 +89,23 @@ async def run_once(
             raise ApiError(422, f"{HEADER}: already used with a different request")
         return Outcome(200, json.loads(stored["response"]), replayed=True)
     raise ApiError(409, f"{HEADER}: the key is being used by another request; try again")
+
+
+async def perform(
+    request: Request, pool: asyncpg.Pool, data: Any, keep_hours: float, work: Work
+) -> Outcome:
+    """Run `work` on a connection of `pool`: once per Idempotency-Key when the request has
+    one (the key's scope is the caller's token), else simply."""
+    key = key_of(request)
+    if key is None:
+        async with pool.acquire() as conn:
+            status, body = await work(conn)
+        return Outcome(status, body, replayed=False)
+    return await run_once(
+        pool,
+        scope=principal_of(request).scope,
+        key=key,
+        fingerprint=request_hash(request.method, request.url.path, data),
+        keep_hours=keep_hours,
+        work=work,
+    )

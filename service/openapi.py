@@ -13,8 +13,8 @@ _DESCRIPTIONS = {
     400: "malformed request (bad JSON, header or query)",
     401: "no valid bearer token",
     403: "a client token on an admin endpoint",
-    404: "no such email (or endpoint)",
-    409: "the email is in a state that does not allow this",
+    404: "not found: no such email, campaign, address or kind (or endpoint)",
+    409: "the email or campaign is in a state that does not allow this",
     413: "the body is over the size limit",
     422: "the request names a field that is wrong; nothing was stored",
     503: "the database is unreachable or its schema is not the one this code needs",
@@ -38,8 +38,8 @@ def _operation(op: Operation) -> dict[str, Any]:
         spec["parameters"] = [dict(p) for p in op.parameters]
     if op.body is not None:
         spec["requestBody"] = {
-            "required": True,
-            "content": {"application/json": {"schema": dict(op.body)}},
+            "required": op.body_required,
+            "content": {op.body_media_type: {"schema": dict(op.body)}},
         }
     if op.role is Role.PUBLIC:
         spec["security"] = []

@@ -16,7 +16,6 @@ from mailq.settings import BATCH_LIMIT
 from mailq.validation import EmailRow
 from service import idempotency, schemas
 from service.api import Role, Router
-from service.auth import principal_of
 from service.body import read_json
 from service.errors import ApiError
 from service.openapi import errors
@@ -25,13 +24,7 @@ from service.state import MAX_ID, Service, service_of
 router = Router("emails")
 
 ID_PARAMETER = {"name": "id", "in": "path", "required": True, "schema": schemas.ID}
-KEY_PARAMETER = {
-    "name": idempotency.HEADER,
-    "in": "header",
-    "required": False,
-    "description": "replays within 24 h return the first response (200) and queue nothing",
-    "schema": {"type": "string", "pattern": "^[!-~]{1,255}$"},
-}
+KEY_PARAMETER = idempotency.PARAMETER
 LIST_LIMIT_DEFAULT = 100
 LIST_LIMIT_MAX = 1000
 MAX_METADATA_FILTERS = 4
@@ -60,6 +53,7 @@ async def create_email(request: Request) -> Response:
         data,
         default_from=service.settings.from_address,
         attachments_limit=service.limits.attachments_bytes,
+        config=service.config,
     )
 
     async def work(conn: asyncpg.Connection) -> tuple[int, dict[str, Any]]:
@@ -91,6 +85,7 @@ async def create_batch(request: Request) -> Response:
         default_from=service.settings.from_address,
         attachments_limit=service.limits.attachments_bytes,
         batch_limit=service.limits.batch_emails,
+        config=service.config,
     )
 
     async def work(conn: asyncpg.Connection) -> tuple[int, dict[str, Any]]:
@@ -106,21 +101,10 @@ async def _queue(
     rows: Sequence[EmailRow],
     work: idempotency.Work,
 ) -> Response:
-    key = idempotency.key_of(request)
-    if key is None:
-        async with service.pool.acquire() as conn:
-            status, body = await work(conn)
-        replayed = False
-    else:
-        outcome = await idempotency.run_once(
-            service.pool,
-            scope=principal_of(request).scope,
-            key=key,
-            fingerprint=idempotency.request_hash(request.method, request.url.path, data),
-            keep_hours=service.limits.idempotency_hours,
-            work=work,
-        )
-        status, body, replayed = outcome.status, outcome.body, outcome.replayed
+    outcome = await idempotency.perform(
+        request, service.pool, data, service.limits.idempotency_hours, work
+    )
+    status, body, replayed = outcome.status, outcome.body, outcome.replayed
     if not replayed:
         service.metrics.count_queued(r.kind for r in rows)
     headers = {idempotency.REPLAYED_HEADER: "true"} if replayed else None

@@ -14,41 +14,62 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from mailq.config import Config
 from mailq.errors import InvalidEmail
-from mailq.kinds import KIND_NAME
+from mailq.kinds import KIND_NAME, KindPolicy
 from mailq.models import EmailState
-from mailq.validation import MAX_RECIPIENTS, MAX_SUBJECT_CHARS, EmailRow, to_row
+from mailq.validation import MAX_RECIPIENTS, MAX_SUBJECT_CHARS, EmailRow, check_kind, to_row
 from mailq.wire import email_from_json
 from service.errors import ApiError
 
 # -- requests ------------------------------------------------------------------------------
 
 
+def known_kind(kind: object, kinds: Mapping[str, KindPolicy]) -> str:
+    """A kind the configuration declares (the library alone takes any well-formed name and
+    gives it campaign defaults; over HTTP a typo must not become a new kind)."""
+    check_kind(kind, kinds)
+    assert isinstance(kind, str)
+    if kind not in kinds:
+        known = ", ".join(sorted(kinds))
+        raise InvalidEmail(f"kind: {kind!r} is not a configured kind (known: {known})")
+    return kind
+
+
 def email_row(
-    data: object, *, default_from: str, attachments_limit: int, now: datetime
+    data: object, *, default_from: str, attachments_limit: int, config: Config, now: datetime
 ) -> EmailRow:
     """One email object of the API as the row that stores it; InvalidEmail names the field."""
     if not isinstance(data, dict):
         raise InvalidEmail("body: must be a JSON object (one email)")
     email = email_from_json(data)
+    known_kind(email.kind, config.kinds)
     size = sum(len(a.content) for a in email.attachments)
     if size > attachments_limit:
         raise InvalidEmail(
             f"attachments: {size} bytes in all, over the limit of {attachments_limit} bytes"
         )
-    return to_row(email, default_from=default_from, now=now)
+    return to_row(
+        email, default_from=default_from, kinds=config.kinds, templates=config.templates, now=now
+    )
 
 
-def single_row(data: object, *, default_from: str, attachments_limit: int) -> EmailRow:
+def single_row(
+    data: object, *, default_from: str, attachments_limit: int, config: Config
+) -> EmailRow:
     if not isinstance(data, dict):
         raise ApiError(400, "body: must be a JSON object (one email)")
     return email_row(
-        data, default_from=default_from, attachments_limit=attachments_limit, now=_now()
+        data,
+        default_from=default_from,
+        attachments_limit=attachments_limit,
+        config=config,
+        now=_now(),
     )
 
 
 def batch_rows(
-    data: object, *, default_from: str, attachments_limit: int, batch_limit: int
+    data: object, *, default_from: str, attachments_limit: int, batch_limit: int, config: Config
 ) -> list[EmailRow]:
     """Every email of a batch checked before any is stored (all or nothing)."""
     if not isinstance(data, dict):
@@ -69,7 +90,11 @@ def batch_rows(
         try:
             rows.append(
                 email_row(
-                    item, default_from=default_from, attachments_limit=attachments_limit, now=now
+                    item,
+                    default_from=default_from,
+                    attachments_limit=attachments_limit,
+                    config=config,
+                    now=now,
                 )
             )
         except InvalidEmail as exc:

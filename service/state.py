@@ -9,6 +9,7 @@ from typing import cast
 import asyncpg
 from starlette.requests import Request
 
+from mailq.config import Config
 from mailq.settings import BATCH_LIMIT, HTTP_BODY_LIMIT_BYTES, IDEMPOTENCY_KEY_HOURS, Settings
 from service.auth import Tokens
 from service.embedded import EmbeddedWorker
@@ -39,6 +40,10 @@ class Service:
     tokens: Tokens
     metrics: Metrics
     worker: EmbeddedWorker | None
+    # MAILQ_CONFIG: the kinds and named templates requests may use.
+    config: Config
+    # Signs and checks unsubscribe tokens: the key the workers sign with.
+    secret_key: bytes
 
 
 def service_of(request: Request) -> Service:

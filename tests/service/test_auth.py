@@ -31,6 +31,22 @@ EXPECTED: dict[tuple[str, str], Role] = {
     ("GET", "/v1/emails"): Role.CLIENT,
     ("POST", "/v1/emails/{id:id}/retry"): Role.ADMIN,
     ("POST", "/v1/emails/{id:id}/cancel"): Role.ADMIN,
+    ("POST", "/v1/campaigns"): Role.CLIENT,
+    ("POST", "/v1/campaigns/{id:id}/recipients"): Role.CLIENT,
+    ("GET", "/v1/campaigns/{id:id}"): Role.CLIENT,
+    ("POST", "/v1/campaigns/{id:id}/pause"): Role.ADMIN,
+    ("POST", "/v1/campaigns/{id:id}/resume"): Role.ADMIN,
+    ("POST", "/v1/campaigns/{id:id}/cancel"): Role.ADMIN,
+    ("GET", "/v1/suppressions"): Role.ADMIN,
+    ("POST", "/v1/suppressions"): Role.ADMIN,
+    ("DELETE", "/v1/suppressions"): Role.ADMIN,
+    ("GET", "/v1/suppressions/{address}"): Role.ADMIN,
+    ("POST", "/v1/suppressions/{address}"): Role.ADMIN,
+    ("DELETE", "/v1/suppressions/{address}"): Role.ADMIN,
+    ("POST", "/v1/kinds/{kind}/pause"): Role.ADMIN,
+    ("POST", "/v1/kinds/{kind}/resume"): Role.ADMIN,
+    ("GET", "/v1/unsubscribe/{token}"): Role.PUBLIC,
+    ("POST", "/v1/unsubscribe/{token}"): Role.PUBLIC,
     ("GET", "/v1/stats"): Role.ADMIN,
     ("GET", "/v1/workers"): Role.ADMIN,
     ("GET", "/email-queue/stats"): Role.CLIENT,
@@ -49,7 +65,12 @@ def test_every_endpoint_is_in_the_table() -> None:
 
 
 def _path(template: str) -> str:
-    return template.replace("{id:id}", "1")
+    return (
+        template.replace("{id:id}", "1")
+        .replace("{address}", "someone@example.com")
+        .replace("{kind}", "welcome")
+        .replace("{token}", "not-a-token")
+    )
 
 
 @pytest.mark.parametrize(("method", "template"), sorted(EXPECTED))
