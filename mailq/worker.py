@@ -67,7 +67,6 @@ AttemptObserver = Callable[[AttemptResult, float], None]
 @dataclass(slots=True)
 class _InFlight:
     email: ClaimedEmail
-    task: asyncio.Task[None] | None = None
     started: bool = False
 
 
@@ -129,7 +128,12 @@ class Worker:
         )
         self._in_flight: dict[int, _InFlight] = {}
         self._kind_in_flight: Counter[str] = Counter()
-        self._send_gate = asyncio.Semaphore(sender_parallelism or settings.concurrency)
+        # Sends run on this many long-lived lanes that take claimed emails from one queue:
+        # the bound on sends in flight, without a task and a semaphore per email. A lane whose
+        # sender answers at once (null, file) works through a whole claimed batch in one go.
+        self._lane_count = max(1, sender_parallelism or settings.concurrency)
+        self._queue: asyncio.Queue[_InFlight | None] = asyncio.Queue()
+        self._lanes: list[asyncio.Task[None]] = []
         self._results: list[AttemptResult] = []
         self._results_ready = asyncio.Event()
         self._wake = asyncio.Event()
@@ -189,6 +193,10 @@ class Worker:
             )
             control = asyncio.create_task(self._heartbeat.run(), name="mailq-heartbeat")
             recorder = asyncio.create_task(self._record_loop(), name="mailq-recorder")
+            self._lanes = [
+                asyncio.create_task(self._lane(), name=f"mailq-lane-{n}")
+                for n in range(self._lane_count)
+            ]
             duties = asyncio.create_task(self._duty_loop(), name="mailq-duties")
             try:
                 await self._wait_registered(control)
@@ -346,20 +354,26 @@ class Worker:
         entry = _InFlight(email)
         self._in_flight[email.id] = entry
         self._kind_in_flight[email.kind] += 1
-        entry.task = asyncio.create_task(self._attempt(entry), name=f"mailq-send-{email.id}")
+        self._queue.put_nowait(entry)
 
-    async def _attempt(self, entry: _InFlight) -> None:
-        email = entry.email
-        async with self._send_gate:
+    async def _lane(self) -> None:
+        """Send claimed emails one after another until told to stop (None)."""
+        loop = asyncio.get_running_loop()
+        queue = self._queue
+        while True:
+            entry = await queue.get()
+            if entry is None:
+                return
             if self._stopping.is_set():
-                return  # not started: handed back at shutdown
+                continue  # not started: handed back at shutdown
             entry.started = True
-            started_at = datetime.now(UTC)
-            began = asyncio.get_running_loop().time()
-            result = await self._send_one(email, started_at)
-            self._observe(result, asyncio.get_running_loop().time() - began)
-        self._results.append(result)
-        self._results_ready.set()
+            email = entry.email
+            began = loop.time()
+            result = await self._send_one(email, datetime.now(UTC))
+            if self._observer is not None:
+                self._observe(result, loop.time() - began)
+            self._results.append(result)
+            self._results_ready.set()
 
     async def _send_one(self, email: ClaimedEmail, started_at: datetime) -> AttemptResult:
         policy = policy_for(email.kind, self.policies)
@@ -530,12 +544,15 @@ class Worker:
         """Hand back unstarted claims, let started sends finish within the grace period,
         record every outcome, then stop recording."""
         self._stopping.set()
+        while not self._queue.empty():
+            self._queue.get_nowait()
         unstarted = [e.email for e in self._in_flight.values() if not e.started]
-        started = [e.task for e in self._in_flight.values() if e.started and e.task]
+        for _lane in self._lanes:
+            self._queue.put_nowait(None)  # each lane stops once its send (if any) is done
         if unstarted:
             await self._hand_back(unstarted)
-        if started:
-            _done, pending = await asyncio.wait(started, timeout=self.settings.shutdown_grace_s)
+        if self._lanes:
+            _done, pending = await asyncio.wait(self._lanes, timeout=self.settings.shutdown_grace_s)
             for task in pending:
                 task.cancel()
             if pending:
