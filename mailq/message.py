@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import re
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from email.utils import formatdate
 from functools import lru_cache
@@ -51,13 +52,13 @@ def build_message(
     (campaign kinds) the message carries List-Unsubscribe (and List-Unsubscribe-Post for
     an https URL) unless the email set its own. `redirect_all_to` (staging) delivers to that
     address alone and keeps the real recipients in X-Mailq-Original-To."""
-    content: dict[str, Any] = dict(email.content)
+    content = email.content
     sender = content["from"]
-    context = dict(content.get("context") or {})
-    if unsubscribe is not None:
-        context.setdefault("unsubscribe_url", unsubscribe.url(email.to))
-    else:
-        context.setdefault("unsubscribe_url", "")
+    context: Mapping[str, Any] = content.get("context") or {}
+    if "unsubscribe_url" not in context and _uses_unsubscribe_url(content):
+        # Signed per recipient (an HMAC): made only when a template can read it.
+        url = "" if unsubscribe is None else unsubscribe.url(email.to)
+        context = {**context, "unsubscribe_url": url}
     to = email.to
     cc: list[str] = list(content.get("cc") or [])
     bcc: list[str] = list(content.get("bcc") or [])
@@ -100,6 +101,16 @@ def build_message(
         to=to,
         other_recipients=tuple(cc + bcc),
         data=data,
+    )
+
+
+def _uses_unsubscribe_url(content: Mapping[str, Any]) -> bool:
+    """Whether a template may read `unsubscribe_url`: templates are rendered from strings
+    (no includes), so one that does not spell the name cannot reach the variable."""
+    return any(
+        "unsubscribe_url" in source
+        for source in (content.get("subject"), content.get("text"), content.get("html"))
+        if source
     )
 
 

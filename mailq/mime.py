@@ -46,7 +46,7 @@ def _fold(line: str) -> str:
 
 def _text_part(body: str, subtype: str) -> str:
     lines = body.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-    if body.isascii() and all(len(line) <= _SEVEN_BIT_LINE for line in lines):
+    if body.isascii() and max(map(len, lines)) <= _SEVEN_BIT_LINE:
         encoding, payload = "7bit", CRLF.join(lines)
     else:
         raw = "\n".join(lines).encode("utf-8")

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import enum
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+
+import orjson
 
 
 class EmailState(enum.StrEnum):
@@ -91,7 +92,7 @@ class ClaimedEmail:
             max_attempts=row["max_attempts"],
             to=row["to_address"],
             message_id=row["message_id"],
-            content=json.loads(row["content"]),
+            content=orjson.loads(row["content"]),
             claimed_at=row["claimed_at"],
             campaign_id=row.get("campaign_id"),
             suppressed=row.get("suppressed"),

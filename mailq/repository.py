@@ -172,20 +172,24 @@ async def email_finish(
     """Write a batch of outcomes in one statement; returns the ids that were applied."""
     if not results:
         return set()
-    rows = await db.fetch(
-        QUERIES["email_finish"],
-        [r.email.id for r in results],
-        [r.email.attempt for r in results],
-        [r.outcome.value for r in results],
-        [r.started_at for r in results],
-        [r.smtp_code for r in results],
-        [r.smtp_reply for r in results],
-        [r.error for r in results],
-        [r.retry_in_s for r in results],
-        worker_id,
-        now,
+    columns = zip(
+        *(
+            (
+                r.email.id,
+                r.email.attempt,
+                r.outcome.value,
+                r.started_at,
+                r.smtp_code,
+                r.smtp_reply,
+                r.error,
+                r.retry_in_s,
+            )
+            for r in results
+        ),
+        strict=True,
     )
-    return {r["id"] for r in rows}
+    rows = await db.fetch(QUERIES["email_finish"], *map(list, columns), worker_id, now)
+    return {r[0] for r in rows}
 
 
 async def email_release(

@@ -19,7 +19,7 @@ import logging
 import os
 import socket
 import uuid
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -67,7 +67,6 @@ AttemptObserver = Callable[[AttemptResult, float], None]
 @dataclass(slots=True)
 class _InFlight:
     email: ClaimedEmail
-    task: asyncio.Task[None] | None = None
     started: bool = False
 
 
@@ -129,7 +128,15 @@ class Worker:
         )
         self._in_flight: dict[int, _InFlight] = {}
         self._kind_in_flight: Counter[str] = Counter()
-        self._send_gate = asyncio.Semaphore(sender_parallelism or settings.concurrency)
+        # Sends run on this many long-lived lanes that take claimed emails from one queue:
+        # the bound on sends in flight, without a task and a semaphore per email. A lane whose
+        # sender answers at once (null, file) works through a whole claimed batch in one go.
+        self._lane_count = max(1, sender_parallelism or settings.concurrency)
+        self._pending: deque[_InFlight] = deque()
+        self._idle_lanes: deque[asyncio.Future[None]] = deque()
+        self._lanes_waking = 0  # lanes woken that have not run yet
+        self._lanes_closing = False
+        self._lanes: list[asyncio.Task[None]] = []
         self._results: list[AttemptResult] = []
         self._results_ready = asyncio.Event()
         self._wake = asyncio.Event()
@@ -189,6 +196,10 @@ class Worker:
             )
             control = asyncio.create_task(self._heartbeat.run(), name="mailq-heartbeat")
             recorder = asyncio.create_task(self._record_loop(), name="mailq-recorder")
+            self._lanes = [
+                asyncio.create_task(self._lane(), name=f"mailq-lane-{n}")
+                for n in range(self._lane_count)
+            ]
             duties = asyncio.create_task(self._duty_loop(), name="mailq-duties")
             try:
                 await self._wait_registered(control)
@@ -266,8 +277,7 @@ class Worker:
                         total = min(total, sum(limits))
                     plan = type(plan)(plan.kinds, limits, total)
                     claimed = await repository.email_claim_due(self._pool, plan, self.identity.id)
-                    for email in claimed:
-                        self._start(email)
+                    self._start(claimed)
                     if self._limiter.active:
                         got = Counter(e.kind for e in claimed)
                         unused = {k: n - got[k] for k, n in zip(plan.kinds, limits, strict=True)}
@@ -342,24 +352,60 @@ class Worker:
 
     # -- sending ---------------------------------------------------------------------------
 
-    def _start(self, email: ClaimedEmail) -> None:
-        entry = _InFlight(email)
-        self._in_flight[email.id] = entry
-        self._kind_in_flight[email.kind] += 1
-        entry.task = asyncio.create_task(self._attempt(entry), name=f"mailq-send-{email.id}")
+    def _start(self, claimed: list[ClaimedEmail]) -> None:
+        in_flight = self._in_flight
+        pending = self._pending
+        for email in claimed:
+            entry = _InFlight(email)
+            in_flight[email.id] = entry
+            pending.append(entry)
+        self._kind_in_flight.update(e.kind for e in claimed)
+        if claimed:
+            self._wake_lane()
 
-    async def _attempt(self, entry: _InFlight) -> None:
-        email = entry.email
-        async with self._send_gate:
+    def _wake_lane(self) -> None:
+        """Wake one idle lane. A lane that takes an email and sees more waiting wakes the
+        next before it sends: lanes join in as sends suspend, while a sender that answers
+        at once leaves a whole batch to one lane (no wake-up per email)."""
+        if self._lanes_waking:
+            return  # one is on its way; it wakes the next in turn
+        idle = self._idle_lanes
+        while idle:
+            waiter = idle.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                self._lanes_waking += 1
+                return
+
+    async def _lane(self) -> None:
+        """Send claimed emails one after another until the worker closes."""
+        loop = asyncio.get_running_loop()
+        pending = self._pending
+        while True:
+            if not pending:
+                if self._lanes_closing:
+                    return
+                waiter = loop.create_future()
+                self._idle_lanes.append(waiter)
+                try:
+                    await waiter
+                finally:
+                    if waiter.done() and not waiter.cancelled():
+                        self._lanes_waking -= 1
+                continue
+            entry = pending.popleft()
+            if pending:
+                self._wake_lane()
             if self._stopping.is_set():
-                return  # not started: handed back at shutdown
+                continue  # not started: handed back at shutdown
             entry.started = True
-            started_at = datetime.now(UTC)
-            began = asyncio.get_running_loop().time()
-            result = await self._send_one(email, started_at)
-            self._observe(result, asyncio.get_running_loop().time() - began)
-        self._results.append(result)
-        self._results_ready.set()
+            email = entry.email
+            began = loop.time()
+            result = await self._send_one(email, datetime.now(UTC))
+            if self._observer is not None:
+                self._observe(result, loop.time() - began)
+            self._results.append(result)
+            self._results_ready.set()
 
     async def _send_one(self, email: ClaimedEmail, started_at: datetime) -> AttemptResult:
         policy = policy_for(email.kind, self.policies)
@@ -484,16 +530,16 @@ class Worker:
         bounced = [r for r in batch if r.suppress and r.email.id in applied]
         if bounced:
             await self._suppress_bounced(bounced)
+        tallies = {
+            Outcome.SENT: self._tally.sent,
+            Outcome.RETRY: self._tally.retried,
+            Outcome.FAILED: self._tally.failed,
+            Outcome.CANCELLED: self._tally.cancelled,
+        }
         for result in batch:
             email = result.email
             if email.id in applied:
-                tally = {
-                    Outcome.SENT: self._tally.sent,
-                    Outcome.RETRY: self._tally.retried,
-                    Outcome.FAILED: self._tally.failed,
-                    Outcome.CANCELLED: self._tally.cancelled,
-                }[result.outcome]
-                tally[email.kind] += 1
+                tallies[result.outcome][email.kind] += 1
             else:
                 self._tally.rejected += 1
                 logger.warning(
@@ -530,12 +576,19 @@ class Worker:
         """Hand back unstarted claims, let started sends finish within the grace period,
         record every outcome, then stop recording."""
         self._stopping.set()
+        self._pending.clear()
         unstarted = [e.email for e in self._in_flight.values() if not e.started]
-        started = [e.task for e in self._in_flight.values() if e.started and e.task]
+        # Each lane stops once its send (if any) is done.
+        self._lanes_closing = True
+        while self._idle_lanes:
+            waiter = self._idle_lanes.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                self._lanes_waking += 1
         if unstarted:
             await self._hand_back(unstarted)
-        if started:
-            _done, pending = await asyncio.wait(started, timeout=self.settings.shutdown_grace_s)
+        if self._lanes:
+            _done, pending = await asyncio.wait(self._lanes, timeout=self.settings.shutdown_grace_s)
             for task in pending:
                 task.cancel()
             if pending:

@@ -96,9 +96,11 @@ WITH result AS (
                          $5::integer[], $6::text[], $7::text[], $8::float8[])
         AS r(id, attempt, outcome, started_at, smtp_code, smtp_reply, error, retry_in)
 ),
-campaign AS (
+campaign AS MATERIALIZED (
     -- A retry of a campaign email follows its campaign: paused since the claim, it is held
-    -- (due in the far future); cancelled, it is cancelled.
+    -- (due in the far future); cancelled, it is cancelled. MATERIALIZED: inlined, the
+    -- planner joined it per result row, scanning every result again each time (100 x 100
+    -- rows for a batch of 100, a third of the statement's time).
     SELECT r.id, c.status AS campaign_status
     FROM result AS r
     JOIN mailq.emails AS e ON e.id = r.id

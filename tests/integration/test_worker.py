@@ -10,8 +10,9 @@ from contextlib import asynccontextmanager
 import asyncpg
 
 from mailq import Settings, enqueue
+from mailq.message import OutgoingMessage
 from mailq.retry import RetryPolicy
-from mailq.sender import Sender, sender_from_url
+from mailq.sender import Sender, SendReceipt, sender_from_url
 from mailq.worker import Worker
 from tests.support.emails import campaign, welcome
 from tests.support.smtp import SmtpSink
@@ -150,3 +151,48 @@ async def test_stop_before_run_and_twice_is_safe(database_url: str) -> None:
     worker.stop()
     worker.stop()
     await asyncio.wait_for(worker.run(), timeout=10)
+
+
+class GatedSender:
+    """Holds every send until the gate opens; counts the sends in progress."""
+
+    def __init__(self) -> None:
+        self.gate = asyncio.Event()
+        self.current = 0
+        self.peak = 0
+        self.sent = 0
+
+    async def send(self, message: OutgoingMessage, before_data: object = None) -> SendReceipt:
+        self.current += 1
+        self.peak = max(self.peak, self.current)
+        try:
+            await self.gate.wait()
+        finally:
+            self.current -= 1
+        self.sent += 1
+        return SendReceipt(250, "ok")
+
+    async def close(self) -> None:
+        return None
+
+
+async def test_sends_in_flight_fan_out_to_the_sender_parallelism_and_no_further(
+    database_url: str, conn: asyncpg.Connection
+) -> None:
+    await enqueue(conn, *[welcome(i) for i in range(20)])
+    sender = GatedSender()
+    worker = Worker(
+        Settings(database_url=database_url, concurrency=16), sender, sender_parallelism=4
+    )
+    task = asyncio.create_task(worker.run(until_empty=True))
+
+    async def four_sending() -> bool:
+        return sender.current == 4
+
+    await eventually(four_sending, timeout=20, message="the lanes did not fan out to 4 sends")
+    assert sender.peak == 4
+    sender.gate.set()
+    await asyncio.wait_for(task, timeout=30)
+    assert sender.sent == 20
+    assert sender.peak == 4
+    assert set((await states(conn)).values()) == {"sent"}

@@ -123,3 +123,27 @@ def test_dkim_signs_the_unsubscribe_headers_and_verifies(rsa_key: tuple[bytes, b
     assert dkim.verify(signed.data, dnsfunc=dns)
     tampered = signed.data.replace(b"Hi Ann", b"Hi Bob")
     assert not dkim.verify(tampered, dnsfunc=dns)
+
+
+class _CountingLinks(UnsubscribeLinks):
+    calls: int = 0
+
+    def url(self, address: str) -> str:
+        type(self).calls += 1
+        return super().url(address)
+
+
+def test_the_unsubscribe_url_is_signed_only_when_a_template_reads_it() -> None:
+    links = _CountingLinks(b"s" * 32, "https://mail.example.com")
+    plain = build_message(claimed(text="Hello {{ name }}"), unsubscribe=links)
+    assert _CountingLinks.calls == 0
+    assert "Hello Ann" in parsed(plain).get_body(("plain",)).get_content()
+    html = claimed(text=None, html="<p>Bye: <a href='{{ unsubscribe_url }}'>x</a></p>")
+    body = parsed(build_message(html, unsubscribe=links)).get_body(("html",)).get_content()
+    assert _CountingLinks.calls == 1
+    assert "https://mail.example.com/v1/unsubscribe/" in body
+    # A context that sets the variable itself keeps its own value.
+    own = claimed(context={"name": "Ann", "unsubscribe_url": "https://own.example/u"})
+    message = build_message(own, unsubscribe=links)
+    assert "Leave: https://own.example/u" in parsed(message).as_string()
+    assert _CountingLinks.calls == 1
