@@ -10,9 +10,9 @@ import json
 import os
 import signal
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, NoReturn, TextIO
+from typing import Any, NoReturn, TextIO, TypeVar
 
 from mailq import display, embedded, logs, monitor
 from mailq.config import Config, load_settings
@@ -20,6 +20,7 @@ from mailq.errors import EmailNotFound, InvalidEmail, MailqError, NotAllowed, Us
 from mailq.kinds import KIND_NAME
 from mailq.settings import Settings
 
+T = TypeVar("T")
 EXIT_USAGE = 2
 # These mean "you asked for something that cannot be": one line on stderr, exit 2.
 USAGE_ERRORS = (UsageError, EmailNotFound, NotAllowed, InvalidEmail)
@@ -286,14 +287,15 @@ async def _create_campaign(
     try:
         await ensure_current(conn)
         try:
-            created, added = await create_campaign(
-                conn,
-                campaign,
-                recipients_from_csv(stream),
-                default_from=settings.from_address,
-                kinds=config.kinds,
-                templates=config.templates,
-            )
+            with display.progress("importing recipients") as tracker:
+                created, added = await create_campaign(
+                    conn,
+                    campaign,
+                    _counted(recipients_from_csv(stream), tracker),
+                    default_from=settings.from_address,
+                    kinds=config.kinds,
+                    templates=config.templates,
+                )
         except InvalidEmail as exc:
             raise CliError(f"{args.csv}: {exc}") from None
     finally:
@@ -304,6 +306,18 @@ async def _create_campaign(
         f"{created.send_at.isoformat()}: {added.added} recipients, "
         f"{added.duplicates} duplicates ignored{extra}"
     )
+
+
+def _counted(items: Iterable[T], tracker: display.Tracker) -> Iterator[T]:
+    """Pass items through, advancing a progress display every thousand."""
+    pending = 0
+    for item in items:
+        yield item
+        pending += 1
+        if pending == 1000:
+            tracker.advance(pending)
+            pending = 0
+    tracker.advance(pending)
 
 
 def _read_option(value: str | None, flag: str) -> str | None:
