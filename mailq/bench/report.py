@@ -134,7 +134,11 @@ def targets(summary_: Mapping[str, Any]) -> list[dict[str, Any]]:
         rows.append({"target": name, "figure": figure, "goal": goal, "score": score, "met": met})
 
     drain = [k for k in g if k.startswith("drain_")]
-    d4 = "drain_4" if "drain_4" in g else (max(drain, key=lambda k: int(k[6:])) if drain else "")
+    d4 = (
+        "drain_4"
+        if "drain_4" in g
+        else (max(drain, key=lambda k: int(k[6:])) if drain else "drain_4")
+    )
     mailq4, b100, bare4 = _get(g, d4, MAILQ), _get(g, d4, "pgqueuer_b100"), _get(g, d4, BARE)
     r = _ratio(mailq4, b100)
     add(f"{d4}: mailq ≥ 1.5x PgQueuer batch 100", f"{_n(mailq4)} vs {_n(b100)} jobs/s "
@@ -277,6 +281,8 @@ def _side_by_side(doc: Mapping[str, Any], groups: Sequence[Group], options: Opti
     by_group = doc["summary"]["groups"]
     shown = [g for g in groups if g.members[0].measure in SIDE_BY_SIDE and g.name in by_group]
     systems = [s for s in SYSTEM_LABELS if any(s in by_group[g.name] for g in shown)]
+    if not shown:
+        return []
     lines = [
         "| measure | " + " | ".join(SYSTEM_LABELS[s] for s in systems) + " | mailq / bare |",
         "| --- | " + " | ".join("---:" for _ in systems) + " | ---: |",
@@ -356,7 +362,11 @@ def markdown(doc: Mapping[str, Any], groups: Sequence[Group], options: Options) 
         f"peers: {installed}",
         "",
         *_side_by_side(doc, groups, options),
-        *_mailq_alone(doc, options),
+        *(
+            _mailq_alone(doc, options)[1:]
+            if not _side_by_side(doc, groups, options)
+            else _mailq_alone(doc, options)
+        ),
         *_targets_table(doc),
     ]
     lines += _cpu_table(doc, groups)
