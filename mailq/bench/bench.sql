@@ -131,14 +131,15 @@ SELECT (SELECT count(*) FROM mailq.emails WHERE status = 'sent' AND id > $1) AS 
        (SELECT min(started_at) FROM mailq.attempts WHERE email_id > $1) AS first_claimed
 
 -- name: bench_history_emails
--- $1 finished (sent) welcome emails, one a second back from a month ago, content $2: the
--- history a queue that has run for a while keeps.
+-- $1 finished (sent) welcome emails, content $2: the history a queue that has run for a
+-- while keeps. They finished within the last 12 days, 10 a second (10,000,000 span 11.6
+-- days), inside the default retention (14 days): the workers' prune duty leaves them be.
 INSERT INTO mailq.emails (kind, status, priority, run_at, attempts, max_attempts, to_address,
                           message_id, content, created_at, finished_at)
 SELECT 'welcome', 'sent', 0, t, 1, 5, 'user' || g || '@example.com',
        '<history.' || g || '@bench.mailq>', $2::jsonb, t, t
 FROM generate_series(1, $1::bigint) AS g
-CROSS JOIN LATERAL (SELECT now() - interval '60 days' + g * interval '500 ms') AS x(t)
+CROSS JOIN LATERAL (SELECT now() - interval '12 days' + g * interval '100 ms') AS x(t)
 
 -- name: bench_history_attempts
 -- The sent attempt of every finished email.
