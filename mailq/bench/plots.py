@@ -47,7 +47,7 @@ def _drain(doc: Mapping[str, Any], path: Path) -> bool:
             )
     if not by_system:
         return False
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
+    fig, ax = plt.subplots(figsize=(7, 5), dpi=110)
     for system, points in by_system.items():
         xs, ys = zip(*sorted(points), strict=True)
         if system == BARE:
@@ -62,7 +62,7 @@ def _drain(doc: Mapping[str, Any], path: Path) -> bool:
     ax.grid(True, which="both", alpha=0.3)
     emails = doc["options"]["emails"]
     ax.set_title(f"Drain of {emails:,} queued no-op jobs (median of {doc['options']['repeat']})")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=3)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
