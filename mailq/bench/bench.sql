@@ -156,3 +156,7 @@ ANALYZE
 -- Emails with an id above $1 finished so far (a range of the primary key: cheap to poll
 -- next to millions of older finished emails).
 SELECT count(*) FROM mailq.emails WHERE id > $1 AND finished_at IS NOT NULL
+
+-- name: bench_history_async_commit
+-- The history is written once per run, not measured: its commit need not wait for the disk.
+SET synchronous_commit = off

@@ -34,7 +34,7 @@ async def history_template(ctx: Context) -> str:
     began = time.perf_counter()
     conn = await asyncpg.connect(with_database(server.admin_url, name))
     try:
-        await conn.execute("SET synchronous_commit = off")
+        await conn.execute(BENCH_QUERIES["bench_history_async_commit"])
         await conn.execute(
             BENCH_QUERIES["bench_history_emails"], ctx.options.history_emails, workload.payload()
         )

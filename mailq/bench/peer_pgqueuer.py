@@ -47,7 +47,7 @@ async def worker(url: str, args: Namespace) -> None:
     qm = QueueManager(Queries(AsyncpgDriver(conn)))
     seen = Seen()
 
-    @qm.entrypoint(ENTRYPOINT)
+    @qm.entrypoint(ENTRYPOINT)  # type: ignore[untyped-decorator,unused-ignore]
     async def noop(job: Job) -> None:
         seen.record(int(job.id))
 

@@ -39,7 +39,7 @@ def make_app(url: str, pool_size: int) -> tuple[procrastinate.App, Any, Seen]:
     )
     seen = Seen()
 
-    @app.task(name="noop", queue=QUEUE, pass_context=True)
+    @app.task(name="noop", queue=QUEUE, pass_context=True)  # type: ignore[untyped-decorator,unused-ignore]
     async def noop(context: procrastinate.JobContext, /, **_: Any) -> None:
         assert context.job.id is not None
         seen.record(int(context.job.id))
