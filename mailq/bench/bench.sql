@@ -94,3 +94,69 @@ SELECT version() AS version, current_setting('server_version') AS server_version
 -- The server processes serving this database (other than the bench's own connection).
 SELECT pid FROM pg_stat_activity
 WHERE datname = current_database() AND pid <> pg_backend_pid()
+
+-- name: peer_pgqueuer_remaining
+-- PgQueuer jobs not yet finished (a job's row is deleted when its outcome is logged).
+SELECT count(*) FROM public.pgqueuer
+
+-- name: peer_pgqueuer_last_finished
+-- When the last PgQueuer job finished (its log row, database clock).
+SELECT max(created) FROM public.pgqueuer_log WHERE status = 'successful'
+
+-- name: peer_procrastinate_remaining
+-- Procrastinate jobs not yet finished.
+SELECT count(*) FROM public.procrastinate_jobs WHERE status IN ('todo', 'doing')
+
+-- name: peer_procrastinate_last_finished
+-- When the last Procrastinate job succeeded (its event, database clock).
+SELECT max(at) FROM public.procrastinate_events WHERE type = 'succeeded'
+
+-- name: bench_emails_max_id
+-- The highest email id so far (0 when none): a drain counts only the emails above it.
+SELECT coalesce(max(id), 0) FROM mailq.emails
+
+-- name: bench_emails_result_since
+-- bench_emails_result for the emails with an id above $1 only (the history measure's
+-- database already holds millions of finished emails).
+SELECT (SELECT count(*) FROM mailq.emails WHERE status = 'sent' AND id > $1) AS done,
+       (SELECT count(*) FROM (
+            SELECT email_id FROM mailq.attempts WHERE email_id > $1
+            GROUP BY email_id HAVING count(*) > 1
+        ) AS twice) AS duplicates,
+       (SELECT count(*) FROM mailq.emails AS e
+        WHERE e.id > $1 AND NOT EXISTS (
+            SELECT 1 FROM mailq.attempts AS a WHERE a.email_id = e.id AND a.outcome = 'sent'
+        )) AS lost,
+       (SELECT max(finished_at) FROM mailq.attempts WHERE email_id > $1) AS last_finished,
+       (SELECT min(started_at) FROM mailq.attempts WHERE email_id > $1) AS first_claimed
+
+-- name: bench_history_emails
+-- $1 finished (sent) welcome emails, content $2: the history a queue that has run for a
+-- while keeps. They finished within the last 12 days, 10 a second (10,000,000 span 11.6
+-- days), inside the default retention (14 days): the workers' prune duty leaves them be.
+INSERT INTO mailq.emails (kind, status, priority, run_at, attempts, max_attempts, to_address,
+                          message_id, content, created_at, finished_at)
+SELECT 'welcome', 'sent', 0, t, 1, 5, 'user' || g || '@example.com',
+       '<history.' || g || '@bench.mailq>', $2::jsonb, t, t
+FROM generate_series(1, $1::bigint) AS g
+CROSS JOIN LATERAL (SELECT now() - interval '12 days' + g * interval '100 ms') AS x(t)
+
+-- name: bench_history_attempts
+-- The sent attempt of every finished email.
+INSERT INTO mailq.attempts (email_id, attempt, started_at, finished_at, outcome, smtp_code,
+                            smtp_reply)
+SELECT id, 1, finished_at, finished_at, 'sent', 250, '2.0.0 Ok'
+FROM mailq.emails WHERE status = 'sent'
+
+-- name: bench_history_analyze
+-- Fresh statistics after the bulk insert (autovacuum would get there later).
+ANALYZE
+
+-- name: bench_emails_finished_since
+-- Emails with an id above $1 finished so far (a range of the primary key: cheap to poll
+-- next to millions of older finished emails).
+SELECT count(*) FROM mailq.emails WHERE id > $1 AND finished_at IS NOT NULL
+
+-- name: bench_history_async_commit
+-- The history is written once per run, not measured: its commit need not wait for the disk.
+SET synchronous_commit = off

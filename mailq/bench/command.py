@@ -19,7 +19,7 @@ from typing import Any
 import asyncpg
 
 from mailq import __version__
-from mailq.bench import drain, enqueue, report, wakeup
+from mailq.bench import campaign, drain, enqueue, history, peers, plots, report, smtp, wakeup
 from mailq.bench.databases import Server
 from mailq.bench.plan import Context, Group, Options, Sample
 from mailq.bench.processes import environ
@@ -27,7 +27,15 @@ from mailq.bench.sql import BENCH_QUERIES
 from mailq.errors import UsageError
 from mailq.settings import Settings
 
-MEASURES = ("enqueue_bulk", "enqueue_one", "drain", "wakeup")
+MEASURES = (
+    "enqueue_bulk",
+    "enqueue_one",
+    "drain",
+    "wakeup",
+    "history",
+    "campaign",
+    "smtp",
+)
 RESULTS_DIR = Path("bench-results")
 
 
@@ -55,6 +63,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--wakeup-emails", type=int, help=f"emails of the wake-up run ({defaults.wakeup_emails})"
     )
+    parser.add_argument(
+        "--history-emails",
+        type=int,
+        help=f"finished emails in the history database ({defaults.history_emails:,})",
+    )
+    parser.add_argument(
+        "--campaign-recipients",
+        type=int,
+        help=f"recipients of the campaign measure ({defaults.campaign_recipients:,})",
+    )
+    parser.add_argument(
+        "--smtp-emails", type=int, help=f"emails sent into the SMTP sink ({defaults.smtp_emails:,})"
+    )
+    parser.add_argument(
+        "--no-peers",
+        dest="peers",
+        action="store_false",
+        default=None,
+        help="measure mailq and the bare loop only, even where the peers are installed",
+    )
+    parser.add_argument(
+        "--plots",
+        help="directory for the PNG plots (default: next to the JSON file; needs matplotlib)",
+    )
     parser.add_argument("--only", help=f"comma-separated subset of {', '.join(MEASURES)}")
     parser.add_argument(
         "--output", help="the JSON file (default bench-results/bench-<timestamp>.json)"
@@ -77,6 +109,9 @@ def options_from_args(args: argparse.Namespace) -> Options:
         ("one_at_a_time", "one_at_a_time"),
         ("concurrency", "drain_concurrency"),
         ("wakeup_emails", "wakeup_emails"),
+        ("history_emails", "history_emails"),
+        ("campaign_recipients", "campaign_recipients"),
+        ("smtp_emails", "smtp_emails"),
     ):
         value = getattr(args, flag, None)
         if value is not None:
@@ -91,6 +126,8 @@ def options_from_args(args: argparse.Namespace) -> Options:
         if not counts or min(counts) < 1:
             raise UsageError("--processes: a comma-separated list of whole numbers ≥ 1")
         changes["processes"] = counts
+    if args.peers is False:
+        changes["peers"] = False
     if args.only:
         only = frozenset(m.strip() for m in args.only.split(",") if m.strip())
         unknown = only - set(MEASURES)
@@ -102,19 +139,35 @@ def options_from_args(args: argparse.Namespace) -> Options:
 
 def plan(options: Options) -> list[Group]:
     groups: list[Group] = []
+    others = peers.available() if options.peers else ()
     if options.wants("enqueue_bulk"):
-        groups.append(Group("enqueue_bulk", enqueue.bulk_measurements(options.emails)))
+        members = enqueue.bulk_measurements(options.emails)
+        members += peers.enqueue_bulk_measurements(others, options.emails)
+        groups.append(Group("enqueue_bulk", members))
     if options.wants("enqueue_one"):
-        groups.append(Group("enqueue_one", enqueue.one_measurements(options.one_at_a_time)))
+        members = enqueue.one_measurements(options.one_at_a_time)
+        members += peers.enqueue_one_measurements(others, options.one_at_a_time)
+        groups.append(Group("enqueue_one", members))
     if options.wants("drain"):
         for n in options.processes:
             members = drain.measurements(n, options.emails, options.concurrency, options.batch)
+            members += peers.drain_measurements(others, n, options.emails)
             groups.append(Group(f"drain_{n}", members))
     if options.wants("wakeup"):
         members = wakeup.measurements(
             options.wakeup_emails, options.wakeup_rate, options.wakeup_workers
         )
+        members += peers.wakeup_measurements(others, options.wakeup_emails)
         groups.append(Group("wakeup", members))
+    if options.wants("history"):
+        groups.append(
+            Group("history", history.measurements(options.emails, options.history_emails))
+        )
+    if options.wants("campaign"):
+        groups.append(Group("campaign", campaign.measurements(options.campaign_recipients)))
+    if options.wants("smtp") and smtp.sink_kind() is not None:
+        members = smtp.measurements(options.smtp_emails, options.smtp_processes)
+        groups.append(Group("smtp", members))
     return groups
 
 
@@ -155,6 +208,8 @@ async def run(options: Options, admin_url: str, logs: Path) -> dict[str, Any]:
         raise UsageError("nothing to measure")
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
     env_facts = await environment(admin_url)
+    env_facts["peers"] = peers.versions() if options.peers else "not measured (--no-peers)"
+    env_facts["smtp_sink"] = smtp.sink_kind() or "none installed (SMTP not measured)"
     server = Server(admin_url)
     await server.prepare()
     ctx = Context(server=server, options=options, logs=logs, env=environ())
@@ -178,6 +233,7 @@ async def run(options: Options, admin_url: str, logs: Path) -> dict[str, Any]:
         m.key: report.measurement_result(m, samples[m.key]) for g in groups for m in g.members
     }
     env_facts["load_average_at_end"] = list(os.getloadavg())
+    env_facts.update(ctx.notes)
     return report.document(
         options=options,
         environment=env_facts,
@@ -208,8 +264,13 @@ def run_from_args(args: argparse.Namespace, settings: Settings) -> int:
     with tempfile.TemporaryDirectory(prefix="mailq-bench-") as logs:
         doc = asyncio.run(run(options, admin_url, Path(logs)))
     output.write_text(json.dumps(doc, indent=2, default=str) + "\n", encoding="utf-8")
-    print(report.markdown(doc, plan(options), options), end="")
-    print(f"\nresults written to {output}")
+    table = report.markdown(doc, plan(options), options)
+    output.with_suffix(".md").write_text(table, encoding="utf-8")
+    print(table, end="")
+    print(f"\nresults written to {output} and {output.with_suffix('.md')}")
+    plot_dir = Path(args.plots) if args.plots else output.parent
+    for line in plots.draw(doc, plot_dir, output.stem):
+        print(line)
     summary = doc["summary"]
     return 1 if summary["duplicates"] or summary["lost"] else 0
 

@@ -48,6 +48,8 @@ class Server:
     def __init__(self, admin_url: str) -> None:
         self.admin_url = admin_url
         self.template: str | None = None
+        # Further templates made during the run (e.g. the history's), by purpose.
+        self.templates: dict[str, str] = {}
 
     async def _admin(self, statement: LiteralString) -> None:
         conn = await asyncpg.connect(self.admin_url)
@@ -64,6 +66,9 @@ class Server:
         await asyncio.to_thread(migrate, with_database(self.admin_url, name))
 
     async def close(self) -> None:
+        for name in self.templates.values():
+            await self.drop(name)
+        self.templates.clear()
         if self.template:
             await self.drop(self.template)
             self.template = None
@@ -71,14 +76,32 @@ class Server:
     async def drop(self, name: str) -> None:
         await self._admin("DROP DATABASE IF EXISTS " + _checked(name) + " WITH (FORCE)")
 
-    @asynccontextmanager
-    async def fresh_database(self, purpose: str) -> AsyncIterator[str]:
-        """A migrated database for one measurement; yields its URL, dropped on exit."""
+    async def prepare_copy(self, purpose: str) -> str:
+        """A new database cloned from the template (e.g. to be filled with history and
+        cloned again); the caller drops it with `drop`."""
         if self.template is None:
             raise BenchError("the server's template is not prepared")
         name = new_name(purpose)
         await self._admin(
             "CREATE DATABASE " + _checked(name) + " TEMPLATE " + _checked(self.template)
+        )
+        return name
+
+    @asynccontextmanager
+    async def fresh_database(
+        self, purpose: str, template: str | None = None, *, file_copy: bool = False
+    ) -> AsyncIterator[str]:
+        """A migrated database for one measurement (a copy of `template`, by default the
+        run's migrated template); yields its URL, dropped on exit."""
+        source = template or self.template
+        if source is None:
+            raise BenchError("the server's template is not prepared")
+        name = new_name(purpose)
+        # A large template (the history's) copies much faster file by file than through
+        # the WAL (PostgreSQL 15's default strategy), at the price of two checkpoints.
+        strategy: LiteralString = " STRATEGY FILE_COPY" if file_copy else ""
+        await self._admin(
+            "CREATE DATABASE " + _checked(name) + " TEMPLATE " + _checked(source) + strategy
         )
         try:
             yield with_database(self.admin_url, name)

@@ -53,10 +53,17 @@ async def wait_registered(conn: asyncpg.Connection, group: Processes, count: int
         await asyncio.sleep(POLL_S)
 
 
-async def wait_finished(conn: asyncpg.Connection, group: Processes, count: int) -> bool:
-    """Until `count` emails are finished; False when the deadline passed first."""
+async def wait_finished(
+    conn: asyncpg.Connection, group: Processes, count: int, since: int = 0
+) -> bool:
+    """Until `count` emails (those with an id above `since`, when given) are finished;
+    False when the deadline passed first."""
     deadline = _deadline(count)
-    while await conn.fetchval(BENCH_QUERIES["bench_emails_finished"]) < count:
+    while (
+        await conn.fetchval(BENCH_QUERIES["bench_emails_finished_since"], since)
+        if since
+        else await conn.fetchval(BENCH_QUERIES["bench_emails_finished"])
+    ) < count:
         group.check_alive()
         if time.monotonic() > deadline:
             return False
@@ -120,14 +127,25 @@ def _sample(
     )
 
 
-async def mailq_drain(ctx: Context, processes: int) -> Sample:
-    count = ctx.options.emails
+async def mailq_drain(
+    ctx: Context,
+    processes: int,
+    *,
+    backend: str = "null://",
+    count: int | None = None,
+    template: str | None = None,
+    file_copy: bool = False,
+) -> Sample:
+    """`count` emails (default: the run's) drained by `processes` workers; `template` is a
+    database to clone that already holds finished emails (the history measure)."""
+    count = ctx.options.emails if count is None else count
     batch = workload.emails(count)
     log = ctx.logs / f"drain-mailq-{processes}.log"
-    async with ctx.server.fresh_database("drain") as url:
+    async with ctx.server.fresh_database("drain", template=template, file_copy=file_copy) as url:
         conn = await asyncpg.connect(url)
         try:
-            env = child_env(ctx.env, database_url=url, backend="null://")
+            since = int(await conn.fetchval(BENCH_QUERIES["bench_emails_max_id"]))
+            env = child_env(ctx.env, database_url=url, backend=backend)
             async with process_group(log) as group:
                 await group.start(worker_argv(ctx.options.concurrency), env, count=processes)
                 await wait_registered(conn, group, processes)
@@ -135,15 +153,17 @@ async def mailq_drain(ctx: Context, processes: int) -> Sample:
                 await meter.start()
                 await enqueue(conn, *batch)
                 available = datetime.now(UTC)
-                finished = await wait_finished(conn, group, count)
+                finished = await wait_finished(conn, group, count, since)
                 await meter.stop()
                 codes = await group.stop()
             if any(codes):
                 raise BenchError(f"workers exited with {codes}:\n{log_tail(log)}")
-            row = await conn.fetchrow(BENCH_QUERIES["bench_emails_result"])
+            row = await conn.fetchrow(BENCH_QUERIES["bench_emails_result_since"], since)
         finally:
             await conn.close()
-    return _sample(count, available, row, not finished, processes, meter)
+    sample = _sample(count, available, row, not finished, processes, meter)
+    sample.details["emails_before"] = since
+    return sample
 
 
 async def bare_drain(ctx: Context, processes: int) -> Sample:

@@ -17,9 +17,13 @@ from typing import Any
 
 from mailq.bench.databases import Server
 
-# Systems; peers (pgqueuer, procrastinate) will add theirs.
+# Systems; the peers' are in mailq/bench/peers.py.
 MAILQ = "mailq"
 BARE = "bare"
+# mailq draining a database that holds millions of finished emails (mailq/bench/history.py).
+HISTORY = "mailq_history"
+# The SMTP ceiling: a bare aiosmtplib client (mailq/bench/smtp.py).
+BARE_SMTP = "aiosmtplib"
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,13 +36,27 @@ class Options:
     wakeup_emails: int = 500
     wakeup_rate: float = 50.0
     wakeup_workers: int = 2
+    history_emails: int = 10_000_000
+    campaign_recipients: int = 1_000_000
+    smtp_emails: int = 10_000
+    smtp_processes: int = 2
     repeat: int = 3
     only: frozenset[str] = frozenset()
+    # Measure the installed peers (pgqueuer, procrastinate) too.
+    peers: bool = True
 
     @classmethod
     def quick(cls) -> Options:
         """Small numbers, one round: the run the test suite makes (seconds)."""
-        return cls(emails=2_000, one_at_a_time=200, wakeup_emails=50, repeat=1)
+        return cls(
+            emails=2_000,
+            one_at_a_time=200,
+            wakeup_emails=50,
+            history_emails=20_000,
+            campaign_recipients=20_000,
+            smtp_emails=300,
+            repeat=1,
+        )
 
     def wants(self, measure: str) -> bool:
         return not self.only or measure in self.only
@@ -52,6 +70,8 @@ class Context:
     options: Options
     logs: Path
     env: Mapping[str, str]
+    # Facts a measurement learns once per run (e.g. how long the history took to write).
+    notes: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(slots=True)

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from typing import Any
 
-from mailq.bench.plan import BARE, MAILQ, Group, Measurement, Options, Sample
+from mailq.bench.plan import BARE, BARE_SMTP, HISTORY, MAILQ, Group, Measurement, Options, Sample
 from mailq.bench.stats import median
 
 SCHEMA_VERSION = 1
@@ -52,14 +52,16 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return a / b
 
 
-def _paired_ratio(group: Group, results: Mapping[str, dict[str, Any]]) -> float | None:
-    """The median over rounds of mailq / bare within each round (the two ran back to back,
+def _paired_ratio(
+    group: Group, results: Mapping[str, dict[str, Any]], top: str, bottom: str
+) -> float | None:
+    """The median over rounds of top / bottom within each round (the two ran back to back,
     so drift between rounds cancels out)."""
     members = {m.system: m for m in group.members}
     pairs = zip(
-        results[members[MAILQ].key]["samples"], results[members[BARE].key]["samples"], strict=False
+        results[members[top].key]["samples"], results[members[bottom].key]["samples"], strict=False
     )
-    headline = members[MAILQ].headline
+    headline = members[top].headline
     ratios = [
         r
         for a, b in pairs
@@ -68,11 +70,17 @@ def _paired_ratio(group: Group, results: Mapping[str, dict[str, Any]]) -> float 
     return median(ratios) if ratios else None
 
 
+# The pair each group's ratio compares (top / bottom), where both ran.
+RATIO_PAIRS = {"history": (HISTORY, MAILQ), "smtp": (MAILQ, BARE_SMTP)}
+
+
 def summary(groups: Sequence[Group], results: Mapping[str, dict[str, Any]]) -> dict[str, Any]:
-    """Per group: each system's headline figure, and mailq / bare where both ran. Totals of
-    duplicates and lost, for mailq and for the bare loop."""
+    """Per group: each system's headline figure, the medians of every figure per system, and
+    mailq / bare where both ran. Totals of duplicates and lost: mailq's, the bare loop's,
+    and each peer's."""
     by_group: dict[str, Any] = {}
     totals = {"duplicates": 0, "lost": 0, "bare_duplicates": 0, "bare_lost": 0}
+    per_peer: dict[str, dict[str, int]] = {}
     for group in groups:
         entry: dict[str, Any] = {}
         for m in group.members:
@@ -81,7 +89,8 @@ def summary(groups: Sequence[Group], results: Mapping[str, dict[str, Any]]) -> d
                 continue
             entry[m.system] = result["median"].get(m.headline)
             entry.setdefault("units", {})[m.system] = m.unit
-            if m.measure == "wakeup":
+            entry.setdefault("by_system", {})[m.system] = dict(result["median"])
+            if m.measure == "wakeup" and m.system == MAILQ:
                 entry.update({k: v for k, v in result["median"].items()})
             cpu = {
                 k: result["median"][f"{k}_cpu_us"]
@@ -90,16 +99,82 @@ def summary(groups: Sequence[Group], results: Mapping[str, dict[str, Any]]) -> d
             }
             if cpu:
                 entry.setdefault("cpu_us_per_item", {})[m.system] = cpu
-            prefix = "" if m.system == MAILQ else f"{m.system}_"
             for name in ("duplicates", "lost"):
-                if f"{prefix}{name}" in totals:
-                    totals[f"{prefix}{name}"] += result["counts"].get(name, 0)
-        if MAILQ in entry and BARE in entry:
-            entry["ratio"] = _ratio(entry[MAILQ], entry[BARE])
-            entry["ratio_per_round"] = _paired_ratio(group, results)
+                n = result["counts"].get(name, 0)
+                if m.system in (MAILQ, HISTORY):
+                    totals[name] += n
+                elif m.system == BARE:
+                    totals[f"bare_{name}"] += n
+                else:
+                    per_peer.setdefault(m.system, {"duplicates": 0, "lost": 0})[name] += n
+        top, bottom = RATIO_PAIRS.get(group.name, (MAILQ, BARE))
+        if top in entry and bottom in entry:
+            entry["ratio"] = _ratio(entry[top], entry[bottom])
+            entry["ratio_per_round"] = _paired_ratio(group, results, top, bottom)
         if entry:
             by_group[group.name] = entry
-    return {"groups": by_group, **totals}
+    return {"groups": by_group, **totals, "peers": per_peer}
+
+
+def _get(groups: Mapping[str, Any], group: str, system: str, figure: str | None = None) -> Any:
+    entry = groups.get(group) or {}
+    if figure is None:
+        return entry.get(system)
+    return (entry.get("by_system") or {}).get(system, {}).get(figure)
+
+
+def targets(summary_: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Every target of issue 6 with the figure of this run: `score` is the figure over what
+    the target asks, oriented so that >= 1 means the target is met."""
+    g = summary_["groups"]
+    rows: list[dict[str, Any]] = []
+
+    def add(name: str, figure: str, score: float | None, goal: str) -> None:
+        met = None if score is None else bool(score >= 1.0)
+        rows.append({"target": name, "figure": figure, "goal": goal, "score": score, "met": met})
+
+    drain = [k for k in g if k.startswith("drain_")]
+    d4 = (
+        "drain_4"
+        if "drain_4" in g
+        else (max(drain, key=lambda k: int(k[6:])) if drain else "drain_4")
+    )
+    mailq4, b100, bare4 = _get(g, d4, MAILQ), _get(g, d4, "pgqueuer_b100"), _get(g, d4, BARE)
+    r = _ratio(mailq4, b100)
+    add(f"{d4}: mailq ≥ 1.5x PgQueuer batch 100", f"{_n(mailq4)} vs {_n(b100)} jobs/s "
+        f"= {_x(r)}", None if r is None else r / 1.5, "1.5x")  # fmt: skip
+    r = _ratio(mailq4, bare4)
+    add(f"{d4}: mailq ≥ 0.6x bare SQL loop", f"{_n(mailq4)} vs {_n(bare4)} rows/s = {_x(r)}",
+        None if r is None else r / 0.6, "0.6x")  # fmt: skip
+    wake = (g.get("wakeup") or {}).get("by_system", {})
+    peers_p99 = {s: v.get("p99_ms") for s, v in wake.items() if s != MAILQ and v.get("p99_ms")}
+    mine = wake.get(MAILQ, {}).get("p99_ms")
+    best = min(peers_p99.items(), key=lambda kv: kv[1]) if peers_p99 else None
+    add("wake-up p99 ≤ the best peer's",
+        f"{_n(mine, 1)} ms vs {best[0]} {_n(best[1], 1)} ms" if best else f"{_n(mine, 1)} ms",
+        _ratio(best[1], mine) if best else None, "≤ 1.0x")  # fmt: skip
+    r = _ratio(_get(g, "enqueue_bulk", MAILQ), _get(g, "enqueue_bulk", "pgqueuer"))
+    add("bulk enqueue ≥ 5x PgQueuer's",
+        f"{_n(_get(g, 'enqueue_bulk', MAILQ))} vs {_n(_get(g, 'enqueue_bulk', 'pgqueuer'))} "
+        f"jobs/s = {_x(r)}", None if r is None else r / 5.0, "5x")  # fmt: skip
+    h = g.get("history") or {}
+    add("drain with history ≥ 0.9x empty",
+        f"{_n(h.get(HISTORY))} vs {_n(h.get(MAILQ))} emails/s = {_x(h.get('ratio'))}",
+        None if h.get("ratio") is None else h["ratio"] / 0.9, "0.9x")  # fmt: skip
+    seconds = _get(g, "campaign", MAILQ, "seconds")
+    rss = _get(g, "campaign", MAILQ, "peak_rss_mb")
+    add("campaign created in ≤ 10 s", f"{_n(seconds, 1)} s",
+        _ratio(10.0, seconds), "10 s")  # fmt: skip
+    add("campaign peak RSS < 300 MB", f"{_n(rss)} MB", _ratio(300.0, rss), "300 MB")
+    sm = g.get("smtp") or {}
+    add("SMTP end to end ≥ 0.8x bare aiosmtplib",
+        f"{_n(sm.get(MAILQ))} vs {_n(sm.get(BARE_SMTP))} emails/s = {_x(sm.get('ratio'))}",
+        None if sm.get("ratio") is None else sm["ratio"] / 0.8, "0.8x")  # fmt: skip
+    return rows
+
+
+def _x(ratio: float | None) -> str:
+    return "-" if ratio is None else f"{ratio:.2f}x"
 
 
 def document(
@@ -121,7 +196,8 @@ def document(
         "environment": dict(environment),
         "options": opts,
         "measurements": list(results.values()),
-        "summary": summary(groups, results),
+        "summary": (summary_ := summary(groups, results)),
+        "targets": targets(summary_),
         "definitions": DEFINITIONS,
     }
 
@@ -178,6 +254,95 @@ def _cpu_table(doc: Mapping[str, Any], groups: Sequence[Group]) -> list[str]:
     ]
 
 
+SYSTEM_LABELS = {
+    MAILQ: "mailq",
+    BARE: "bare SQL",
+    "pgqueuer": "PgQueuer (batch 10)",
+    "pgqueuer_b100": "PgQueuer (batch 100)",
+    "procrastinate": "Procrastinate",
+}
+SIDE_BY_SIDE = ("enqueue_bulk", "enqueue_one", "drain", "wakeup")
+
+
+def _cell(group: Group, entry: Mapping[str, Any], system: str) -> str:
+    if system not in entry:
+        return ""
+    if group.members[0].measure == "wakeup":
+        figures = entry["by_system"][system]
+        return " / ".join(_n(figures.get(k), 1) for k in ("p50_ms", "p95_ms", "p99_ms")) + " ms"
+    unit = entry["units"][system]
+    cell = f"{_n(entry[system])} {unit}"
+    if group.members[0].measure == "enqueue_bulk" and system == BARE:
+        cell += " (COPY)"
+    return cell
+
+
+def _side_by_side(doc: Mapping[str, Any], groups: Sequence[Group], options: Options) -> list[str]:
+    by_group = doc["summary"]["groups"]
+    shown = [g for g in groups if g.members[0].measure in SIDE_BY_SIDE and g.name in by_group]
+    systems = [s for s in SYSTEM_LABELS if any(s in by_group[g.name] for g in shown)]
+    if not shown:
+        return []
+    lines = [
+        "| measure | " + " | ".join(SYSTEM_LABELS[s] for s in systems) + " | mailq / bare |",
+        "| --- | " + " | ".join("---:" for _ in systems) + " | ---: |",
+    ]
+    for group in shown:
+        entry = by_group[group.name]
+        cells = [_cell(group, entry, s) for s in systems]
+        lines.append(
+            f"| {_label(group, options)} | " + " | ".join(cells) + f" | {_x(entry.get('ratio'))} |"
+        )
+    return lines
+
+
+def _mailq_alone(doc: Mapping[str, Any], options: Options) -> list[str]:
+    g = doc["summary"]["groups"]
+    rows = []
+    if "history" in g:
+        h = g["history"]
+        rows.append(
+            f"| drain {options.emails:,}, 2 processes, with {options.history_emails:,} finished "
+            f"emails in the database | {_n(h.get(HISTORY))} emails/s | {_n(h.get(MAILQ))} "
+            f"emails/s (empty database) | {_x(h.get('ratio'))} |"
+        )
+    if "campaign" in g:
+        c = g["campaign"]["by_system"][MAILQ]
+        rows.append(
+            f"| campaign of {options.campaign_recipients:,} recipients from an iterator | "
+            f"{_n(c.get('seconds'), 1)} s, peak RSS {_n(c.get('peak_rss_mb'))} MB "
+            f"({_n(c.get('rate'))} recipients/s) | | |"
+        )
+    if "smtp" in g:
+        sm = g["smtp"]
+        rows.append(
+            f"| SMTP end to end, {options.smtp_emails:,} emails, {options.smtp_processes} "
+            f"processes x 4 connections, into {doc['environment'].get('smtp_sink', '?')} | "
+            f"{_n(sm.get(MAILQ))} emails/s | {_n(sm.get(BARE_SMTP))} emails/s (bare aiosmtplib) "
+            f"| {_x(sm.get('ratio'))} |"
+        )
+    if not rows:
+        return []
+    return ["", "| measure | mailq | reference | ratio |", "| --- | ---: | ---: | ---: |", *rows]
+
+
+def _targets_table(doc: Mapping[str, Any]) -> list[str]:
+    rows = [
+        f"| {t['target']} | {t['figure']} | {t['goal']} | "
+        f"{'-' if t['score'] is None else format(t['score'], '.2f')} | "
+        f"{'-' if t['met'] is None else ('yes' if t['met'] else 'no')} |"
+        for t in doc.get("targets", [])
+    ]
+    return [
+        "",
+        "Targets of issue 6 (score = figure / target, ≥ 1 means met):",
+        "",
+        "| target | this run | target | score | met |",
+        "| --- | --- | ---: | ---: | :---: |",
+        *rows,
+    ]
+
+
 def markdown(doc: Mapping[str, Any], groups: Sequence[Group], options: Options) -> str:
     env = doc["environment"]
     rounds = "1 round" if options.repeat == 1 else f"median of {options.repeat}"
@@ -187,41 +352,36 @@ def markdown(doc: Mapping[str, Any], groups: Sequence[Group], options: Options) 
             f", load average {env['load_average_at_start'][0]:.1f} at start, "
             f"{env['load_average_at_end'][0]:.1f} at end"
         )
+    peers_ = env.get("peers")
+    installed = (
+        ", ".join(f"{k} {v}" for k, v in peers_.items()) if isinstance(peers_, dict) else peers_
+    )
     lines = [
         f"mailq bench, {doc['started_at']}: PostgreSQL {env.get('postgres_version', '?')}, "
-        f"{env.get('cpus', '?')} CPUs, fsync={env.get('fsync', '?')}, {rounds}{load}",
+        f"{env.get('cpus', '?')} CPUs, fsync={env.get('fsync', '?')}, {rounds}{load}; "
+        f"peers: {installed}",
         "",
-        "| measure | mailq | bare SQL | mailq / bare | per round |",
-        "| --- | ---: | ---: | ---: | ---: |",
+        *_side_by_side(doc, groups, options),
+        *(
+            _mailq_alone(doc, options)[1:]
+            if not _side_by_side(doc, groups, options)
+            else _mailq_alone(doc, options)
+        ),
+        *_targets_table(doc),
     ]
-    by_group = doc["summary"]["groups"]
-    for group in groups:
-        entry = by_group.get(group.name)
-        if not entry:
-            continue
-        label = _label(group, options)
-        if group.members[0].measure == "wakeup":
-            figures = " / ".join(_n(entry.get(k), 1) for k in ("p50_ms", "p95_ms", "p99_ms"))
-            lines.append(f"| {label} | {figures} ms | | | |")
-            continue
-        units = {m.system: m.unit for m in group.members}
-        mailq = f"{_n(entry.get(MAILQ))} {units.get(MAILQ, '')}" if MAILQ in entry else ""
-        bare = f"{_n(entry.get(BARE))} {units.get(BARE, '')}" if BARE in entry else ""
-        if group.members[0].measure == "enqueue_bulk" and bare:
-            bare += " (COPY)"
-        ratio = f"{entry['ratio']:.2f}x" if entry.get("ratio") is not None else ""
-        paired = entry.get("ratio_per_round")
-        per_round = f"{paired:.2f}x" if paired is not None and options.repeat > 1 else ""
-        lines.append(f"| {label} | {mailq} | {bare} | {ratio} | {per_round} |")
     lines += _cpu_table(doc, groups)
     s = doc["summary"]
+    peer_counts = "; ".join(
+        f"{SYSTEM_LABELS.get(k, k)}: {v['duplicates']} twice, {v['lost']} never"
+        for k, v in s.get("peers", {}).items()
+    )
     lines += [
         "",
         f"mailq: {s['duplicates']} emails handled twice, {s['lost']} never "
         f"(every drain and wake-up run); bare loop: {s['bare_duplicates']} twice, "
-        f"{s['bare_lost']} never.",
-        "Drain rate = emails / (last finished_at in the database - the moment the work was "
-        "available to idle, connected processes). mailq / bare: the ratio of the medians; "
-        "per round: the median of the ratios of runs made back to back.",
+        f"{s['bare_lost']} never" + (f"; {peer_counts}." if peer_counts else "."),
+        "Drain rate = items / (last finish recorded in the database - the moment the work was "
+        "available to idle, connected processes). mailq / bare: the ratio of the medians. "
+        "Wake-up: p50 / p95 / p99 from the enqueue call's return to the handler's start.",
     ]
     return "\n".join(lines) + "\n"

@@ -75,6 +75,7 @@ async def mailq_wakeup(ctx: Context) -> Sample:
             "workers": workers,
             "min_ms": latencies[0],
             "mean_ms": sum(latencies) / len(latencies),
+            "latencies_ms": [round(x, 3) for x in latencies],
             "timed_out": not finished,
         },
     )

@@ -50,10 +50,32 @@ def test_quick_bench_measures_every_figure(pg_admin_url: str, tmp_path: Path) ->
     assert (summary["duplicates"], summary["lost"]) == (0, 0)
     assert (summary["bare_duplicates"], summary["bare_lost"]) == (0, 0)
     drains = [m for m in doc["measurements"] if m["measure"] == "drain"]
-    assert len(drains) == 2 * len(PROCESS_COUNTS)
+    assert len([m for m in drains if m["system"] in ("mailq", "bare")]) == 2 * len(PROCESS_COUNTS)
     for m in drains:
         (sample,) = m["samples"]
         assert sample["details"]["done"] == sample["details"]["count"], m["key"]
 
     assert "| drain 2,000, 4 processes |" in result.stdout
     assert "0 emails handled twice, 0 never" in result.stdout
+
+    # Peers: measured where installed (the `bench` extra), else reported, not skipped.
+    peers = doc["environment"]["peers"]
+    assert set(peers) == {"pgqueuer", "procrastinate"}
+    for name, version in peers.items():
+        if version == "not installed":
+            assert not any(m["system"].startswith(name) for m in doc["measurements"])
+        else:
+            assert groups["drain_4"][name if name != "pgqueuer" else "pgqueuer_b100"] > 0
+    for counts in summary["peers"].values():
+        assert counts == {"duplicates": 0, "lost": 0}
+
+    # History, campaign, SMTP and the targets table.
+    history = groups["history"]
+    assert history["mailq"] > 0 and history["mailq_history"] > 0
+    campaign = groups["campaign"]["by_system"]["mailq"]
+    assert campaign["seconds"] > 0 and campaign["peak_rss_mb"] > 0
+    if doc["environment"]["smtp_sink"] in ("smtp-sink", "aiosmtpd"):
+        assert groups["smtp"]["mailq"] > 0 and groups["smtp"]["aiosmtplib"] > 0
+    assert len(doc["targets"]) == 8
+    assert "Targets of issue 6" in result.stdout
+    assert output.with_suffix(".md").read_text(encoding="utf-8").startswith("mailq bench")

@@ -4,7 +4,7 @@ import argparse
 
 import pytest
 
-from mailq.bench import add_arguments
+from mailq.bench import add_arguments, peers, smtp
 from mailq.bench.command import options_from_args, plan
 from mailq.bench.plan import Group, Measurement, Options, Sample
 from mailq.bench.report import document, markdown, measurement_result
@@ -34,16 +34,39 @@ def test_quick_options_are_small_and_overridable() -> None:
 
 
 def test_default_plan_pairs_each_drain_with_the_bare_loop() -> None:
-    groups = plan(options_from_args(_args()))
-    assert [g.name for g in groups] == [
+    groups = plan(options_from_args(_args("--no-peers")))
+    assert [g.name for g in groups][:9] == [
         "enqueue_bulk",
         "enqueue_one",
         "drain_1",
         "drain_2",
         "drain_4",
         "wakeup",
+        "history",
+        "campaign",
+        *(["smtp"] if smtp.sink_kind() else []),
     ]
     assert [m.system for m in groups[2].members] == ["mailq", "bare"]
+
+
+def test_installed_peers_join_every_side_by_side_group(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(peers, "versions", lambda: {"pgqueuer": "1.6.0", "procrastinate": "3"})
+    groups = {g.name: g for g in plan(options_from_args(_args()))}
+    systems = ["mailq", "bare", "pgqueuer", "pgqueuer_b100", "procrastinate"]
+    assert [m.system for m in groups["drain_4"].members] == systems
+    assert [m.system for m in groups["enqueue_bulk"].members] == [
+        "mailq",
+        "bare",
+        "pgqueuer",
+        "procrastinate",
+    ]
+    assert [m.system for m in groups["wakeup"].members] == ["mailq", *systems[2:]]
+
+
+def test_a_missing_peer_is_reported_not_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(peers.importlib.util, "find_spec", lambda name: None)
+    assert peers.versions() == {"pgqueuer": "not installed", "procrastinate": "not installed"}
+    assert peers.available() == ()
 
 
 @pytest.mark.parametrize(
@@ -82,4 +105,7 @@ def test_report_takes_medians_sums_counts_and_ratios() -> None:
     assert entry["ratio_per_round"] == 0.4  # median of 10/40, 30/40, 20/50
     assert doc["summary"]["lost"] == 3
     table = markdown(doc, groups, Options())
-    assert "| drain 50,000, 4 processes | 20 emails/s | 40 rows/s | 0.50x | 0.40x |" in table
+    assert "| drain 50,000, 4 processes | 20 emails/s | 40 rows/s | 0.50x |" in table
+    target = next(t for t in doc["targets"] if "bare SQL loop" in t["target"])
+    assert target["score"] == pytest.approx(0.5 / 0.6) and target["met"] is False
+    assert "| drain_4: mailq ≥ 0.6x bare SQL loop | 20 vs 40 rows/s = 0.50x |" in table
