@@ -7,7 +7,6 @@ tree this test is skipped, and in CI a skip counts as a failure.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import queue
 import re
@@ -22,14 +21,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
-import pytest
 
 from tests.support.processes import REPO
-
-if importlib.util.find_spec("service.app") is None:  # pragma: no cover - until merged
-    pytest.skip(
-        "service/app.py (the HTTP service) is not in this tree yet", allow_module_level=True
-    )
 
 READY_S = 120.0
 
