@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from service.state import HTTP_POOL_SIZE
+from mailq.service.state import HTTP_POOL_SIZE
 
 INSERT = (
     "INSERT INTO mailq.emails (kind, to_address, message_id, content) "

@@ -30,10 +30,9 @@ from typing import Any
 import asyncpg
 import psycopg
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from mailq.db.schema import migrate
 
-from mailq.schema import migrate  # noqa: E402 - after the path is set
+REPO = Path(__file__).resolve().parent.parent
 
 TOKEN = "bench-client-token"
 BODY = json.dumps(
@@ -211,7 +210,7 @@ def main() -> None:
         run_target("bare INSERT", "bench.bare_app:app", args.admin_url, args, "0"),
         run_target(
             f"service (embedded worker={args.embedded})",
-            "service.app:app",
+            "mailq.service.app:app",
             args.admin_url,
             args,
             args.embedded,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from mailq.enqueue import enqueue, enqueue_sync
 from mailq.errors import (
     CampaignClosed,
     CampaignNotFound,
@@ -16,7 +17,6 @@ from mailq.errors import (
     SchemaMismatch,
 )
 from mailq.models import Attachment, Email, EmailState
-from mailq.queue import enqueue, enqueue_sync
 from mailq.settings import Settings
 
 __all__ = [

@@ -12,9 +12,11 @@ from typing import TypeAlias
 
 import asyncpg
 
-from mailq import maintenance, repository
+from mailq.db.emails import email_cancel, email_retry, email_retry_failed, email_states
+from mailq.db.paused_kinds import kind_list_paused, kind_pause, kind_resume
 from mailq.errors import EmailNotFound, NotAllowed, UsageError
 from mailq.kinds import KIND_NAME
+from mailq.worker import duties as maintenance
 
 RETRYABLE = ("failed", "cancelled", "unknown")
 CANCELLABLE = ("scheduled", "queued", "retrying", "unknown")
@@ -36,14 +38,14 @@ def check_kind(kind: str) -> str:
 async def retry_emails(conn: Connection, ids: Sequence[int]) -> list[int]:
     """Make failed, cancelled or unknown emails wait again, due now. EmailNotFound or
     NotAllowed (naming the first offending id) leaves every email as it was."""
-    return await _change(conn, ids, repository.email_retry, RETRYABLE, "retried")
+    return await _change(conn, ids, email_retry, RETRYABLE, "retried")
 
 
 async def cancel_emails(conn: Connection, ids: Sequence[int]) -> list[int]:
     """Cancel waiting or unknown emails; all or nothing, like retry_emails."""
 
     async def cancel(db: asyncpg.Connection, chosen: Sequence[int]) -> list[int]:
-        return await repository.email_cancel(db, chosen, CANCEL_REASON)
+        return await email_cancel(db, chosen, CANCEL_REASON)
 
     return await _change(conn, ids, cancel, CANCELLABLE, "cancelled")
 
@@ -62,7 +64,7 @@ async def retry_failed(
     until = datetime.now(UTC)
     total = 0
     while True:
-        ids = await repository.email_retry_failed(conn, kind, since, until, RETRY_BATCH)
+        ids = await email_retry_failed(conn, kind, since, until, RETRY_BATCH)
         total += len(ids)
         if on_batch is not None:
             on_batch(len(ids))
@@ -73,16 +75,16 @@ async def retry_failed(
 async def pause_kind(conn: Connection, kind: str, paused_by: str | None = None) -> bool:
     """Stop every worker from claiming emails of `kind` (in-flight sends finish). True when
     it was running before, False when it was already paused."""
-    return await repository.kind_pause(conn, check_kind(kind), paused_by)
+    return await kind_pause(conn, check_kind(kind), paused_by)
 
 
 async def resume_kind(conn: Connection, kind: str) -> bool:
     """Let workers claim `kind` again, and wake them. True when it was paused."""
-    return await repository.kind_resume(conn, check_kind(kind))
+    return await kind_resume(conn, check_kind(kind))
 
 
 async def paused_kinds(conn: Connection) -> list[str]:
-    return [row["kind"] for row in await repository.kind_list_paused(conn)]
+    return [row["kind"] for row in await kind_list_paused(conn)]
 
 
 async def prune(
@@ -113,7 +115,7 @@ async def _change(
         done = set(changed)
         missing = [i for i in wanted if i not in done]
         if missing:
-            states = await repository.email_states(conn, missing)
+            states = await email_states(conn, missing)
             first = missing[0]
             # Raising rolls back the transaction: every email stays as it was.
             if first not in states:

@@ -33,13 +33,18 @@ from typing import Any, TextIO
 
 import asyncpg
 
-from mailq import repository_campaigns as db
+from mailq.compose.templates import (
+    DEFAULT_TEMPLATES,
+    PROVIDED_VARIABLES,
+    TemplateStore,
+    variables_of,
+)
+from mailq.db import campaigns as db
 from mailq.errors import CampaignClosed, CampaignNotFound, InvalidEmail
 from mailq.kinds import BUILTIN_KINDS, KindPolicy
 from mailq.models import Email
 from mailq.settings import DEFAULT_FROM
 from mailq.streams import each
-from mailq.templates import DEFAULT_TEMPLATES, PROVIDED_VARIABLES, TemplateStore, variables_of
 from mailq.validation import (
     address_problem,
     build_content,

@@ -62,12 +62,12 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from mailq.compose.templates import DEFAULT_FOLDER, TEMPLATE_NAME, TemplateStore
+from mailq.delivery.replies import BUILTIN_QUIRKS, CLASSES, Quirk
 from mailq.errors import ConfigError
 from mailq.kinds import BUILTIN_KINDS, KIND_NAME, LOST_POLICIES, KindPolicy, RateLimit
-from mailq.replies import BUILTIN_QUIRKS, CLASSES, Quirk
 from mailq.retry import RetryPolicy
 from mailq.settings import BATCH_LIMIT, HTTP_BODY_LIMIT_BYTES, RETENTION_DAYS, Settings
-from mailq.templates import DEFAULT_FOLDER, TEMPLATE_NAME, TemplateStore
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,14 @@ from typing import Any
 
 import asyncpg
 
-from mailq import repository
+from mailq.db.connection import transaction
+from mailq.db.emails import email_cancel_by_address
+from mailq.db.suppressions import (
+    suppression_add,
+    suppression_find,
+    suppression_list,
+    suppression_remove,
+)
 from mailq.errors import InvalidEmail
 from mailq.streams import each
 from mailq.validation import check_address
@@ -70,9 +77,9 @@ async def suppress(
         raise InvalidEmail("addresses: must be a list of addresses")
     why = _reason(reason)
     stored = sorted({normalise(a, f"addresses[{i}]") for i, a in enumerate(addresses)})
-    async with repository.transaction(conn) as tx:
-        added = await repository.suppression_add(tx, stored, [why] * len(stored))
-        cancelled = await repository.email_cancel_by_address(tx, stored, f"suppressed: {why}")
+    async with transaction(conn) as tx:
+        added = await suppression_add(tx, stored, [why] * len(stored))
+        cancelled = await email_cancel_by_address(tx, stored, f"suppressed: {why}")
     return SuppressResult(added, cancelled)
 
 
@@ -82,7 +89,7 @@ async def unsuppress(conn: asyncpg.Connection | asyncpg.Pool, addresses: Sequenc
     if isinstance(addresses, str):
         raise InvalidEmail("addresses: must be a list of addresses")
     stored = sorted({normalise(a, f"addresses[{i}]") for i, a in enumerate(addresses)})
-    return len(await repository.suppression_remove(conn, stored))
+    return len(await suppression_remove(conn, stored))
 
 
 async def list_suppressions(
@@ -92,7 +99,7 @@ async def list_suppressions(
     next page."""
     if not 1 <= limit <= LIST_LIMIT_MAX:
         raise InvalidEmail(f"limit: must be from 1 to {LIST_LIMIT_MAX}")
-    rows = await repository.suppression_list(conn, after.lower() if after else None, limit)
+    rows = await suppression_list(conn, after.lower() if after else None, limit)
     return [Suppression.from_row(r) for r in rows]
 
 
@@ -100,7 +107,7 @@ async def find_suppressions(
     conn: asyncpg.Connection | asyncpg.Pool, addresses: Sequence[str]
 ) -> dict[str, Suppression]:
     """The suppressed ones among `addresses`, by lower-case address."""
-    rows = await repository.suppression_find(conn, sorted({a.lower() for a in addresses}))
+    rows = await suppression_find(conn, sorted({a.lower() for a in addresses}))
     return {r["address"]: Suppression.from_row(r) for r in rows}
 
 
@@ -119,10 +126,8 @@ async def import_suppressions(
     async def flush() -> None:
         nonlocal added, cancelled
         addresses = sorted(chunk)
-        added += await repository.suppression_add(conn, addresses, [chunk[a] for a in addresses])
-        cancelled += await repository.email_cancel_by_address(
-            conn, addresses, f"suppressed: {default}"
-        )
+        added += await suppression_add(conn, addresses, [chunk[a] for a in addresses])
+        cancelled += await email_cancel_by_address(conn, addresses, f"suppressed: {default}")
         chunk.clear()
 
     async with conn.transaction():

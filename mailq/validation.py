@@ -17,10 +17,10 @@ from typing import Any
 import orjson
 from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
 
+from mailq.compose.templates import DEFAULT_TEMPLATES, TemplateStore, check_context
 from mailq.errors import InvalidEmail
 from mailq.kinds import BUILTIN_KINDS, KIND_NAME, KindPolicy, policy_for
 from mailq.models import Email
-from mailq.templates import DEFAULT_TEMPLATES, TemplateStore, check_context
 
 # Any C0 control character or DEL; TAB is allowed in text bodies but not in headers.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import asyncpg
 
-from mailq.schema import HEAD
+from mailq.db.schema import HEAD
 from tests.support.processes import REPO
 
 

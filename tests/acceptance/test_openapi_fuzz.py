@@ -12,7 +12,7 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 
-from service.app import ROUTERS
+from mailq.service.app import ROUTERS
 from tests.support import postgres
 from tests.support.service import service_env, uvicorn
 

@@ -213,8 +213,8 @@ async def test_hand_back_of_claims_that_never_started(
 ) -> None:
     """In-process: with one send at a time, most claims wait; a stop hands them back."""
     from mailq import Settings
-    from mailq.sender import sender_from_url
-    from mailq.worker import Worker
+    from mailq.delivery.backends import sender_from_url
+    from mailq.worker.worker import Worker
 
     await enqueue(conn, *[campaign(i) for i in range(50)])
     worker = Worker(

@@ -13,8 +13,8 @@ import asyncpg
 
 from mailq import Settings, enqueue
 from mailq.campaigns import NewCampaign, Recipient, create_campaign
-from mailq.sender import sender_from_url
-from mailq.worker import Worker
+from mailq.delivery.backends import sender_from_url
+from mailq.worker.worker import Worker
 from tests.support import processes
 from tests.support.emails import welcome
 from tests.support.smtp import SmtpSink

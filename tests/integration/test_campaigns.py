@@ -11,12 +11,14 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from mailq import InvalidEmail, campaigns, repository
+from mailq import InvalidEmail, campaigns
 from mailq.campaigns import NewCampaign, Recipient
-from mailq.cli import main
+from mailq.cli.main import main
+from mailq.compose.message import build_message
+from mailq.db.emails import email_claim_due, email_delete_finished, email_finish
+from mailq.db.leases import WorkerIdentity, worker_lease_register
 from mailq.errors import CampaignClosed, CampaignNotFound
 from mailq.kinds import ClaimPlan
-from mailq.message import build_message
 from mailq.suppression import suppress
 
 SOON = timedelta(seconds=2)
@@ -39,10 +41,10 @@ def people(n: int, start: int = 0) -> Iterator[Recipient]:
 
 
 async def claim_all(conn: asyncpg.Connection) -> list[object]:
-    worker = repository.WorkerIdentity(uuid.uuid4(), "t", 1, ("search_engine",), 16)
-    await repository.worker_lease_register(conn, worker, 30)
+    worker = WorkerIdentity(uuid.uuid4(), "t", 1, ("search_engine",), 16)
+    await worker_lease_register(conn, worker, 30)
     plan = ClaimPlan(["search_engine"], [1000], 1000)
-    return await repository.email_claim_due(conn, plan, worker.id)  # type: ignore[return-value]
+    return await email_claim_due(conn, plan, worker.id)  # type: ignore[return-value]
 
 
 async def test_recipients_stream_in_chunks_and_duplicates_are_counted(
@@ -145,7 +147,7 @@ async def test_cancel_turns_what_is_not_sent_into_cancelled(conn: asyncpg.Connec
 async def test_progress_outlives_pruned_emails(conn: asyncpg.Connection) -> None:
     campaign, _ = await campaigns.create_campaign(conn, spring(), people(2))
     await campaigns.cancel_campaign(conn, campaign.id)
-    await repository.email_delete_finished(conn, datetime.now(UTC) + timedelta(days=1), 100)
+    await email_delete_finished(conn, datetime.now(UTC) + timedelta(days=1), 100)
     assert (await campaigns.get_campaign(conn, campaign.id)).progress == {"cancelled": 2}
 
 
@@ -186,12 +188,12 @@ async def test_a_retry_follows_its_campaign_paused_or_cancelled_meanwhile(
     worker_id = await conn.fetchval("SELECT worker_id FROM mailq.emails LIMIT 1")
     first, second = claimed
     result = AttemptResult(first, Outcome.RETRY, datetime.now(UTC), 451, "later", "x", 1.0)  # type: ignore[arg-type]
-    assert await repository.email_finish(conn, [result], worker_id)
+    assert await email_finish(conn, [result], worker_id)
     assert (await campaigns.get_campaign(conn, campaign.id)).progress["retrying"] == 1
     due = await conn.fetchval("SELECT run_at FROM mailq.emails WHERE id = $1", first.id)  # type: ignore[attr-defined]
     assert due.year == 9999
     await campaigns.cancel_campaign(conn, campaign.id)
     result = AttemptResult(second, Outcome.RETRY, datetime.now(UTC), 451, "later", "x", 1.0)  # type: ignore[arg-type]
-    await repository.email_finish(conn, [result], worker_id)
+    await email_finish(conn, [result], worker_id)
     progress = (await campaigns.get_campaign(conn, campaign.id)).progress
     assert progress == {"cancelled": 2}

@@ -8,11 +8,12 @@ import asyncio
 import asyncpg
 import pytest
 
-from mailq import Settings, admin, enqueue, repository
+from mailq import Settings, admin, enqueue
+from mailq.db.emails import email_claim_due, email_next_due
+from mailq.delivery.local import RecordingSender
 from mailq.errors import UsageError
-from mailq.sender import RecordingSender
-from mailq.worker import Worker
-from tests.integration.test_claims import everything, register
+from mailq.worker.worker import Worker
+from tests.db.test_claims import everything, register
 from tests.support.emails import campaign, welcome
 from tests.support.waiting import eventually
 
@@ -27,14 +28,14 @@ async def test_a_paused_kind_is_not_claimed_and_does_not_count_as_due(
     assert await admin.pause_kind(conn, "welcome") is False
     assert await admin.paused_kinds(conn) == ["welcome"]
 
-    claimed = await repository.email_claim_due(conn, everything(), worker)
+    claimed = await email_claim_due(conn, everything(), worker)
     assert [e.id for e in claimed] == [other]
     # Only the paused welcome email waits: nothing is due for this worker.
-    assert await repository.email_next_due(conn, ["welcome", "search_engine"]) is None
+    assert await email_next_due(conn, ["welcome", "search_engine"]) is None
 
     assert await admin.resume_kind(conn, "welcome") is True
     assert await admin.resume_kind(conn, "welcome") is False
-    claimed = await repository.email_claim_due(conn, everything(), worker)
+    claimed = await email_claim_due(conn, everything(), worker)
     assert [e.id for e in claimed] == [first]
 
 

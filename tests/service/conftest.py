@@ -11,9 +11,9 @@ import pytest
 from asgi_lifespan import LifespanManager
 from starlette.types import ASGIApp
 
+from mailq.service.app import create_app
+from mailq.service.state import Limits
 from mailq.settings import Settings
-from service.app import create_app
-from service.state import Limits
 
 CLIENT = "client-token-one"
 CLIENT_ROTATED = "client-token-two"

@@ -16,10 +16,10 @@ import pytest
 from asgi_lifespan import LifespanManager
 
 from mailq.errors import ConfigError
+from mailq.service import auth
+from mailq.service.api import Role
+from mailq.service.app import ROUTERS, create_app
 from mailq.settings import Settings
-from service import auth
-from service.api import Role
-from service.app import ROUTERS, create_app
 from tests.service.conftest import ADMIN, AS_ADMIN, AS_CLIENT, CLIENT, CLIENT_ROTATED, bearer
 from tests.support.processes import REPO
 

@@ -12,8 +12,8 @@ import pytest
 from asgi_lifespan import LifespanManager
 
 from mailq.config import Config, load_config
+from mailq.service.app import create_app
 from mailq.settings import Settings
-from service.app import create_app
 from tests.service.conftest import AS_ADMIN, AS_CLIENT, email
 
 

@@ -11,9 +11,10 @@ import asyncpg
 import httpx
 from asgi_lifespan import LifespanManager
 
-from mailq.sender import Sender, sender_from_url
+from mailq.delivery.backends import sender_from_url
+from mailq.delivery.sender import Sender
+from mailq.service.app import create_app
 from mailq.settings import Settings
-from service.app import create_app
 from tests.service.conftest import AS_ADMIN, AS_CLIENT, email
 from tests.support.smtp import SmtpSink
 from tests.support.waiting import eventually

@@ -12,8 +12,8 @@ import pytest
 from asgi_lifespan import LifespanManager
 
 from mailq.errors import DatabaseUnavailable, SchemaMismatch
+from mailq.service.app import create_app
 from mailq.settings import Settings
-from service.app import create_app
 from tests.service.conftest import AS_CLIENT, email
 from tests.service.test_auth import EXPECTED
 from tests.support import postgres

@@ -13,10 +13,10 @@ import asyncpg
 import httpx
 import pytest
 
-from mailq.sender import RecordingSender
+from mailq.compose.unsubscribe import SECRET_FILE, load_secret_key, make_token
+from mailq.delivery.local import RecordingSender
 from mailq.settings import Settings
-from mailq.unsubscribe import SECRET_FILE, load_secret_key, make_token
-from mailq.worker import Worker
+from mailq.worker.worker import Worker
 from tests.service.conftest import AS_ADMIN, AS_CLIENT
 
 PUBLIC_URL = "https://mail.example.com"

@@ -12,7 +12,7 @@ import asyncpg
 import httpx
 import pytest
 
-from service.state import Limits
+from mailq.service.state import Limits
 from tests.service.conftest import AS_CLIENT, email
 
 ATTACHMENTS_LIMIT = 1000

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 
-from mailq.schema import migrate
+from mailq.db.schema import migrate
 
 _SAFE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 

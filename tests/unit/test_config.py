@@ -8,8 +8,8 @@ import pytest
 
 from mailq import ConfigError
 from mailq.config import apply_tunables, load_config, load_settings
+from mailq.delivery.replies import BUILTIN_QUIRKS
 from mailq.kinds import LOST_HOLD
-from mailq.replies import BUILTIN_QUIRKS
 from mailq.settings import Settings
 
 FULL = """
@@ -123,7 +123,7 @@ def test_a_missing_file_is_a_config_error(tmp_path: Path) -> None:
 def test_a_bad_file_stops_a_command_at_start(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from mailq.cli import main
+    from mailq.cli.main import main
 
     path = write(tmp_path, "[kinds.news]\nlost = 'never'\n")
     monkeypatch.setenv("MAILQ_CONFIG", str(path))

@@ -1,0 +1,447 @@
+"""The operator's monitor: `mailq status | pending | failed | retry | cancel | pause | resume |
+prune`. A readable table by default, `--json` for machines; a bad id, kind or time is one
+line on stderr and exit 2 (raised as UsageError, EmailNotFound or NotAllowed)."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+
+from mailq import admin
+from mailq.cli import display
+from mailq.db import campaigns as repository_campaigns
+from mailq.db import embedded
+from mailq.db.emails import (
+    email_count_by_state,
+    email_count_finished_before,
+    email_list_failed,
+    email_list_pending,
+)
+from mailq.db.leases import worker_lease_list
+from mailq.db.schema import ensure_current
+from mailq.errors import UsageError
+from mailq.kinds import BUILTIN_KINDS
+from mailq.settings import Settings
+
+STATES = ("scheduled", "queued", "sending", "retrying", "sent", "failed", "cancelled", "unknown")
+WAITING = ("scheduled", "queued", "retrying")
+LIST_LIMIT = 50
+CAMPAIGNS_SHOWN = 20
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
+_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def settings_for(args: argparse.Namespace) -> Settings:
+    """Settings from the environment and the MAILQ_CONFIG file, with the command's flags on
+    top."""
+    from mailq.config import load_settings
+
+    return with_flags(load_settings()[0], args)
+
+
+def with_flags(settings: Settings, args: argparse.Namespace) -> Settings:
+    """`settings` with the command's --database-url and --concurrency on top."""
+    changes: dict[str, Any] = {}
+    if getattr(args, "database_url", None):
+        changes["database_url"] = args.database_url
+    if getattr(args, "concurrency", None) is not None:
+        changes["concurrency"] = args.concurrency
+    return settings.with_overrides(**changes) if changes else settings
+
+
+@asynccontextmanager
+async def connect(args: argparse.Namespace) -> AsyncIterator[asyncpg.Pool]:
+    settings = settings_for(args)
+    pool = await asyncpg.create_pool(embedded.database_url(settings), min_size=1, max_size=2)
+    assert pool is not None
+    try:
+        await ensure_current(pool)
+        yield pool
+    finally:
+        await pool.close()
+
+
+# -- parsing what operators type -----------------------------------------------------------
+
+
+def email_ids(raw: list[str]) -> list[int]:
+    ids = []
+    for value in raw:
+        if not value.isdigit() or int(value) == 0 or int(value) > 2**63 - 1:
+            raise UsageError(f"{value!r} is not an email id (ids are positive whole numbers)")
+        ids.append(int(value))
+    return ids
+
+
+def moment(raw: str, now: datetime | None = None) -> datetime:
+    """A time an operator typed: RFC 3339 with an offset, a date (midnight UTC), or a
+    duration ago (`90s`, `30m`, `6h`, `2d`)."""
+    now = now or datetime.now(UTC)
+    match = _DURATION.match(raw.strip())
+    if match:
+        return now - timedelta(seconds=float(match.group(1)) * _UNIT_S[match.group(2)])
+    try:
+        value = datetime.fromisoformat(raw.strip())
+    except ValueError:
+        raise UsageError(
+            f"{raw!r} is not a time: use e.g. 2h, 3d, 2025-05-01 or 2025-05-01T08:00:00+00:00"
+        ) from None
+    if value.tzinfo is None:
+        if len(raw.strip()) == 10:  # a bare date
+            return value.replace(tzinfo=UTC)
+        raise UsageError(f"{raw!r} has no UTC offset: add one, e.g. {raw.strip()}+00:00")
+    return value
+
+
+# -- status --------------------------------------------------------------------------------
+
+
+async def cmd_status(args: argparse.Namespace) -> int:
+    async with connect(args) as pool:
+        counts = await email_count_by_state(pool)
+        workers = await worker_lease_list(pool)
+        paused = await admin.paused_kinds(pool)
+        progress = await repository_campaigns.campaign_progress_open(pool, CAMPAIGNS_SHOWN)
+    kinds: dict[str, dict[str, Any]] = defaultdict(
+        lambda: {"counts": dict.fromkeys(STATES, 0), "oldest_due_age_s": None}
+    )
+    for name in BUILTIN_KINDS:
+        kinds[name]  # the built-in kinds show even when empty
+    for row in counts:
+        entry = kinds[row["kind"]]
+        entry["counts"][row["state"]] = row["count"]
+        if row["oldest_due_age_s"] is not None:
+            entry["oldest_due_age_s"] = max(
+                entry["oldest_due_age_s"] or 0.0, row["oldest_due_age_s"]
+            )
+    report: dict[str, Any] = {
+        "kinds": [
+            {"kind": name, "paused": name in paused, **kinds[name]} for name in sorted(kinds)
+        ],
+        "workers": workers,
+        "paused": paused,
+        "campaigns": open_campaigns(progress),
+    }
+    if args.json:
+        display.print_json(report)
+        return 0
+    out = display.console()
+    out.print(
+        display.table(
+            "Emails by kind and state",
+            ["kind", *STATES, "oldest due"],
+            [
+                [
+                    k["kind"] + (" (paused)" if k["paused"] else ""),
+                    *(k["counts"][s] for s in STATES),
+                    display.age(k["oldest_due_age_s"]),
+                ]
+                for k in report["kinds"]
+            ],
+        )
+    )
+    if not workers:
+        out.print("Live workers: none (start one with `python -m mailq.worker`)")
+    else:
+        rows = [
+            [
+                str(w["id"])[:8],
+                w["hostname"],
+                w["pid"],
+                w["kinds"],
+                w["concurrency"],
+                w["in_flight"],
+                display.age(w["heartbeat_age_s"]) + " ago",
+            ]
+            for w in workers
+        ]
+        columns = ["worker", "host", "pid", "kinds", "concurrency", "in flight", "heartbeat"]
+        out.print(display.table(f"Live workers: {len(workers)}", columns, rows))
+    if paused:
+        out.print(f"Paused kinds: {', '.join(paused)} (resume with `mailq resume KIND`)")
+    if report["campaigns"]:
+        out.print(campaigns_table(report["campaigns"]))
+    return 0
+
+
+def open_campaigns(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows of campaign_progress_open, one entry per campaign (newest first) with its counts
+    by state."""
+    campaigns: dict[int, dict[str, Any]] = {}
+    for row in rows:
+        entry = campaigns.setdefault(
+            row["campaign_id"],
+            {
+                "id": row["campaign_id"],
+                "name": row["name"],
+                "kind": row["kind"],
+                "status": row["campaign_status"],
+                "send_at": row["send_at"],
+                "counts": dict.fromkeys(STATES, 0),
+            },
+        )
+        entry["counts"][row["state"]] = int(row["count"])
+    return sorted(campaigns.values(), key=lambda c: -c["id"])
+
+
+def campaigns_table(campaigns: list[dict[str, Any]]) -> Any:
+    shown = ("waiting", "sending", "sent", "failed", "cancelled", "unknown")
+    rows = []
+    for c in campaigns:
+        counts = c["counts"]
+        waiting = sum(counts[s] for s in WAITING)
+        rows.append(
+            [c["id"], c["name"], c["kind"], c["status"], c["send_at"], waiting]
+            + [counts[s] for s in shown[1:]]
+        )
+    title = f"Campaigns in progress: {len(campaigns)}"
+    if len(campaigns) == CAMPAIGNS_SHOWN:
+        title += " (the newest)"
+    return display.table(title, ["id", "name", "kind", "status", "send at", *shown], rows)
+
+
+# -- pending and failed --------------------------------------------------------------------
+
+
+async def cmd_pending(args: argparse.Namespace) -> int:
+    kind = admin.check_kind(args.kind) if args.kind else None
+    async with connect(args) as pool:
+        rows = await email_list_pending(pool, kind, args.limit)
+        counts = await email_count_by_state(pool)
+    total = sum(r["count"] for r in counts if r["state"] in WAITING and kind in (None, r["kind"]))
+    if args.json:
+        display.print_json({"total": total, "emails": rows})
+        return 0
+    out = display.console()
+    out.print(
+        display.table(
+            f"Waiting emails: {total}"
+            + (f" (showing the {len(rows)} due first)" if rows and total > len(rows) else ""),
+            ["id", "kind", "state", "to", "priority", "due", "overdue", "attempts", "last error"],
+            [
+                [
+                    r["id"],
+                    r["kind"],
+                    r["state"],
+                    r["to_address"],
+                    r["priority"],
+                    r["due_at"],
+                    display.age(r["overdue_s"]) if r["overdue_s"] > 0 else "-",
+                    f"{r['attempts']}/{r['max_attempts']}",
+                    display.truncate(r["last_error"]),
+                ]
+                for r in rows
+            ],
+        )
+    )
+    return 0
+
+
+async def cmd_failed(args: argparse.Namespace) -> int:
+    kind = admin.check_kind(args.kind) if args.kind else None
+    since = moment(args.since) if args.since else None
+    async with connect(args) as pool:
+        rows = await email_list_failed(pool, kind, since, args.limit)
+    if args.json:
+        display.print_json({"emails": rows})
+        return 0
+    display.console().print(
+        display.table(
+            f"Failed emails (newest first, at most {args.limit})",
+            ["id", "kind", "to", "attempts", "failed at", "smtp", "last error"],
+            [
+                [
+                    r["id"],
+                    r["kind"],
+                    r["to_address"],
+                    r["attempts"],
+                    r["failed_at"],
+                    r["last_smtp_code"],
+                    display.truncate(r["last_error"] or r["last_smtp_reply"], 80),
+                ]
+                for r in rows
+            ],
+        )
+    )
+    return 0
+
+
+# -- retry and cancel ----------------------------------------------------------------------
+
+
+async def cmd_retry(args: argparse.Namespace) -> int:
+    selectors = args.kind or args.failed_since or args.all_failed
+    if args.ids and selectors:
+        raise UsageError("retry: give email ids, or --kind/--failed-since/--all-failed, not both")
+    if not args.ids and not selectors:
+        raise UsageError("retry: give email ids, or --kind KIND, --failed-since TIME, --all-failed")
+    ids = email_ids(args.ids)
+    kind = admin.check_kind(args.kind) if args.kind else None
+    since = moment(args.failed_since) if args.failed_since else None
+    async with connect(args) as pool:
+        if ids:
+            retried = await admin.retry_emails(pool, ids)
+            count = len(retried)
+        else:
+            with display.progress("retrying failed emails") as tracker:
+                count = await admin.retry_failed(
+                    pool, kind=kind, since=since, on_batch=tracker.advance
+                )
+            retried = None
+    if args.json:
+        display.print_json(
+            {"retried": count, "ids": retried} if retried is not None else {"retried": count}
+        )
+    else:
+        listed = f": {', '.join(map(str, retried))}" if retried else ""
+        if count:
+            print(f"retried {count} email{'s' if count != 1 else ''}, due now{listed}")
+        else:
+            print("no failed email matched; nothing retried")
+    return 0
+
+
+async def cmd_cancel(args: argparse.Namespace) -> int:
+    ids = email_ids(args.ids)
+    async with connect(args) as pool:
+        cancelled = await admin.cancel_emails(pool, ids)
+    if args.json:
+        display.print_json({"cancelled": len(cancelled), "ids": cancelled})
+    else:
+        print(
+            f"cancelled {len(cancelled)} email{'s' if len(cancelled) != 1 else ''}: "
+            f"{', '.join(map(str, cancelled))}"
+        )
+    return 0
+
+
+# -- pause and resume ----------------------------------------------------------------------
+
+
+async def _known_kind(pool: asyncpg.Pool, kind: str) -> None:
+    admin.check_kind(kind)
+    if kind in BUILTIN_KINDS:
+        return
+    known = {r["kind"] for r in await email_count_by_state(pool)}
+    known |= set(await admin.paused_kinds(pool))
+    if kind not in known:
+        raise UsageError(
+            f"unknown kind {kind!r}: no email of it was ever queued (known kinds: "
+            f"{', '.join(sorted(known | set(BUILTIN_KINDS)))})"
+        )
+
+
+async def cmd_pause(args: argparse.Namespace) -> int:
+    async with connect(args) as pool:
+        await _known_kind(pool, args.kind)
+        changed = await admin.pause_kind(pool, args.kind, paused_by="mailq pause (CLI)")
+    if args.json:
+        display.print_json({"kind": args.kind, "paused": True, "changed": changed})
+    elif changed:
+        print(f"paused {args.kind}: no worker claims it until `mailq resume {args.kind}`")
+    else:
+        print(f"{args.kind} was already paused")
+    return 0
+
+
+async def cmd_resume(args: argparse.Namespace) -> int:
+    async with connect(args) as pool:
+        await _known_kind(pool, args.kind)
+        changed = await admin.resume_kind(pool, args.kind)
+    if args.json:
+        display.print_json({"kind": args.kind, "paused": False, "changed": changed})
+    elif changed:
+        print(f"resumed {args.kind}: workers claim it again")
+    else:
+        print(f"{args.kind} was not paused")
+    return 0
+
+
+# -- prune ---------------------------------------------------------------------------------
+
+
+async def cmd_prune(args: argparse.Namespace) -> int:
+    days = args.older_than if args.older_than is not None else settings_for(args).retention_days
+    if days < 0:
+        raise UsageError("--older-than: the number of days cannot be negative")
+    older_than = timedelta(days=days)
+    async with connect(args) as pool:
+        total = await email_count_finished_before(pool, datetime.now(UTC) - older_than)
+        with display.progress("pruning finished emails", total) as tracker:
+            pruned = await admin.prune(pool, older_than, on_batch=tracker.advance)
+    if pruned is None:
+        print("mailq: another process is pruning right now; try again later", file=sys.stderr)
+        return 1
+    if args.json:
+        display.print_json({"pruned": pruned, "older_than_days": days})
+    else:
+        print(f"pruned {pruned} emails that finished over {days:g} days ago")
+    return 0
+
+
+# -- the parser ----------------------------------------------------------------------------
+
+
+def add_command(commands: Any, name: str, handler: Any, help: str) -> argparse.ArgumentParser:
+    """One monitor subcommand, with --json and --database-url."""
+    parser: argparse.ArgumentParser = commands.add_parser(name, help=help, description=help)
+    parser.add_argument("--json", action="store_true", help="print JSON (for machines)")
+    # Also after the command; SUPPRESS keeps a value given before it.
+    parser.add_argument(
+        "--database-url", default=argparse.SUPPRESS, help="overrides MAILQ_DATABASE_URL"
+    )
+    parser.set_defaults(handler=handler)
+    return parser
+
+
+def add_commands(commands: Any) -> None:
+    """Add the monitor's subcommands to `mailq`'s parser."""
+    from mailq.cli import suppression as monitor_suppression
+
+    def command(name: str, handler: Any, help: str) -> argparse.ArgumentParser:
+        return add_command(commands, name, handler, help)
+
+    command("status", cmd_status, "emails per kind and state, live workers, paused kinds")
+
+    pending = command("pending", cmd_pending, "waiting emails, the longest overdue first")
+    pending.add_argument("--kind", help="only this kind")
+    pending.add_argument("--limit", type=int, default=LIST_LIMIT, help="at most this many (50)")
+
+    failed = command("failed", cmd_failed, "failed emails with their last error, newest first")
+    failed.add_argument("--kind", help="only this kind")
+    failed.add_argument(
+        "--since", metavar="TIME", help="failed at or after TIME (2h, 2025-05-01, …)"
+    )
+    failed.add_argument("--limit", type=int, default=LIST_LIMIT, help="at most this many (50)")
+
+    retry = command("retry", cmd_retry, "make failed, cancelled or unknown emails due again")
+    retry.add_argument("ids", nargs="*", metavar="ID", help="email ids")
+    retry.add_argument("--kind", help="every failed email of this kind")
+    retry.add_argument("--failed-since", metavar="TIME", help="every email failed since TIME")
+    retry.add_argument("--all-failed", action="store_true", help="every failed email")
+
+    cancel = command("cancel", cmd_cancel, "cancel waiting (or unknown) emails")
+    cancel.add_argument("ids", nargs="+", metavar="ID", help="email ids")
+
+    pause = command("pause", cmd_pause, "stop every worker from claiming a kind")
+    pause.add_argument("kind", metavar="KIND")
+    resume = command("resume", cmd_resume, "let workers claim a paused kind again")
+    resume.add_argument("kind", metavar="KIND")
+
+    prune = command("prune", cmd_prune, "delete finished emails past the retention, in batches")
+    prune.add_argument(
+        "--older-than",
+        type=float,
+        metavar="DAYS",
+        help="finished more than DAYS ago (default: MAILQ_RETENTION_DAYS, 14)",
+    )
+
+    monitor_suppression.add_commands(commands)

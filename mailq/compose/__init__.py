@@ -1,0 +1,1 @@
+"""What is sent: the MIME message of an email, its templates, DKIM and unsubscribe links."""

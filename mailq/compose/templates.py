@@ -1,0 +1,203 @@
+"""Subject, text and HTML are Jinja2 templates, rendered in a sandbox (HTML autoescaped).
+
+They come inline with an email, or by name from a templates folder: `<folder>/<name>/`
+holds `subject.txt` and `text.txt` and/or `html.html`. The folder set in MAILQ_CONFIG is
+searched first, then the defaults shipped for the built-in kinds (mailq/compose/default_templates).
+A named template's sources are copied into the email when it is queued, so what is sent
+does not change when the folder changes later.
+
+A template that uses a variable its context lacks is refused when the email is queued, by
+reading the template's variables (cheap, cached per template text) rather than rendering it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from jinja2 import StrictUndefined, Template, TemplateError, meta
+from jinja2.sandbox import SandboxedEnvironment
+from markupsafe import escape
+
+from mailq.errors import InvalidEmail, PermanentFailure
+
+_TEXT_ENV = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+_HTML_ENV = SandboxedEnvironment(undefined=StrictUndefined, autoescape=True)
+_TEMPLATE_CACHE = 4096
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+@lru_cache(maxsize=_TEMPLATE_CACHE)
+def variables_of(source: str) -> frozenset[str]:
+    """The context variables a template reads; raises InvalidEmail on a syntax error."""
+    if "{" not in source:
+        return frozenset()
+    try:
+        return frozenset(meta.find_undeclared_variables(_TEXT_ENV.parse(source)))
+    except TemplateError as exc:
+        raise InvalidEmail(f"template syntax error: {exc}") from None
+
+
+def check_context(
+    field: str,
+    source: str,
+    context: Mapping[str, Any],
+    *,
+    header: bool = False,
+    partial: bool = False,
+) -> None:
+    """Refuse a context that lacks a variable the template uses (unless `partial`: more
+    comes later); for a header (the subject), also one whose value would put a line break
+    or control character there."""
+    used = variables_of(source) - PROVIDED_VARIABLES
+    missing = sorted(used - context.keys())
+    if missing and not partial:
+        raise InvalidEmail(
+            f"{field}: the template uses {', '.join(missing)}, which the context lacks"
+        )
+    if header:
+        for name in used & context.keys():
+            value = context[name]
+            if isinstance(value, str) and _CONTROL.search(value):
+                raise InvalidEmail(
+                    f"context.{name}: control characters (CR, LF, ...) are not allowed in a "
+                    f"value the {field} uses"
+                )
+
+
+@lru_cache(maxsize=_TEMPLATE_CACHE)
+def _compiled(source: str, html: bool) -> Template:
+    return (_HTML_ENV if html else _TEXT_ENV).from_string(source)
+
+
+# Templates that are only text and `{{ name }}` (most subjects and bodies) are rendered
+# without Jinja: Jinja's render sets up a new Context per call, which cost about 8-11 us per
+# template here, as much as the rest of building a message. The result is the same as
+# Jinja's (tests/compose/test_templates_fast_path.py compares them): newlines normalised to \n, one
+# trailing newline dropped, str() of the value, HTML-escaped with autoescape.
+_SIMPLE = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
+_NEWLINE = re.compile(r"\r\n|\r|\n")
+# Names that Jinja reads as literals or operators, never as context variables.
+_JINJA_WORDS = frozenset(
+    ["true", "false", "none", "True", "False", "None", "and", "or", "not", "in", "is", "if", "else"]
+)
+
+
+@lru_cache(maxsize=_TEMPLATE_CACHE)
+def _simple_parts(source: str) -> tuple[str, ...] | None:
+    """Literal text and variable names, alternating (text first); None when the template
+    uses anything beyond plain `{{ name }}`."""
+    lines = _NEWLINE.split(source)
+    if lines[-1] == "":
+        del lines[-1]
+    text = "\n".join(lines)
+    parts = _SIMPLE.split(text)
+    literals, names = parts[::2], parts[1::2]
+    if any(("{{" in t or "{%" in t or "{#" in t) for t in literals):
+        return None
+    if any(name in _JINJA_WORDS for name in names):
+        return None
+    return tuple(parts)
+
+
+def _render_simple(parts: tuple[str, ...], context: Mapping[str, Any], html: bool) -> str | None:
+    out = []
+    for index, part in enumerate(parts):
+        if index % 2 == 0:
+            out.append(part)
+        elif part in context:
+            value = context[part]
+            out.append(escape(value) if html else str(value))
+        else:
+            return None  # Jinja raises the error about the missing variable
+    return "".join(out)
+
+
+def render(source: str, context: Mapping[str, Any], *, html: bool) -> str:
+    """Render at send time; a failure fails the email permanently (no half-empty message)."""
+    if "{" not in source:
+        return source
+    parts = _simple_parts(source)
+    if parts is not None:
+        rendered = _render_simple(parts, context, html)
+        if rendered is not None:
+            return rendered
+    try:
+        return _compiled(source, html).render(context)
+    except TemplateError as exc:
+        raise PermanentFailure(f"template rendering failed: {exc}") from None
+
+
+# Variables mailq itself gives every template at send time (not needed in the context).
+PROVIDED_VARIABLES = frozenset({"unsubscribe_url"})
+DEFAULT_FOLDER = Path(__file__).resolve().parent / "default_templates"
+TEMPLATE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+_PARTS = (("subject", "subject.txt"), ("text", "text.txt"), ("html", "html.html"))
+
+
+@dataclass(frozen=True, slots=True)
+class NamedTemplate:
+    """The sources of one named template (each a Jinja2 template)."""
+
+    name: str
+    subject: str
+    text: str | None
+    html: str | None
+
+    def variables(self) -> frozenset[str]:
+        """Context variables the template needs (mailq's own, like unsubscribe_url, left out)."""
+        found: set[str] = set()
+        for source in (self.subject, self.text, self.html):
+            if source:
+                found |= variables_of(source)
+        return frozenset(found - PROVIDED_VARIABLES)
+
+
+class TemplateStore:
+    """Named templates from folders, first match wins; each read once and kept."""
+
+    def __init__(self, folders: Sequence[Path] = (DEFAULT_FOLDER,)) -> None:
+        self.folders = tuple(folders)
+        self._cache: dict[str, NamedTemplate] = {}
+
+    def get(self, name: str) -> NamedTemplate:
+        """The template called `name`; InvalidEmail (field `template`) when there is none."""
+        cached = self._cache.get(name)
+        if cached is not None:
+            return cached
+        if not isinstance(name, str) or not TEMPLATE_NAME.match(name):
+            raise InvalidEmail(f"template: {name!r} is not a template name (a-z, 0-9, _, -)")
+        for folder in self.folders:
+            if (folder / name).is_dir():
+                template = _read(folder / name, name)
+                self._cache[name] = template
+                return template
+        raise InvalidEmail(f"template: no template called {name!r}")
+
+
+def _read(folder: Path, name: str) -> NamedTemplate:
+    parts: dict[str, str | None] = {}
+    for part, filename in _PARTS:
+        path = folder / filename
+        parts[part] = path.read_text("utf-8") if path.is_file() else None
+    subject = (parts["subject"] or "").strip()
+    if not subject:
+        raise InvalidEmail(f"template: {name!r} has no subject.txt")
+    if not parts["text"] and not parts["html"]:
+        raise InvalidEmail(f"template: {name!r} has neither text.txt nor html.html")
+    template = NamedTemplate(name, subject, parts["text"], parts["html"])
+    for part in ("subject", "text", "html"):
+        source = getattr(template, part)
+        if source:
+            try:
+                variables_of(source)
+            except InvalidEmail as exc:
+                raise InvalidEmail(f"template: {name}/{part}: {exc}") from None
+    return template
+
+
+DEFAULT_TEMPLATES = TemplateStore()

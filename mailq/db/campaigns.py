@@ -1,0 +1,104 @@
+"""The only caller of the campaign statements (mailq/sql/campaigns.sql and the campaign
+blocks of emails.sql): one function per named statement, same name."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from mailq.db.connection import Executor
+from mailq.db.queries import QUERIES
+
+
+async def campaign_insert(
+    conn: asyncpg.Connection,
+    name: str,
+    kind: str,
+    send_at: datetime,
+    priority: int,
+    max_attempts: int,
+    content: str,
+) -> dict[str, Any]:
+    row = await conn.fetchrow(
+        QUERIES["campaign_insert"], name, kind, send_at, priority, max_attempts, content
+    )
+    return dict(row)
+
+
+async def campaign_lock(conn: asyncpg.Connection, campaign_id: int) -> dict[str, Any] | None:
+    """Inside a transaction: the campaign, locked; None when there is none."""
+    row = await conn.fetchrow(QUERIES["campaign_lock"], campaign_id)
+    return None if row is None else dict(row)
+
+
+async def campaign_get(db: Executor, campaign_id: int) -> dict[str, Any] | None:
+    row = await db.fetchrow(QUERIES["campaign_get"], campaign_id)
+    return None if row is None else dict(row)
+
+
+async def campaign_list(db: Executor, limit: int, before_id: int | None) -> list[dict[str, Any]]:
+    return [dict(r) for r in await db.fetch(QUERIES["campaign_list"], limit, before_id)]
+
+
+async def campaign_set_status(db: Executor, campaign_id: int, status: str) -> bool:
+    return await db.fetchval(QUERIES["campaign_set_status"], campaign_id, status) is not None
+
+
+async def campaign_progress(db: Executor, campaign_id: int) -> dict[str, int]:
+    rows = await db.fetch(QUERIES["campaign_progress"], campaign_id)
+    return {r["state"]: int(r["count"]) for r in rows}
+
+
+async def campaign_progress_open(db: Executor, limit: int) -> list[dict[str, Any]]:
+    return [dict(r) for r in await db.fetch(QUERIES["campaign_progress_open"], limit)]
+
+
+async def email_insert_recipients(
+    conn: asyncpg.Connection,
+    campaign_id: int,
+    addresses: Sequence[str],
+    message_ids: Sequence[str],
+    contents: Sequence[str],
+    *,
+    kind: str,
+    priority: int,
+    max_attempts: int,
+    run_at: datetime,
+    send_at: datetime,
+) -> tuple[int, int]:
+    """Insert one chunk; returns (inserted, of which suppressed). Duplicates are skipped."""
+    row = await conn.fetchrow(
+        QUERIES["email_insert_recipients"],
+        campaign_id,
+        addresses,
+        message_ids,
+        contents,
+        kind,
+        priority,
+        max_attempts,
+        run_at,
+        send_at,
+    )
+    return int(row["added"]), int(row["suppressed"])
+
+
+async def email_pause_campaign(conn: asyncpg.Connection, campaign_id: int) -> int:
+    return _count(await conn.execute(QUERIES["email_pause_campaign"], campaign_id))
+
+
+async def email_resume_campaign(
+    conn: asyncpg.Connection, campaign_id: int, send_at: datetime
+) -> int:
+    return _count(await conn.execute(QUERIES["email_resume_campaign"], campaign_id, send_at, None))
+
+
+async def email_cancel_campaign(conn: asyncpg.Connection, campaign_id: int, reason: str) -> int:
+    return _count(await conn.execute(QUERIES["email_cancel_campaign"], campaign_id, reason, None))
+
+
+def _count(status: str) -> int:
+    """The row count of a command tag like 'UPDATE 42'."""
+    return int(status.rsplit(" ", 1)[-1])

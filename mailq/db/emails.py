@@ -1,0 +1,265 @@
+"""The only caller of the statements on mailq.emails and mailq.attempts (sql/emails.sql)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from mailq.db.connection import Executor
+from mailq.db.queries import QUERIES
+from mailq.kinds import ClaimPlan
+from mailq.models import AttemptResult, ClaimedEmail
+from mailq.validation import EmailRow
+
+# Above this many rows an enqueue goes through COPY; below, one INSERT ... unnest round trip.
+COPY_THRESHOLD = 500
+
+
+COPY_COLUMNS = (
+    "id",
+    "kind",
+    "priority",
+    "run_at",
+    "send_at",
+    "max_attempts",
+    "to_address",
+    "message_id",
+    "content",
+    "metadata",
+)
+
+
+async def email_insert(conn: asyncpg.Connection, rows: Sequence[EmailRow]) -> list[int]:
+    """Insert emails in the caller's transaction (or one of its own); ids in input order."""
+    if not rows:
+        return []
+    if len(rows) >= COPY_THRESHOLD:
+        if conn.is_in_transaction():
+            return await _email_copy(conn, rows)
+        async with conn.transaction():
+            return await _email_copy(conn, rows)
+    records = await conn.fetch(QUERIES["email_insert"], *email_insert_arguments(rows))
+    return [r["id"] for r in records]
+
+
+def email_insert_arguments(rows: Sequence[EmailRow]) -> tuple[Any, ...]:
+    """The parameters of email_insert (parallel arrays), for asyncpg and psycopg alike."""
+    return (
+        [r.kind for r in rows],
+        [r.priority for r in rows],
+        [r.send_at for r in rows],
+        [r.max_attempts for r in rows],
+        [r.to_address for r in rows],
+        [r.message_id for r in rows],
+        [r.content for r in rows],
+        [r.metadata for r in rows],
+        list(range(len(rows))),
+        None,
+    )
+
+
+def email_copy_record(email_id: int, row: EmailRow, now: datetime) -> tuple[Any, ...]:
+    """One row of the bulk-enqueue COPY, in COPY_COLUMNS order (due now unless scheduled)."""
+    return (
+        email_id,
+        row.kind,
+        row.priority,
+        row.send_at or now,
+        row.send_at,
+        row.max_attempts,
+        row.to_address,
+        row.message_id,
+        row.content,
+        row.metadata,
+    )
+
+
+async def _email_copy(conn: asyncpg.Connection, rows: Sequence[EmailRow]) -> list[int]:
+    reserved = await conn.fetch(QUERIES["email_reserve_ids"], len(rows))
+    ids = [r["id"] for r in reserved]
+    now = reserved[0]["now"]
+    await conn.copy_records_to_table(
+        "emails",
+        schema_name="mailq",
+        columns=COPY_COLUMNS,
+        records=(
+            email_copy_record(email_id, r, now) for email_id, r in zip(ids, rows, strict=True)
+        ),
+    )
+    return ids
+
+
+async def email_claim_due(
+    db: Executor, plan: ClaimPlan, worker_id: uuid.UUID, now: datetime | None = None
+) -> list[ClaimedEmail]:
+    if plan.total <= 0 or not plan.kinds:
+        return []
+    rows = await db.fetch(
+        QUERIES["email_claim_due"], plan.kinds, plan.limits, worker_id, now, plan.total
+    )
+    return [ClaimedEmail.from_row(r) for r in rows]
+
+
+async def email_next_due(db: Executor, kinds: Sequence[str]) -> float | None:
+    """Seconds until the next waiting email of these kinds is due (None: none waits)."""
+    value = await db.fetchval(QUERIES["email_next_due"], list(kinds))
+    return None if value is None else float(value)
+
+
+async def email_finish(
+    db: Executor,
+    results: Sequence[AttemptResult],
+    worker_id: uuid.UUID,
+    now: datetime | None = None,
+) -> set[int]:
+    """Write a batch of outcomes in one statement; returns the ids that were applied."""
+    if not results:
+        return set()
+    columns = zip(
+        *(
+            (
+                r.email.id,
+                r.email.attempt,
+                r.outcome.value,
+                r.started_at,
+                r.smtp_code,
+                r.smtp_reply,
+                r.error,
+                r.retry_in_s,
+            )
+            for r in results
+        ),
+        strict=True,
+    )
+    rows = await db.fetch(QUERIES["email_finish"], *map(list, columns), worker_id, now)
+    return {r[0] for r in rows}
+
+
+async def email_release(
+    db: Executor, emails: Sequence[ClaimedEmail], worker_id: uuid.UUID
+) -> set[int]:
+    if not emails:
+        return set()
+    rows = await db.fetch(
+        QUERIES["email_release"],
+        [e.id for e in emails],
+        worker_id,
+        [e.attempt for e in emails],
+    )
+    return {r["id"] for r in rows}
+
+
+async def email_release_orphans(
+    db: Executor, worker_id: uuid.UUID, held: Sequence[int]
+) -> list[int]:
+    rows = await db.fetch(QUERIES["email_release_orphans"], worker_id, list(held))
+    return [r["id"] for r in rows]
+
+
+async def email_rescue_expired(db: Executor, limit: int, now: datetime | None = None) -> list[int]:
+    rows = await db.fetch(QUERIES["email_rescue_expired"], limit, now)
+    return [r["id"] for r in rows]
+
+
+async def email_cancel(db: Executor, ids: Sequence[int], reason: str) -> list[int]:
+    rows = await db.fetch(QUERIES["email_cancel"], list(ids), reason, None)
+    return [r["id"] for r in rows]
+
+
+async def email_retry(db: Executor, ids: Sequence[int]) -> list[int]:
+    rows = await db.fetch(QUERIES["email_retry"], list(ids), None)
+    return [r["id"] for r in rows]
+
+
+async def email_get(db: Executor, email_id: int) -> dict[str, Any] | None:
+    row = await db.fetchrow(QUERIES["email_get"], email_id)
+    return None if row is None else dict(row)
+
+
+async def email_attempts(db: Executor, email_id: int) -> list[dict[str, Any]]:
+    return [dict(r) for r in await db.fetch(QUERIES["email_attempts"], email_id)]
+
+
+async def email_delete_finished(db: Executor, before: datetime, limit: int) -> int:
+    return len(await db.fetch(QUERIES["email_delete_finished"], before, limit))
+
+
+async def email_count_by_state(db: Executor) -> list[dict[str, Any]]:
+    return [dict(r) for r in await db.fetch(QUERIES["email_count_by_state"])]
+
+
+async def email_states(db: Executor, ids: Sequence[int]) -> dict[int, str]:
+    rows = await db.fetch(QUERIES["email_states"], list(ids))
+    return {r["id"]: r["state"] for r in rows}
+
+
+async def email_retry_failed(
+    db: Executor,
+    kind: str | None,
+    since: datetime | None,
+    until: datetime,
+    limit: int,
+    now: datetime | None = None,
+) -> list[int]:
+    rows = await db.fetch(QUERIES["email_retry_failed"], kind, since, limit, until, now)
+    return [r["id"] for r in rows]
+
+
+async def email_list_pending(db: Executor, kind: str | None, limit: int) -> list[dict[str, Any]]:
+    return [dict(r) for r in await db.fetch(QUERIES["email_list_pending"], kind, limit)]
+
+
+async def email_list_failed(
+    db: Executor, kind: str | None, since: datetime | None, limit: int
+) -> list[dict[str, Any]]:
+    return [dict(r) for r in await db.fetch(QUERIES["email_list_failed"], kind, since, limit)]
+
+
+async def email_count_finished_before(db: Executor, before: datetime) -> int:
+    return int(await db.fetchval(QUERIES["email_count_finished_before"], before))
+
+
+async def email_find_by_metadata(
+    db: Executor, candidates: Sequence[str] | None, limit: int, before_id: int | None
+) -> list[dict[str, Any]]:
+    """Emails whose metadata contains one of the JSON objects `candidates` (None: any email),
+    newest first, ids below `before_id`."""
+    rows = await db.fetch(
+        QUERIES["email_find_by_metadata"],
+        None if candidates is None else list(candidates),
+        limit,
+        before_id,
+    )
+    return [dict(r) for r in rows]
+
+
+async def email_sent_recently(db: Executor, seconds: float) -> dict[str, int]:
+    rows = await db.fetch(QUERIES["email_sent_recently"], seconds, None)
+    return {r["kind"]: r["sent"] for r in rows}
+
+
+async def email_cancel_by_address(db: Executor, addresses: Sequence[str], reason: str) -> int:
+    """Cancel waiting and unknown emails to these lower-case addresses; returns how many."""
+    if not addresses:
+        return 0
+    return len(await db.fetch(QUERIES["email_cancel_by_address"], list(addresses), reason, None))
+
+
+async def email_mark_data_started(
+    db: Executor, email_id: int, worker_id: uuid.UUID, attempt: int
+) -> bool:
+    """Record that SMTP DATA begins for this attempt; False if the attempt no longer holds it."""
+    row = await db.fetchval(QUERIES["email_mark_data_started"], email_id, worker_id, attempt)
+    return row is not None
+
+
+async def email_count_due(
+    db: Executor, kinds: Sequence[str], caps: Sequence[int]
+) -> dict[str, int]:
+    """Emails due now per kind, each counted up to its cap."""
+    rows = await db.fetch(QUERIES["email_count_due"], list(kinds), list(caps))
+    return {r["kind"]: r["due"] for r in rows}

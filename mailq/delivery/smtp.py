@@ -1,0 +1,188 @@
+"""SMTP delivery through aiosmtplib: a small pool of connections kept open and reused.
+
+The `to` recipient decides an email's fate: it is sent RCPT first, and a refusal of it ends
+the transaction before DATA. Refusals of cc/bcc recipients are returned on the receipt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import aiosmtplib
+
+from mailq.compose.message import OutgoingMessage
+from mailq.delivery.replies import BUILTIN_QUIRKS, Quirk, classify
+from mailq.delivery.sender import BeforeData, SendReceipt
+from mailq.errors import BackendError, PermanentFailure, RetryLater, SendFailure
+
+logger = logging.getLogger(__name__)
+
+TLS_MODES = ("auto", "starttls", "none")
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpTarget:
+    host: str
+    port: int
+    implicit_tls: bool
+    tls: str
+    username: str | None
+    password: str | None
+    # A CA bundle to trust besides the system's (a private relay with its own CA).
+    cafile: str | None = None
+
+    @classmethod
+    def from_url(cls, url: str) -> SmtpTarget:
+        parts = urlsplit(url)
+        implicit = parts.scheme.lower() == "smtps"
+        query = parse_qs(parts.query)
+        tls = (query.get("tls") or ["auto"])[-1].lower()
+        if tls not in TLS_MODES:
+            raise BackendError(f"MAILQ_BACKEND: tls={tls!r}; use one of {', '.join(TLS_MODES)}")
+        if implicit and "tls" in query:
+            raise BackendError("MAILQ_BACKEND: smtps:// is implicit TLS; tls= is for smtp://")
+        if not parts.hostname:
+            raise BackendError(f"MAILQ_BACKEND {url!r}: no host")
+        try:
+            port = parts.port or (465 if implicit else 25)
+        except ValueError:
+            raise BackendError(f"MAILQ_BACKEND {url!r}: the port is not a number") from None
+        return cls(
+            host=parts.hostname,
+            port=port,
+            implicit_tls=implicit,
+            tls=tls,
+            username=unquote(parts.username) if parts.username else None,
+            password=unquote(parts.password) if parts.password else None,
+            cafile=query["cafile"][-1] if query.get("cafile") else None,
+        )
+
+
+class SmtpSender:
+    def __init__(
+        self,
+        target: SmtpTarget,
+        *,
+        connections: int = 4,
+        connect_timeout_s: float = 10.0,
+        reply_timeout_s: float = 120.0,
+        quirks: Sequence[Quirk] = BUILTIN_QUIRKS,
+    ) -> None:
+        self.target = target
+        self.quirks = tuple(quirks)
+        self._connect_timeout_s = connect_timeout_s
+        self._reply_timeout_s = reply_timeout_s
+        self._slots = asyncio.Semaphore(max(1, connections))
+        self._idle: list[aiosmtplib.SMTP] = []
+        self._closed = False
+
+    async def _connect(self) -> aiosmtplib.SMTP:
+        start_tls: bool | None = {"auto": None, "starttls": True, "none": False}[self.target.tls]
+        client = aiosmtplib.SMTP(
+            hostname=self.target.host,
+            port=self.target.port,
+            timeout=self._reply_timeout_s,
+            use_tls=self.target.implicit_tls,
+            start_tls=False if self.target.implicit_tls else start_tls,
+            username=self.target.username,
+            password=self.target.password,
+            cert_bundle=self.target.cafile,
+        )
+        await client.connect(timeout=self._connect_timeout_s)
+        return client
+
+    async def send(
+        self, message: OutgoingMessage, before_data: BeforeData | None = None
+    ) -> SendReceipt:
+        async with self._slots:
+            client = self._idle.pop() if self._idle else None
+            try:
+                if client is None or not client.is_connected:
+                    client = await self._connect()
+                receipt = await self._transaction(client, message, before_data)
+            except SendFailure:
+                await self._recycle(client)
+                raise
+            except aiosmtplib.SMTPAuthenticationError as exc:
+                # Wrong credentials are the backend's fault, not the email's: retry (with
+                # backoff) so the emails go out once MAILQ_BACKEND is fixed.
+                await self._discard(client)
+                logger.error(
+                    "SMTP authentication failed: check the credentials in MAILQ_BACKEND",
+                    extra={"action": "smtp_auth_failed", "smtp_code": exc.code},
+                )
+                raise RetryLater(
+                    f"SMTP authentication failed ({exc.code} {exc.message})", smtp_code=exc.code
+                ) from None
+            except aiosmtplib.SMTPResponseException as exc:
+                await self._discard(client)
+                raise classify(exc.code, exc.message, self.quirks) from None
+            except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+                await self._discard(client)
+                raise RetryLater(f"SMTP connection problem: {exc or type(exc).__name__}") from None
+            self._idle.append(client)
+            return receipt
+
+    async def _transaction(
+        self, client: aiosmtplib.SMTP, message: OutgoingMessage, before_data: BeforeData | None
+    ) -> SendReceipt:
+        options: list[str] = []
+        if message.needs_smtputf8:
+            if client.is_ehlo_or_helo_needed:
+                await client.ehlo()  # the server's extensions are known only after EHLO
+            if not client.supports_extension("smtputf8"):
+                raise PermanentFailure(
+                    "an address is internationalised and the server does not offer SMTPUTF8"
+                )
+            options.append("SMTPUTF8")
+        encoding = "utf-8" if options else "ascii"
+        try:
+            await client.mail(message.mail_from, options=options, encoding=encoding)
+            await client.rcpt(message.to, encoding=encoding)
+        except aiosmtplib.SMTPResponseException as exc:
+            raise classify(exc.code, exc.message, self.quirks) from None
+        refused: dict[str, str] = {}
+        for recipient in message.other_recipients:
+            try:
+                await client.rcpt(recipient, encoding=encoding)
+            except aiosmtplib.SMTPRecipientRefused as exc:
+                refused[recipient] = f"{exc.code} {exc.message}"
+        if before_data is not None:
+            await before_data()
+        try:
+            response = await client.data(message.data)
+        except aiosmtplib.SMTPResponseException as exc:
+            raise classify(exc.code, exc.message, self.quirks) from None
+        return SendReceipt(response.code, response.message, refused)
+
+    async def _recycle(self, client: aiosmtplib.SMTP | None) -> None:
+        """After a refused transaction the connection is still good once RSET is accepted."""
+        if client is None or not client.is_connected:
+            return
+        try:
+            await client.rset()
+        except (aiosmtplib.SMTPException, OSError, TimeoutError):
+            await self._discard(client)
+            return
+        self._idle.append(client)
+
+    async def _discard(self, client: aiosmtplib.SMTP | None) -> None:
+        if client is None:
+            return
+        try:
+            client.close()
+        except (aiosmtplib.SMTPException, OSError):  # pragma: no cover - best effort
+            logger.debug("closing a broken SMTP connection failed", exc_info=True)
+
+    async def close(self) -> None:
+        self._closed = True
+        while self._idle:
+            client = self._idle.pop()
+            try:
+                await asyncio.wait_for(client.quit(), timeout=2.0)
+            except (aiosmtplib.SMTPException, OSError, TimeoutError):
+                client.close()

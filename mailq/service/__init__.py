@@ -1,0 +1,1 @@
+"""The mailq HTTP service (Starlette)."""

@@ -1,0 +1,193 @@
+"""The HTTP service: `uvicorn service.app:app --workers 4` (or `mailq serve`).
+
+`create_app(settings)` builds the app; the module-level `app` reads the settings once from
+the environment. The lifespan of each process opens its connection pool, checks the schema
+(refusing to start on one it does not know), loads the tokens and, unless
+MAILQ_EMBEDDED_WORKER=0, runs a worker beside the HTTP handlers; on shutdown the worker
+finishes what it is sending and the pool closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from functools import partial
+from typing import Any
+
+import asyncpg
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from mailq import __version__, logs
+from mailq.compose.unsubscribe import load_secret_key
+from mailq.config import DEFAULT_CONFIG, Config, load_settings
+from mailq.db import embedded
+from mailq.db.connection import IDEMPOTENCY_PRUNE_LOCK_KEY, schema_try_duty_lock
+from mailq.db.idempotency_keys import idempotency_key_delete_expired
+from mailq.db.schema import ensure_current
+from mailq.errors import ConfigError, DatabaseUnavailable
+from mailq.service.api import Handler, Operation, Router
+from mailq.service.auth import authorize, load_tokens
+from mailq.service.embedded import EmbeddedWorker, SenderFactory, default_sender
+from mailq.service.errors import DATABASE_ERRORS, EXCEPTION_HANDLERS
+from mailq.service.metrics import ROUTE_KEY, MetricsMiddleware, metrics
+from mailq.service.openapi import document
+from mailq.service.routes import campaigns as routes_campaigns
+from mailq.service.routes import emails as routes_emails
+from mailq.service.routes import health as routes_health
+from mailq.service.routes import kinds as routes_kinds
+from mailq.service.routes import queue as routes_queue
+from mailq.service.routes import suppressions as routes_suppressions
+from mailq.service.routes import unsubscribe as routes_unsubscribe
+from mailq.service.state import Limits, Service, service_of
+from mailq.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+# Each area of the API is one router, in a module of its own.
+ROUTERS: tuple[Router, ...] = (
+    routes_emails.router,
+    routes_campaigns.router,
+    routes_suppressions.router,
+    routes_kinds.router,
+    routes_unsubscribe.router,
+    routes_queue.router,
+    routes_health.router,
+)
+COMMAND_TIMEOUT_S = 60.0
+POOL_CLOSE_TIMEOUT_S = 10.0
+IDEMPOTENCY_PRUNE_INTERVAL_S = 600.0
+IDEMPOTENCY_PRUNE_BATCH = 5000
+
+
+def _guarded(op: Operation) -> Handler:
+    """The endpoint Starlette calls: labels the request for metrics, checks the token."""
+
+    async def endpoint(request: Request) -> Response:
+        request.scope[ROUTE_KEY] = op.path
+        request.state.principal = authorize(request, service_of(request).tokens, op.role)
+        return await op.handler(request)
+
+    endpoint.__name__ = op.handler.__name__
+    return endpoint
+
+
+async def _open_pool(settings: Settings, limits: Limits) -> asyncpg.Pool:
+    if not settings.database_url:
+        raise ConfigError("the service has no database URL")
+    try:
+        pool = await asyncpg.create_pool(
+            settings.database_url,
+            min_size=1,
+            max_size=limits.pool_size,
+            command_timeout=COMMAND_TIMEOUT_S,
+        )
+    except DATABASE_ERRORS as exc:
+        raise DatabaseUnavailable(f"cannot reach the queue's database: {exc}") from None
+    assert pool is not None
+    return pool
+
+
+async def _prune_idempotency_keys(pool: asyncpg.Pool, keep_hours: float) -> None:
+    """Forget Idempotency-Keys past their retention; one process at a time does it."""
+    while True:
+        await asyncio.sleep(IDEMPOTENCY_PRUNE_INTERVAL_S)
+        try:
+            async with pool.acquire() as conn, conn.transaction():
+                lock = IDEMPOTENCY_PRUNE_LOCK_KEY
+                if await schema_try_duty_lock(conn, lock):
+                    await idempotency_key_delete_expired(conn, keep_hours, IDEMPOTENCY_PRUNE_BATCH)
+        except DATABASE_ERRORS as exc:
+            logger.warning("pruning idempotency keys failed: %s", exc)
+
+
+def create_app(
+    configured: Settings,
+    *,
+    config: Config = DEFAULT_CONFIG,
+    limits: Limits | None = None,
+    make_sender: SenderFactory | None = None,
+    routers: Sequence[Router] = ROUTERS,
+    configure_logging: bool = False,
+) -> Starlette:
+    """The app of `configured` settings and `config` (MAILQ_CONFIG: the kinds and named
+    templates requests may use, the limits, and what the embedded worker needs)."""
+    limits = limits or Limits(body_bytes=config.body_limit_bytes, batch_emails=config.batch_limit)
+    if make_sender is None:
+        make_sender = partial(default_sender, quirks=config.quirks)
+    process_metrics = metrics()
+    operations = [op for router in routers for op in router.operations]
+
+    @asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[dict[str, Any]]:
+        if configure_logging:
+            logs.configure()
+        # No MAILQ_DATABASE_URL: the embedded PostgreSQL under MAILQ_HOME (with a warning).
+        settings = (
+            configured
+            if configured.database_url
+            else await asyncio.to_thread(embedded.resolve, configured)
+        )
+        tokens = load_tokens(settings)
+        secret_key = load_secret_key(settings)
+        pool = await _open_pool(settings, limits)
+        worker: EmbeddedWorker | None = None
+        janitor: asyncio.Task[None] | None = None
+        try:
+            await ensure_current(pool)
+            if settings.embedded_worker:
+                worker = EmbeddedWorker(
+                    settings,
+                    make_sender=make_sender,
+                    observer=process_metrics.observe_attempt,
+                    config=config,
+                )
+                worker.start()
+            janitor = asyncio.create_task(
+                _prune_idempotency_keys(pool, limits.idempotency_hours), name="mailq-janitor"
+            )
+            logger.info(
+                "service started",
+                extra={"action": "service_started", "embedded_worker": worker is not None},
+            )
+            yield {
+                "service": Service(
+                    settings, limits, pool, tokens, process_metrics, worker, config, secret_key
+                ),
+            }
+        finally:
+            if worker is not None:
+                await worker.stop()
+            if janitor is not None:
+                janitor.cancel()
+                await asyncio.gather(janitor, return_exceptions=True)
+            try:
+                await asyncio.wait_for(pool.close(), POOL_CLOSE_TIMEOUT_S)
+            except TimeoutError:
+                pool.terminate()
+
+    app = Starlette(
+        routes=[Route(op.path, _guarded(op), methods=[op.method]) for op in operations],
+        lifespan=lifespan,
+        exception_handlers=EXCEPTION_HANDLERS,
+        middleware=[Middleware(MetricsMiddleware, metrics=process_metrics)],
+    )
+    app.state.openapi = document(operations, __version__)
+    return app
+
+
+def _app_from_environment() -> Starlette:
+    # The edge of the process: the only place the service reads MAILQ_* variables and the
+    # MAILQ_CONFIG file.
+    settings, config = load_settings()
+    return create_app(settings, config=config, configure_logging=True)
+
+
+app = _app_from_environment()
+
+__all__ = ["Limits", "app", "create_app"]

@@ -1,0 +1,1 @@
+"""The HTTP edge's shapes, one module per resource."""

@@ -1,0 +1,398 @@
+"""The HTTP edge's shapes: request bodies checked into rows, rows turned into responses, and
+the JSON Schemas of both for /openapi.json.
+
+Email fields are checked by mailq itself (mailq.wire.email_from_json, then
+mailq.validation.to_row), so the service and the Python API refuse the same things with the
+same messages; this module only adds what belongs to HTTP (batch shape, attachment size).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from mailq.config import Config
+from mailq.errors import InvalidEmail
+from mailq.kinds import KIND_NAME, KindPolicy
+from mailq.models import EmailState
+from mailq.service.errors import ApiError
+from mailq.validation import MAX_RECIPIENTS, MAX_SUBJECT_CHARS, EmailRow, check_kind, to_row
+from mailq.wire import email_from_json
+
+# -- requests ------------------------------------------------------------------------------
+
+
+def known_kind(kind: object, kinds: Mapping[str, KindPolicy]) -> str:
+    """A kind the configuration declares (the library alone takes any well-formed name and
+    gives it campaign defaults; over HTTP a typo must not become a new kind)."""
+    check_kind(kind, kinds)
+    assert isinstance(kind, str)
+    if kind not in kinds:
+        known = ", ".join(sorted(kinds))
+        raise InvalidEmail(f"kind: {kind!r} is not a configured kind (known: {known})")
+    return kind
+
+
+def email_row(
+    data: object, *, default_from: str, attachments_limit: int, config: Config, now: datetime
+) -> EmailRow:
+    """One email object of the API as the row that stores it; InvalidEmail names the field."""
+    if not isinstance(data, dict):
+        raise InvalidEmail("body: must be a JSON object (one email)")
+    email = email_from_json(data)
+    known_kind(email.kind, config.kinds)
+    size = sum(len(a.content) for a in email.attachments)
+    if size > attachments_limit:
+        raise InvalidEmail(
+            f"attachments: {size} bytes in all, over the limit of {attachments_limit} bytes"
+        )
+    return to_row(
+        email, default_from=default_from, kinds=config.kinds, templates=config.templates, now=now
+    )
+
+
+def single_row(
+    data: object, *, default_from: str, attachments_limit: int, config: Config
+) -> EmailRow:
+    if not isinstance(data, dict):
+        raise ApiError(400, "body: must be a JSON object (one email)")
+    return email_row(
+        data,
+        default_from=default_from,
+        attachments_limit=attachments_limit,
+        config=config,
+        now=_now(),
+    )
+
+
+def batch_rows(
+    data: object, *, default_from: str, attachments_limit: int, batch_limit: int, config: Config
+) -> list[EmailRow]:
+    """Every email of a batch checked before any is stored (all or nothing)."""
+    if not isinstance(data, dict):
+        raise ApiError(400, 'body: must be a JSON object {"emails": [...]}')
+    unknown = sorted(set(data) - {"emails"})
+    if unknown:
+        raise InvalidEmail(f"{unknown[0]}: unknown field")
+    emails = data.get("emails")
+    if not isinstance(emails, list) or not emails:
+        raise InvalidEmail("emails: a non-empty list of emails is required")
+    if len(emails) > batch_limit:
+        raise InvalidEmail(
+            f"emails: at most {batch_limit} emails per batch, got {len(emails)}; split it"
+        )
+    now = _now()
+    rows = []
+    for index, item in enumerate(emails):
+        try:
+            rows.append(
+                email_row(
+                    item,
+                    default_from=default_from,
+                    attachments_limit=attachments_limit,
+                    config=config,
+                    now=now,
+                )
+            )
+        except InvalidEmail as exc:
+            message = str(exc)
+            if message.startswith("body: "):
+                message = "must be a JSON object (one email)"
+            separator = "" if message.startswith("[") else "."
+            raise InvalidEmail(f"emails[{index}]{separator}{message}") from None
+    return rows
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def created_state(row: EmailRow, now: datetime | None = None) -> str:
+    """The state of an email just queued, without asking the database."""
+    if row.send_at is not None and row.send_at > (now or _now()):
+        return EmailState.SCHEDULED.value
+    return EmailState.QUEUED.value
+
+
+def metadata_candidates(filters: Mapping[str, str]) -> list[str]:
+    """The JSON objects an email's metadata must contain one of, for filters KEY=VALUE.
+    A VALUE that reads as a JSON number or boolean also matches that typed value, so
+    `metadata.user_id=42` finds both {"user_id": 42} and {"user_id": "42"}."""
+    objects: list[dict[str, Any]] = [{}]
+    for key, value in filters.items():
+        alternatives: list[Any] = [value]
+        try:
+            typed = json.loads(value)
+        except ValueError:
+            typed = None
+        if isinstance(typed, bool) or (
+            isinstance(typed, int | float) and math.isfinite(typed) and abs(typed) < 2**53
+        ):
+            alternatives.append(typed)
+        objects = [{**o, key: alt} for o in objects for alt in alternatives]
+    return [json.dumps(o, separators=(",", ":")) for o in objects]
+
+
+# -- responses -----------------------------------------------------------------------------
+
+
+def iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def attempt_view(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "attempt": row["attempt"],
+        "outcome": row["outcome"],
+        "smtp_code": row["smtp_code"],
+        "smtp_reply": row["smtp_reply"],
+        "error": row["error"],
+        "worker_id": None if row["worker_id"] is None else str(row["worker_id"]),
+        "started_at": iso(row["started_at"]),
+        "finished_at": iso(row["finished_at"]),
+    }
+
+
+def email_summary(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "kind": row["kind"],
+        "state": row["state"],
+        "to": row["to_address"],
+        "message_id": row["message_id"],
+        "metadata": json.loads(row["metadata"]),
+        "attempt_count": row["attempts"],
+        "max_attempts": row["max_attempts"],
+        "last_error": row["last_error"],
+        "due_at": iso(row["run_at"]),
+        "send_at": iso(row["send_at"]),
+        "created_at": iso(row["created_at"]),
+        "finished_at": iso(row["finished_at"]),
+    }
+
+
+def email_detail(row: Mapping[str, Any], attempts: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    content = json.loads(row["content"])
+    view = email_summary(row)
+    view.update(
+        {
+            "priority": row["priority"],
+            "from": content.get("from"),
+            "subject": content.get("subject"),
+            "cc": content.get("cc") or [],
+            "bcc": content.get("bcc") or [],
+            "reply_to": content.get("reply_to") or [],
+            "attachments": [
+                {"filename": a.get("filename"), "content_type": a.get("content_type")}
+                for a in content.get("attachments") or []
+            ],
+            "attempts": [attempt_view(a) for a in attempts],
+        }
+    )
+    return view
+
+
+def worker_view(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "id": str(row["id"]),
+        "hostname": row["hostname"],
+        "pid": row["pid"],
+        "kinds": list(row["kinds"]),
+        "concurrency": row["concurrency"],
+        "started_at": iso(row["started_at"]),
+        "heartbeat_at": iso(row["heartbeat_at"]),
+        "heartbeat_age_s": row["heartbeat_age_s"],
+        "in_flight": row["in_flight"],
+    }
+
+
+STATES = tuple(state.value for state in EmailState)
+
+
+def stats_view(
+    counts: Sequence[Mapping[str, Any]], sent_last_minute: Mapping[str, int]
+) -> dict[str, Any]:
+    kinds: dict[str, dict[str, Any]] = {}
+
+    def kind(name: str) -> dict[str, Any]:
+        return kinds.setdefault(
+            name,
+            {"states": dict.fromkeys(STATES, 0), "oldest_due_age_s": None, "sent_last_minute": 0},
+        )
+
+    for row in counts:
+        entry = kind(row["kind"])
+        entry["states"][row["state"]] = entry["states"].get(row["state"], 0) + row["count"]
+        age = row["oldest_due_age_s"]
+        if age is not None and (
+            entry["oldest_due_age_s"] is None or age > entry["oldest_due_age_s"]
+        ):
+            entry["oldest_due_age_s"] = age
+    for name, sent in sent_last_minute.items():
+        kind(name)["sent_last_minute"] = sent
+    totals = dict.fromkeys(STATES, 0)
+    for entry in kinds.values():
+        for state, count in entry["states"].items():
+            totals[state] = totals.get(state, 0) + count
+    return {"kinds": dict(sorted(kinds.items())), "totals": totals}
+
+
+# -- JSON Schemas (OpenAPI 3.1) ------------------------------------------------------------
+
+ADDRESS: dict[str, Any] = {"type": "string", "format": "email", "maxLength": 320}
+ADDRESSES: dict[str, Any] = {"type": "array", "items": ADDRESS, "maxItems": MAX_RECIPIENTS}
+TIMESTAMP: dict[str, Any] = {"type": ["string", "null"], "format": "date-time"}
+ID: dict[str, Any] = {"type": "integer", "minimum": 1, "maximum": 2**63 - 1}
+
+EMAIL: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["to"],
+    "anyOf": [{"required": ["subject", "text"]}, {"required": ["subject", "html"]}],
+    "properties": {
+        "to": ADDRESS,
+        "kind": {"type": "string", "pattern": KIND_NAME.pattern, "default": "welcome"},
+        "subject": {"type": "string", "maxLength": MAX_SUBJECT_CHARS},
+        "text": {"type": "string"},
+        "html": {"type": "string"},
+        "template": {"type": "string"},
+        "context": {"type": "object"},
+        "send_at": {"type": "string", "format": "date-time"},
+        "priority": {"type": "integer", "minimum": 0, "maximum": 9},
+        "cc": ADDRESSES,
+        "bcc": ADDRESSES,
+        "reply_to": ADDRESSES,
+        "headers": {"type": "object", "additionalProperties": {"type": "string"}},
+        "from": ADDRESS,
+        "attachments": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["filename", "content_type", "content_base64"],
+                "properties": {
+                    "filename": {"type": "string"},
+                    "content_type": {"type": "string", "example": "application/pdf"},
+                    "content_base64": {"type": "string", "contentEncoding": "base64"},
+                },
+            },
+        },
+        "metadata": {
+            "type": "object",
+            "description": "a flat object of strings, numbers and booleans; searchable",
+            "additionalProperties": {"type": ["string", "number", "boolean", "null"]},
+        },
+    },
+}
+
+
+def batch_schema(limit: int) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["emails"],
+        "properties": {
+            "emails": {"type": "array", "items": EMAIL, "minItems": 1, "maxItems": limit}
+        },
+    }
+
+
+ERROR: dict[str, Any] = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {"error": {"type": "string"}},
+}
+STATE: dict[str, Any] = {"type": "string", "enum": list(STATES)}
+CREATED: dict[str, Any] = {
+    "type": "object",
+    "required": ["id", "state"],
+    "properties": {"id": ID, "state": STATE},
+}
+BATCH_CREATED: dict[str, Any] = {
+    "type": "object",
+    "required": ["ids"],
+    "properties": {"ids": {"type": "array", "items": ID}},
+}
+EMAIL_SUMMARY: dict[str, Any] = {
+    "type": "object",
+    "required": ["id", "kind", "state", "to", "message_id", "metadata"],
+    "properties": {
+        "id": ID,
+        "kind": {"type": "string"},
+        "state": STATE,
+        "to": {"type": "string"},
+        "message_id": {"type": "string"},
+        "metadata": {"type": "object"},
+        "attempt_count": {"type": "integer"},
+        "max_attempts": {"type": "integer"},
+        "last_error": {"type": ["string", "null"]},
+        "due_at": TIMESTAMP,
+        "send_at": TIMESTAMP,
+        "created_at": TIMESTAMP,
+        "finished_at": TIMESTAMP,
+    },
+}
+ATTEMPT: dict[str, Any] = {
+    "type": "object",
+    "required": ["attempt", "outcome"],
+    "properties": {
+        "attempt": {"type": "integer"},
+        "outcome": {"type": "string", "enum": ["sent", "retry", "failed", "lost"]},
+        "smtp_code": {"type": ["integer", "null"]},
+        "smtp_reply": {"type": ["string", "null"]},
+        "error": {"type": ["string", "null"]},
+        "worker_id": {"type": ["string", "null"]},
+        "started_at": TIMESTAMP,
+        "finished_at": TIMESTAMP,
+    },
+}
+EMAIL_DETAIL: dict[str, Any] = {
+    **EMAIL_SUMMARY,
+    "required": [*EMAIL_SUMMARY["required"], "attempts"],
+    "properties": {
+        **EMAIL_SUMMARY["properties"],
+        "priority": {"type": "integer"},
+        "from": {"type": ["string", "null"]},
+        "subject": {"type": ["string", "null"]},
+        "cc": {"type": "array", "items": {"type": "string"}},
+        "bcc": {"type": "array", "items": {"type": "string"}},
+        "reply_to": {"type": "array", "items": {"type": "string"}},
+        "attachments": {"type": "array", "items": {"type": "object"}},
+        "attempts": {"type": "array", "items": ATTEMPT},
+    },
+}
+EMAIL_LIST: dict[str, Any] = {
+    "type": "object",
+    "required": ["emails", "next_before_id"],
+    "properties": {
+        "emails": {"type": "array", "items": EMAIL_SUMMARY},
+        "next_before_id": {"type": ["integer", "null"]},
+    },
+}
+STATE_COUNTS: dict[str, Any] = {"type": "object", "additionalProperties": {"type": "integer"}}
+STATS: dict[str, Any] = {
+    "type": "object",
+    "required": ["kinds", "totals"],
+    "properties": {
+        "kinds": {
+            "type": "object",
+            "additionalProperties": {
+                "type": "object",
+                "properties": {
+                    "states": STATE_COUNTS,
+                    "oldest_due_age_s": {"type": ["number", "null"]},
+                    "sent_last_minute": {"type": "integer"},
+                },
+            },
+        },
+        "totals": STATE_COUNTS,
+    },
+}
+WORKERS: dict[str, Any] = {
+    "type": "object",
+    "required": ["workers"],
+    "properties": {"workers": {"type": "array", "items": {"type": "object"}}},
+}

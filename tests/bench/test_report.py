@@ -1,0 +1,111 @@
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from bench import peers, smtp
+from bench.command import add_arguments, options_from_args, plan
+from bench.plan import Group, Measurement, Options, Sample
+from bench.report import document, markdown, measurement_result
+from bench.stats import percentile
+from mailq.errors import UsageError
+
+
+def _args(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    return parser.parse_args(argv)
+
+
+def test_percentile_interpolates_like_numpy() -> None:
+    values = [1.0, 2.0, 3.0, 4.0]
+    assert percentile(values, 0) == 1.0
+    assert percentile(values, 50) == 2.5
+    assert percentile(values, 100) == 4.0
+    assert percentile([7.0], 99) == 7.0
+
+
+def test_quick_options_are_small_and_overridable() -> None:
+    options = options_from_args(_args("--quick", "--processes", "1,3", "--only", "drain"))
+    assert options.repeat == 1 and options.emails < Options().emails
+    assert options.processes == (1, 3)
+    assert [g.name for g in plan(options)] == ["drain_1", "drain_3"]
+
+
+def test_default_plan_pairs_each_drain_with_the_bare_loop() -> None:
+    groups = plan(options_from_args(_args("--no-peers")))
+    assert [g.name for g in groups][:9] == [
+        "enqueue_bulk",
+        "enqueue_one",
+        "drain_1",
+        "drain_2",
+        "drain_4",
+        "wakeup",
+        "history",
+        "campaign",
+        *(["smtp"] if smtp.sink_kind() else []),
+    ]
+    assert [m.system for m in groups[2].members] == ["mailq", "bare"]
+
+
+def test_installed_peers_join_every_side_by_side_group(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(peers, "versions", lambda: {"pgqueuer": "1.6.0", "procrastinate": "3"})
+    groups = {g.name: g for g in plan(options_from_args(_args()))}
+    systems = ["mailq", "bare", "pgqueuer", "pgqueuer_b100", "procrastinate"]
+    assert [m.system for m in groups["drain_4"].members] == systems
+    assert [m.system for m in groups["enqueue_bulk"].members] == [
+        "mailq",
+        "bare",
+        "pgqueuer",
+        "procrastinate",
+    ]
+    assert [m.system for m in groups["wakeup"].members] == ["mailq", *systems[2:]]
+
+
+def test_a_missing_peer_is_reported_not_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(peers.importlib.util, "find_spec", lambda name: None)
+    assert peers.versions() == {"pgqueuer": "not installed", "procrastinate": "not installed"}
+    assert peers.available() == ()
+
+
+@pytest.mark.parametrize(
+    "argv", [("--only", "nothing"), ("--processes", "1,x"), ("--processes", "0"), ("--emails", "0")]
+)
+def test_bad_values_are_usage_errors(argv: tuple[str, ...]) -> None:
+    with pytest.raises(UsageError):
+        options_from_args(_args(*argv))
+
+
+async def _never(_ctx: object) -> Sample:
+    raise AssertionError
+
+
+def test_report_takes_medians_sums_counts_and_ratios() -> None:
+    mailq = Measurement("drain/mailq/4", "drain", "mailq", "emails/s", {"processes": 4}, _never)
+    bare = Measurement("drain/bare/4", "drain", "bare", "rows/s", {"processes": 4}, _never)
+    groups = [Group("drain_4", (mailq, bare))]
+    results = {
+        mailq.key: measurement_result(
+            mailq,
+            [Sample({"rate": r}, counts={"duplicates": 0, "lost": 1}) for r in (10, 30, 20)],
+        ),
+        bare.key: measurement_result(bare, [Sample({"rate": r}) for r in (40, 40, 50)]),
+    }
+    doc = document(
+        options=Options(),
+        environment={"postgres_version": "15.2", "cpus": 2, "fsync": "on"},
+        started_at="now",
+        finished_at="later",
+        groups=groups,
+        results=results,
+    )
+    entry = doc["summary"]["groups"]["drain_4"]
+    assert (entry["mailq"], entry["bare"], entry["ratio"]) == (20, 40, 0.5)
+    assert entry["ratio_per_round"] == 0.4  # median of 10/40, 30/40, 20/50
+    assert doc["summary"]["lost"] == 3
+    table = markdown(doc, groups, Options())
+    assert "| drain 50,000, 4 processes | 20 emails/s | 40 rows/s | 0.50x |" in table
+    target = next(t for t in doc["targets"] if "bare SQL loop" in t["target"])
+    assert target["score"] == pytest.approx(0.5 / 0.6) and target["met"] is False
+    assert "| drain_4: mailq ≥ 0.6x bare SQL loop | 20 vs 40 rows/s = 0.50x |" in table

@@ -1,0 +1,100 @@
+"""Migrations: one head, empty → head → base → head, and a schema check that refuses to run
+on a schema this code does not know."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+
+import asyncpg
+import psycopg
+import pytest
+from alembic.script import ScriptDirectory
+
+from mailq import SchemaMismatch
+from mailq.db.schema import HEAD, REVISIONS, alembic_config, downgrade, ensure_current, migrate
+from tests.support import postgres
+from tests.support.processes import REPO
+
+
+@pytest.fixture
+def empty_database_url(pg_admin_url: str) -> Iterator[str]:
+    name = f"mailq_e_{uuid.uuid4().hex[:16]}"
+    url = postgres.create_database(pg_admin_url, name)
+    try:
+        yield url
+    finally:
+        postgres.drop_database(pg_admin_url, name)
+
+
+def tables(url: str) -> set[str]:
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'mailq'"
+        ).fetchall()
+    return {r[0] for r in rows}
+
+
+def test_one_head_and_the_code_knows_every_revision() -> None:
+    scripts = ScriptDirectory.from_config(alembic_config("postgresql://unused"))
+    assert scripts.get_heads() == [HEAD]
+    chain = [rev.revision for rev in scripts.walk_revisions()]
+    assert list(reversed(chain)) == list(REVISIONS)
+
+
+def test_empty_to_head_to_base_to_head(empty_database_url: str) -> None:
+    migrate(empty_database_url)
+    expected = {
+        "emails",
+        "attempts",
+        "worker_leases",
+        "finished_counts",
+        "queue_stats",
+        "paused_kinds",
+    }
+    assert expected <= tables(empty_database_url)
+    migrate(empty_database_url)  # a second run is a no-op
+    downgrade(empty_database_url, "base")
+    assert tables(empty_database_url) <= {"alembic_version"}
+    migrate(empty_database_url)
+    assert expected <= tables(empty_database_url)
+
+
+def test_alembic_command_line_does_the_same(empty_database_url: str) -> None:
+    env = {"MAILQ_DATABASE_URL": empty_database_url, "PATH": "/usr/bin:/bin"}
+    alembic = [sys.executable, "-m", "alembic"]
+    subprocess.run([*alembic, "upgrade", "head"], cwd=REPO, env=env, check=True)
+    current = subprocess.run(
+        [*alembic, "current"], cwd=REPO, env=env, check=True, capture_output=True, text=True
+    )
+    assert HEAD in current.stdout
+
+
+async def test_workers_refuse_a_schema_they_do_not_know(
+    empty_database_url: str, database_url: str
+) -> None:
+    conn = await asyncpg.connect(empty_database_url)
+    try:
+        with pytest.raises(SchemaMismatch, match="run `mailq migrate`"):
+            await ensure_current(conn)
+    finally:
+        await conn.close()
+    conn = await asyncpg.connect(database_url)
+    try:
+        await ensure_current(conn)
+        await conn.execute("UPDATE mailq.alembic_version SET version_num = '9999_future'")
+        with pytest.raises(SchemaMismatch, match="does not know"):
+            await ensure_current(conn)
+    finally:
+        await conn.close()
+
+
+def test_0003_operators_goes_down_and_up_alone(empty_database_url: str) -> None:
+    migrate(empty_database_url)
+    downgrade(empty_database_url, "0001_create_queue")
+    assert "paused_kinds" not in tables(empty_database_url)
+    assert "emails" in tables(empty_database_url)
+    migrate(empty_database_url, "0003_operators")
+    assert "paused_kinds" in tables(empty_database_url)
