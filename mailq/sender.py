@@ -31,6 +31,8 @@ class SendReceipt:
     smtp_code: int | None = None
     smtp_reply: str | None = None
     refused: Mapping[str, str] = field(default_factory=dict)
+    # The ESP's id for the message (HTTP backends), which its later events name.
+    provider_message_id: str | None = None
 
 
 class Sender(Protocol):
@@ -144,6 +146,15 @@ def sender_from_url(
             reply_timeout_s=reply_timeout_s,
             quirks=BUILTIN_QUIRKS if quirks is None else quirks,
         )
+    from mailq.delivery.esp import ESP_SCHEMES, esp_sender_from_url
+
+    if scheme in ESP_SCHEMES:
+        return esp_sender_from_url(
+            url,
+            connections=connections,
+            connect_timeout_s=connect_timeout_s,
+            reply_timeout_s=reply_timeout_s,
+        )
     if scheme == "file":
         if parts.netloc not in {"", "localhost"} or not parts.path:
             raise BackendError(f"MAILQ_BACKEND {url!r}: use file:///absolute/path/to/outbox")
@@ -153,6 +164,6 @@ def sender_from_url(
     if scheme == "null":
         return NullSender()
     raise BackendError(
-        f"MAILQ_BACKEND {url!r}: unknown scheme; use smtp://, smtps://, file://, console:// "
-        "or null://"
+        f"MAILQ_BACKEND: unknown scheme {scheme!r}; use smtp://, smtps://, file://, console://, "
+        "null://, ses://, postmark://, mailgun://, resend:// or sendgrid://"
     )
