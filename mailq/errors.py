@@ -64,12 +64,39 @@ class SendFailure(MailqError):
 
 
 class RetryLater(SendFailure):
-    """A transient failure (SMTP 4xx, connection trouble): try again after a backoff."""
+    """A transient failure (SMTP 4xx, connection trouble, HTTP 429/5xx): try again after a
+    backoff. `retry_after_s` is the wait the server asked for (HTTP Retry-After or rate-limit
+    headers), when it named one."""
 
     def __init__(
-        self, reason: str, *, smtp_code: int | None = None, smtp_reply: str | None = None
+        self,
+        reason: str,
+        *,
+        smtp_code: int | None = None,
+        smtp_reply: str | None = None,
+        retry_after_s: float | None = None,
     ) -> None:
         super().__init__(reason, permanent=False, smtp_code=smtp_code, smtp_reply=smtp_reply)
+        self.retry_after_s = retry_after_s
+
+
+class BackendUnavailable(SendFailure):
+    """The backend itself failed, not the email: it cannot be reached, refuses the
+    credentials (HTTP 401/403) or the account may not send (e.g. SES SendingPausedException,
+    Postmark's account error codes). The email is not at fault and is tried again once the
+    backend is back: its attempt is `deferred` and does not count toward `max_attempts`, and
+    the backend's circuit breaker (SPEC.md "Expiry and retry for days") opens on it."""
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        smtp_code: int | None = None,
+        smtp_reply: str | None = None,
+        retry_after_s: float | None = None,
+    ) -> None:
+        super().__init__(reason, permanent=False, smtp_code=smtp_code, smtp_reply=smtp_reply)
+        self.retry_after_s = retry_after_s
 
 
 class PermanentFailure(SendFailure):

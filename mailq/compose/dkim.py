@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Collection
 
 from mailq.compose.message import OutgoingMessage
 from mailq.config import DkimKey
@@ -33,14 +34,21 @@ SIGNED_HEADERS: tuple[str, ...] = (
 
 
 class DkimSigner:
-    def __init__(self, key: DkimKey) -> None:
+    """Signs with `key`. `unsigned_headers` names headers never signed even when listed: a
+    backend that rewrites them exposes them (Amazon SES rewrites Message-ID and Date, see
+    `mailq.delivery.esp.ses.SesSender.unsigned_headers`); a signature over them would break."""
+
+    def __init__(self, key: DkimKey, *, unsigned_headers: Collection[str] = ()) -> None:
         try:
             import dkim
         except ImportError:  # pragma: no cover - config.py checks this at start
             raise ConfigError("DKIM signing needs dkimpy: pip install 'mailq[dkim]'") from None
         self._dkim = dkim
         self.key = key
-        self._headers = [h.encode("ascii") for h in (key.headers or SIGNED_HEADERS)]
+        skip = {name.lower() for name in unsigned_headers}
+        self._headers = [
+            h.encode("ascii") for h in (key.headers or SIGNED_HEADERS) if h.lower() not in skip
+        ]
 
     def sign(self, message: OutgoingMessage) -> OutgoingMessage:
         """The message with a DKIM-Signature header in front."""

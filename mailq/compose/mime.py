@@ -59,19 +59,23 @@ def _text_part(body: str, subtype: str) -> str:
     return f"{head}{CRLF}{payload}"
 
 
-def _attachment_part(filename: str, content_type: str, content: bytes) -> str:
+def _attachment_part(
+    filename: str, content_type: str, content: bytes, content_id: str | None = None
+) -> str:
+    kind = "attachment" if content_id is None else "inline"
     if filename.isascii() and '"' not in filename and "\\" not in filename:
-        disposition = f'attachment; filename="{filename}"'
+        disposition = f'{kind}; filename="{filename}"'
     else:
         from urllib.parse import quote
 
-        disposition = f"attachment; filename*=utf-8''{quote(filename, safe='')}"
+        disposition = f"{kind}; filename*=utf-8''{quote(filename, safe='')}"
     encoded = base64.b64encode(content).decode("ascii")
     lines = CRLF.join(encoded[i : i + MAX_LINE] for i in range(0, len(encoded), MAX_LINE))
+    cid = "" if content_id is None else f"Content-ID: <{content_id}>{CRLF}"
     return (
         f"Content-Type: {content_type}{CRLF}"
         f"Content-Transfer-Encoding: base64{CRLF}"
-        f"{_fold('Content-Disposition: ' + disposition)}{CRLF}{CRLF}{lines}"
+        f"{_fold('Content-Disposition: ' + disposition)}{CRLF}{cid}{CRLF}{lines}"
     )
 
 
@@ -85,17 +89,25 @@ def _multipart(subtype: str, parts: Sequence[str]) -> str:
     )
 
 
+Attachment = tuple[str, str, bytes] | tuple[str, str, bytes, str | None]
+
+
 def body(
     text: str,
     html: str | None,
-    attachments: Sequence[tuple[str, str, bytes]] = (),
+    attachments: Sequence[Attachment] = (),
 ) -> str:
-    """The MIME body (with its Content-* headers) for text, an HTML alternative and files."""
+    """The MIME body (with its Content-* headers) for text, an HTML alternative and files.
+    A file with a content id (a 4th item) is inline: it goes with the text and HTML in a
+    multipart/related part, which the HTML names as `cid:<content id>` (RFC 2387)."""
     content = _text_part(text, "plain")
     if html is not None:
         content = _multipart("alternative", [content, _text_part(html, "html")])
-    if attachments:
-        files = [_attachment_part(name, kind, data) for name, kind, data in attachments]
+    inline = [_attachment_part(*a) for a in attachments if len(a) == 4 and a[3] is not None]
+    files = [_attachment_part(*a[:3]) for a in attachments if len(a) == 3 or a[3] is None]
+    if inline:
+        content = _multipart("related", [content, *inline])
+    if files:
         content = _multipart("mixed", [content, *files])
     return content
 

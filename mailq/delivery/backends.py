@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from mailq.delivery.esp import ESP_SCHEMES, esp_sender_from_url
 from mailq.delivery.local import ConsoleSender, FileSender, NullSender
 from mailq.delivery.replies import BUILTIN_QUIRKS, Quirk
 from mailq.delivery.sender import Sender
@@ -32,6 +33,13 @@ def sender_from_url(
             reply_timeout_s=reply_timeout_s,
             quirks=BUILTIN_QUIRKS if quirks is None else quirks,
         )
+    if scheme in ESP_SCHEMES:
+        return esp_sender_from_url(
+            url,
+            connections=connections,
+            connect_timeout_s=connect_timeout_s,
+            reply_timeout_s=reply_timeout_s,
+        )
     if scheme == "file":
         if parts.netloc not in {"", "localhost"} or not parts.path:
             raise BackendError(f"MAILQ_BACKEND {url!r}: use file:///absolute/path/to/outbox")
@@ -41,6 +49,6 @@ def sender_from_url(
     if scheme == "null":
         return NullSender()
     raise BackendError(
-        f"MAILQ_BACKEND {url!r}: unknown scheme; use smtp://, smtps://, file://, console:// "
-        "or null://"
+        f"MAILQ_BACKEND: unknown scheme {scheme!r}; use smtp://, smtps://, file://, console://, "
+        "null://, ses://, postmark://, mailgun://, resend:// or sendgrid://"
     )

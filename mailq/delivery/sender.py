@@ -22,6 +22,8 @@ class SendReceipt:
     smtp_code: int | None = None
     smtp_reply: str | None = None
     refused: Mapping[str, str] = field(default_factory=dict)
+    # The ESP's id for the message (HTTP backends), which its later events name.
+    provider_message_id: str | None = None
 
 
 class Sender(Protocol):

@@ -20,7 +20,8 @@ from tests.support.emails import welcome
 from tests.support.smtp import SmtpSink
 from tests.support.waiting import eventually
 
-LEAD_S = 12.0  # send_at is this long after the insert starts (the insert takes ~2-3 s; more on a loaded machine)
+# send_at is this long after the insert starts (the insert takes ~2-3 s; more on a loaded machine)
+LEAD_S = 12.0
 
 
 def recipients(n: int) -> Iterator[Recipient]:
