@@ -2,9 +2,9 @@
 names the email it is about.
 
 The token is the email id (8 bytes, big-endian) followed by an HMAC-SHA256 of it truncated to
-80 bits, in lowercase base32 without padding: 29 characters, so the local part `b-<token>` is
-31 octets (RFC 5321 allows 64). Lowercase because some MTAs fold the case of local parts;
-reading accepts either case. The HMAC is keyed with MAILQ_SECRET_KEY; when it lists several keys
+80 bits, in lowercase hex: 36 characters, so the local part `b-<token>` is 38 octets (RFC 5321
+allows 64). Hex rather than base32 because it is several times faster in Python and needs no
+padding; lowercase because some MTAs fold the case of local parts; reading accepts either case. The HMAC is keyed with MAILQ_SECRET_KEY; when it lists several keys
 separated by commas, the first signs and every one verifies, so a key can be rotated without
 losing the bounces of mail already sent. A token nobody signed (forged, altered, or signed with
 a key since removed) raises `ForgedVerpToken`.
@@ -14,8 +14,6 @@ Making an address costs one HMAC (a few microseconds), cheap enough for every em
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hmac
 import re
 from collections.abc import Sequence
@@ -27,10 +25,10 @@ from mailq.errors import ConfigError
 PREFIX = "b-"
 ID_BYTES = 8
 MAC_BYTES = 10
-TOKEN_LENGTH = 29  # base32 of ID_BYTES + MAC_BYTES = 18 bytes, without padding
+TOKEN_LENGTH = 2 * (ID_BYTES + MAC_BYTES)  # hex
 MAX_LOCAL_PART = 64  # RFC 5321 §4.5.3.1.1
 _CONTEXT = b"mailq-verp\x00"
-_TOKEN = re.compile(r"^[a-z2-7]{29}$")
+_TOKEN = re.compile(rf"^[0-9a-f]{{{TOKEN_LENGTH}}}$")
 _LABEL = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
 _DOMAIN = re.compile(rf"^(?=.{{1,253}}$)({_LABEL}\.)*{_LABEL}$")
 _MAX_ID = 2**63 - 1  # a bigint
@@ -73,7 +71,7 @@ class Verp:
             raise ValueError(f"email_id {email_id} is out of range")
         id_bytes = email_id.to_bytes(ID_BYTES, "big")
         raw = id_bytes + self._mac(self.keys[0], id_bytes)
-        return base64.b32encode(raw).decode("ascii").rstrip("=").lower()
+        return raw.hex()
 
     def address(self, email_id: int) -> str:
         """The envelope sender (MAIL FROM) for `email_id`: `b-<token>@<domain>`."""
@@ -84,10 +82,7 @@ class Verp:
         token = token.lower()
         if not _TOKEN.match(token):
             raise ForgedVerpToken("VERP token: malformed")
-        try:
-            raw = base64.b32decode(token.upper() + "===")
-        except (binascii.Error, ValueError):
-            raise ForgedVerpToken("VERP token: malformed") from None
+        raw = bytes.fromhex(token)
         id_bytes, given = raw[:ID_BYTES], raw[ID_BYTES:]
         # Every key is tried (no early exit) so the time taken says nothing about which matched.
         matched = False
