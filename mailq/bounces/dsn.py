@@ -19,7 +19,8 @@ is and which events it carries:
 
 The email is named by a VERP address (the envelope recipient given by the SMTP server, or the
 `Delivered-To`/`X-Original-To`/`To` headers a pipe transport leaves), by the DSN's
-`Original-Envelope-Id` when it holds a VERP token, or else by our Message-ID of the original.
+`Original-Envelope-Id` when it holds a VERP token or Postfix's `X-Postfix-Sender`, or else by
+our Message-ID of the original.
 Forged VERP tokens are passed over (and reported in `forged_verp`). The parser never raises on
 hostile input: what it cannot read it leaves out.
 """
@@ -161,6 +162,11 @@ def _parse_dsn(
                 email_id = verp.read_token(envid)
             except ForgedVerpToken:
                 forged = True
+    if email_id is None and per_message is not None:
+        # Postfix names the envelope sender of the bounced mail: our VERP address.
+        sender = address_of(header(per_message, "X-Postfix-Sender"))
+        email_id, seen_forged = verp_lookup(verp, [sender] if sender else [])
+        forged = forged or seen_forged
     original = original_headers(message)
     original_id = normalize_message_id(header(original, "Message-ID")) if original else None
     if original_id is None:

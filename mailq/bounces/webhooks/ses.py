@@ -326,16 +326,8 @@ class SesWebhook:
 
 _BOUNCE_TYPES = {"Permanent": Subtype.HARD, "Transient": Subtype.SOFT}
 _SENDER_SIDE_SUBTYPES = frozenset({"ContentRejected", "AttachmentRejected", "MessageTooLarge"})
-_SENDER_SIDE_DELAYS = frozenset(
-    {
-        "InternalFailure",
-        "General",
-        "SpamDetected",
-        "TransientCommunicationFailure",
-        "IPFailure",
-        "SendingDeferral",
-    }
-)
+# DeliveryDelay types about the sender (SES itself, our IP, our reputation), not the recipient.
+_SENDER_SIDE_DELAYS = frozenset({"InternalFailure", "SpamDetected", "IPFailure", "SendingDeferral"})
 
 
 def ses_events(payload: Mapping[str, Any], *, sns_message_id: str | None = None) -> list[Event]:
