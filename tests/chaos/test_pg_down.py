@@ -62,7 +62,7 @@ async def test_postgres_down_longer_than_the_lease_sends_nothing_twice(
         await asyncio.sleep(DOWN_S)
         private_pg.start()
         fault_ended = time.time()
-        sent_while_down = relay.received - down_at_relay
+        delivered_while_down = relay.received - down_at_relay
         assert (await observer.count("sent") or 0) < TOTAL, "the drain ended before the outage"
         await sent_by(observer, TOTAL, RECOVERY_BOUND_S)
         fleet.stop()
@@ -76,7 +76,7 @@ async def test_postgres_down_longer_than_the_lease_sends_nothing_twice(
         recovery_bound_s=RECOVERY_BOUND_S,
         burnt_bound=0,
     )
-    result.notes.update(sent_while_down=sent_while_down, log=log_summary(workers_log))
+    result.notes.update(delivered_while_down=delivered_while_down, log=log_summary(workers_log))
     await observer.close()
     result.report()
     checks.standard(result)

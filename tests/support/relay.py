@@ -7,7 +7,8 @@ written, so the test can count each email's deliveries (lost = never received, d
 received more than once) and see when they happened.
 
 Modes:
-- ACCEPT: a plain relay (each DATA answered `250` after `delay_s`, a slow relay);
+- ACCEPT: a plain relay (each DATA answered `250` after `delay_s`, each RCPT after
+  `rcpt_delay_s`: a slow relay);
 - REFUSE: nothing listens (connect: ECONNREFUSED);
 - GREET_421: the greeting is `421 4.3.2 Service not available` and the connection closes;
 - HANG: the connection is accepted and never greeted.
@@ -66,8 +67,13 @@ class _Session:
 
 
 class RecordingRelay:
-    def __init__(self, delay_s: float = 0.0, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self, delay_s: float = 0.0, host: str = "127.0.0.1", *, rcpt_delay_s: float = 0.0
+    ) -> None:
+        """`delay_s`: each DATA is answered after this long; `rcpt_delay_s`: each RCPT
+        (a send then spends its time before DATA)."""
         self.delay_s = delay_s
+        self.rcpt_delay_s = rcpt_delay_s
         self.host = host
         self.port = 0
         self.mode = RelayMode.ACCEPT
@@ -207,6 +213,8 @@ class RecordingRelay:
                 writer.write(b"250 2.1.0 OK\r\n")
             elif verb == "RCPT":
                 recipients.append(_address(command))
+                if self.rcpt_delay_s:
+                    await asyncio.sleep(self.rcpt_delay_s)
                 writer.write(b"250 2.1.5 OK\r\n")
             elif verb == "DATA":
                 data_began = time.time()
