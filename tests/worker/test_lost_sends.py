@@ -16,7 +16,7 @@ from mailq import Email, Settings, enqueue
 from mailq.config import load_config
 from mailq.db.emails import email_attempts, email_get, email_retry
 from mailq.delivery.backends import sender_from_url
-from mailq.worker import duties as maintenance
+from mailq.worker.duties import RescueExpired
 from mailq.worker.worker import Worker
 from tests.support import processes
 from tests.support.emails import welcome
@@ -64,12 +64,15 @@ async def test_a_killed_worker_leaves_hold_sends_unknown_and_retries_the_rest(
     finally:
         processes.stop(worker, signal.SIGKILL)
 
+    # The lease really runs out here (the point: a killed process stops heartbeating), so
+    # this waits up to its 2 s; tests/worker/test_duties.py rescues with `now` instead.
     pool = await asyncpg.create_pool(database_url, min_size=1, max_size=2)
     assert pool is not None
+    rescue = RescueExpired(lease_s=2)
     try:
 
         async def rescued() -> bool:
-            await maintenance.rescue_expired(pool)
+            await rescue.run(pool)
             count = await conn.fetchval(
                 "SELECT count(*) FROM mailq.emails WHERE status = 'sending'"
             )
