@@ -53,7 +53,7 @@ async def test_a_killed_worker_leaves_hold_sends_unknown_and_retries_the_rest(
     worker = processes.start_worker(env, log=tmp_path / "worker.log")
     try:
         await eventually(
-            lambda: _true(smtp_sink.stalled("data") == 2 and smtp_sink.stalled("rcpt") == 1),
+            lambda: smtp_sink.stalled("data") == 2 and smtp_sink.stalled("rcpt") == 1,
             timeout=30,
             message="the sends did not reach DATA/RCPT",
         )
@@ -104,7 +104,3 @@ async def test_a_killed_worker_leaves_hold_sends_unknown_and_retries_the_rest(
     assert outcomes == ["lost", "sent"]
     assert (await email_get(conn, in_data) or {})["state"] == "unknown"
     assert await email_retry(conn, [in_data]) == [in_data]  # the operator decides
-
-
-async def _true(value: bool) -> bool:
-    return value

@@ -8,11 +8,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import asyncpg
+import pytest
 
 from mailq import Settings, enqueue
 from mailq.compose.message import OutgoingMessage
 from mailq.delivery.backends import sender_from_url
+from mailq.delivery.local import RecordingSender
 from mailq.delivery.sender import Sender, SendReceipt
+from mailq.errors import DatabaseUnavailable
 from mailq.retry import RetryPolicy
 from mailq.worker.worker import Worker
 from tests.support.emails import campaign, welcome
@@ -147,11 +150,67 @@ async def test_a_transient_failure_on_the_last_attempt_fails_the_email(
     assert [r["outcome"] for r in outcomes] == ["retry", "failed"]
 
 
-async def test_stop_before_run_and_twice_is_safe(database_url: str) -> None:
-    worker = worker_for(database_url, sender_from_url("null://"))
+# A URL where nothing listens: a run that tried to connect would raise DatabaseUnavailable.
+UNREACHABLE = "postgresql://postgres@127.0.0.1:9/nowhere"
+
+
+class ClosingSender(RecordingSender):
+    """Records what it sends and whether the worker closed it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.closed = False
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+async def test_stop_before_run_and_twice_is_safe() -> None:
+    sender = ClosingSender()
+    worker = worker_for(UNREACHABLE, sender)
     worker.stop()
     worker.stop()
+    assert worker.stopping
     await asyncio.wait_for(worker.run(), timeout=10)
+    await asyncio.wait_for(worker.run(), timeout=10)  # and again
+    assert worker.totals.any() is False
+    assert sender.closed is False, "a run that never started closes nothing"
+    # The same worker not stopped first does try, and finds nothing there.
+    with pytest.raises(DatabaseUnavailable):
+        await asyncio.wait_for(worker_for(UNREACHABLE, sender).run(), timeout=30)
+
+
+async def test_a_finished_run_can_be_stopped_and_run_again_harmlessly(
+    database_url: str, conn: asyncpg.Connection
+) -> None:
+    (email_id,) = await enqueue(conn, welcome(1))
+    sender = ClosingSender()
+    worker = worker_for(database_url, sender)
+    await asyncio.wait_for(worker.run(until_empty=True), timeout=30)
+    assert sender.closed and [m.to for m in sender.sent] == ["user1@example.com"]
+    worker.stop()
+    worker.stop()
+    await asyncio.wait_for(worker.run(until_empty=True), timeout=10)  # returns at once
+    assert len(sender.sent) == 1
+    assert (await states(conn)) == {email_id: "sent"}
+    assert await conn.fetchval("SELECT count(*) FROM mailq.worker_leases") == 0
+
+
+async def test_run_while_running_is_refused(database_url: str, conn: asyncpg.Connection) -> None:
+    worker = worker_for(database_url, sender_from_url("null://"))
+    task = asyncio.create_task(worker.run())
+    try:
+
+        async def registered() -> bool:
+            return bool(await conn.fetchval("SELECT count(*) FROM mailq.worker_leases") == 1)
+
+        await eventually(registered, timeout=20, message="the worker did not register")
+        with pytest.raises(RuntimeError, match="already running"):
+            await worker.run()
+    finally:
+        worker.stop()
+        await asyncio.wait_for(task, timeout=30)
+    assert await conn.fetchval("SELECT count(*) FROM mailq.worker_leases") == 0
 
 
 class GatedSender:
