@@ -6,6 +6,7 @@ import asyncio
 import itertools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 import asyncpg
 import pytest
@@ -93,6 +94,27 @@ async def test_a_4xx_is_retried_with_backoff_then_sent(
     ]
     assert gaps[0] >= 0.15 and gaps[1] >= 0.35
     assert len(smtp_sink.received) == 1
+
+
+async def test_a_4xx_schedules_the_next_attempt_one_backoff_after_the_last(
+    database_url: str, conn: asyncpg.Connection, smtp_sink: SmtpSink
+) -> None:
+    """The backoff as the database records it, without waiting it out: a drain returns
+    once the retry is due only in a minute."""
+    (email_id,) = await enqueue(conn, welcome(1, to="tempfail-2-ann@example.com"))
+    policy = RetryPolicy(base_s=60.0, cap_s=600.0, jitter=0.0)
+    settings = Settings(database_url=database_url, lease_s=5.0)
+    worker = Worker(settings, sender_from_url(smtp_sink.url), retry_policy=policy)
+    await asyncio.wait_for(worker.run(until_empty=True), timeout=30)
+    row = await conn.fetchrow(
+        "SELECT e.run_at - a.finished_at AS wait, a.outcome, "
+        "mailq.email_state(e.status, e.run_at, e.attempts) AS state "
+        "FROM mailq.emails e JOIN mailq.attempts a ON a.email_id = e.id WHERE e.id = $1",
+        email_id,
+    )
+    assert (row["outcome"], row["state"]) == ("retry", "retrying")
+    assert row["wait"] == timedelta(seconds=policy.delay_s(1)) == timedelta(seconds=60)
+    assert smtp_sink.received == []
 
 
 async def test_a_5xx_fails_at_once_with_the_reply_recorded(
