@@ -189,7 +189,7 @@ def test_losing_the_creation_race_reads_the_winners_tokens(
 
 def test_processes_starting_together_share_one_set_of_tokens(tmp_path: Path) -> None:
     script = (
-        "import sys; from pathlib import Path; from service.auth import "
+        "import sys; from pathlib import Path; from mailq.service.auth import "
         "read_or_create_token_file as r; print(sorted(r(Path(sys.argv[1])).items()))"
     )
     processes = [
