@@ -17,9 +17,9 @@ from mailq.compose.templates import DEFAULT_TEMPLATES, TemplateStore
 from mailq.db.emails import COPY_THRESHOLD, email_copy_record, email_insert, email_insert_arguments
 from mailq.db.queries import QUERIES
 from mailq.kinds import BUILTIN_KINDS, KindPolicy
-from mailq.models import Email
+from mailq.models import Email, EmailRow
 from mailq.settings import DEFAULT_FROM
-from mailq.validation import EmailRow, to_row
+from mailq.validation import to_row
 
 
 def build_rows(

@@ -143,7 +143,7 @@ async def _enqueue_file(
     from mailq.db.schema import ensure_current
     from mailq.enqueue import build_rows, enqueue_rows
     from mailq.errors import InvalidEmail
-    from mailq.validation import EmailRow
+    from mailq.models import EmailRow
     from mailq.wire import email_from_json
 
     conn = await asyncpg.connect(_database_url(settings))

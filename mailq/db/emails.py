@@ -12,8 +12,7 @@ import asyncpg
 from mailq.db.connection import Executor
 from mailq.db.queries import QUERIES
 from mailq.kinds import ClaimPlan
-from mailq.models import AttemptResult, ClaimedEmail
-from mailq.validation import EmailRow
+from mailq.models import AttemptResult, ClaimedEmail, EmailRow
 
 # Above this many rows an enqueue goes through COPY; below, one INSERT ... unnest round trip.
 COPY_THRESHOLD = 500

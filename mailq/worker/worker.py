@@ -26,6 +26,7 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
+from mailq import admin
 from mailq.compose.dkim import DkimSigner
 from mailq.compose.message import build_message
 from mailq.compose.unsubscribe import UnsubscribeLinks, load_secret_key
@@ -644,9 +645,7 @@ class Worker:
                 await maintenance.rescue_expired(self._pool)
                 if loop.time() >= next_prune:
                     next_prune = loop.time() + maintenance.PRUNE_INTERVAL_S
-                    await maintenance.prune_finished(
-                        self._pool, timedelta(days=self.settings.retention_days)
-                    )
+                    await admin.prune(self._pool, timedelta(days=self.settings.retention_days))
             except Exception as exc:
                 expected = isinstance(exc, DATABASE_ERRORS)
                 logger.log(

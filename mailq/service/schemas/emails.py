@@ -17,9 +17,9 @@ from typing import Any
 from mailq.config import Config
 from mailq.errors import InvalidEmail
 from mailq.kinds import KIND_NAME, KindPolicy
-from mailq.models import EmailState
+from mailq.models import EmailRow, EmailState
 from mailq.service.errors import ApiError
-from mailq.validation import MAX_RECIPIENTS, MAX_SUBJECT_CHARS, EmailRow, check_kind, to_row
+from mailq.validation import MAX_RECIPIENTS, MAX_SUBJECT_CHARS, check_kind, to_row
 from mailq.wire import email_from_json
 
 # -- requests ------------------------------------------------------------------------------
