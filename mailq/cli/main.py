@@ -19,6 +19,7 @@ from mailq import logs
 from mailq.cli import display, monitor
 from mailq.config import Config, load_settings
 from mailq.db import embedded
+from mailq.db.connection import DATABASE_ERRORS, unavailable
 from mailq.errors import EmailNotFound, InvalidEmail, MailqError, NotAllowed, UsageError
 from mailq.kinds import KIND_NAME
 from mailq.settings import Settings
@@ -204,8 +205,8 @@ async def _check_schema(url: str) -> None:
 
     try:
         conn = await asyncpg.connect(url, timeout=10)
-    except (OSError, asyncpg.PostgresError) as exc:
-        raise CliError(f"cannot reach the queue's database: {exc}") from None
+    except DATABASE_ERRORS as exc:
+        raise unavailable(exc) from None
     try:
         await ensure_current(conn)
     finally:
@@ -474,27 +475,10 @@ def run(argv: Sequence[str] | None, parser: argparse.ArgumentParser) -> int:
         return EXIT_USAGE if isinstance(exc, USAGE_ERRORS) else 1
     except KeyboardInterrupt:
         return 130
-    except Exception as exc:
-        if not _is_database_error(exc):
-            raise
-        print(f"mailq: cannot reach the queue's database: {_one_line(exc)}", file=sys.stderr)
+    except DATABASE_ERRORS as exc:
+        print(f"mailq: {unavailable(exc)}", file=sys.stderr)
         return 1
     return int(result)
-
-
-def _is_database_error(exc: BaseException) -> bool:
-    import asyncpg
-    import psycopg
-    from sqlalchemy.exc import OperationalError
-
-    return isinstance(
-        exc, OSError | asyncpg.PostgresError | psycopg.OperationalError | OperationalError
-    )
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(getattr(exc, "orig", None) or exc)
-    return " ".join(text.split())[:300]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

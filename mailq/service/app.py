@@ -27,14 +27,19 @@ from mailq import __version__, logs
 from mailq.compose.unsubscribe import load_secret_key
 from mailq.config import DEFAULT_CONFIG, Config, load_settings
 from mailq.db import embedded
-from mailq.db.connection import IDEMPOTENCY_PRUNE_LOCK_KEY, schema_try_duty_lock
+from mailq.db.connection import (
+    DATABASE_ERRORS,
+    IDEMPOTENCY_PRUNE_LOCK_KEY,
+    schema_try_duty_lock,
+    unavailable,
+)
 from mailq.db.idempotency_keys import idempotency_key_delete_expired
 from mailq.db.schema import ensure_current
-from mailq.errors import ConfigError, DatabaseUnavailable
+from mailq.errors import ConfigError
 from mailq.service.api import Handler, Operation, Router
 from mailq.service.auth import authorize, load_tokens
 from mailq.service.embedded import EmbeddedWorker, SenderFactory, default_sender
-from mailq.service.errors import DATABASE_ERRORS, EXCEPTION_HANDLERS
+from mailq.service.errors import EXCEPTION_HANDLERS
 from mailq.service.metrics import ROUTE_KEY, MetricsMiddleware, metrics
 from mailq.service.openapi import document
 from mailq.service.routes import campaigns as routes_campaigns
@@ -88,7 +93,7 @@ async def _open_pool(settings: Settings, limits: Limits) -> asyncpg.Pool:
             command_timeout=COMMAND_TIMEOUT_S,
         )
     except DATABASE_ERRORS as exc:
-        raise DatabaseUnavailable(f"cannot reach the queue's database: {exc}") from None
+        raise unavailable(exc) from None
     assert pool is not None
     return pool
 

@@ -31,7 +31,7 @@ from mailq.compose.dkim import DkimSigner
 from mailq.compose.message import build_message
 from mailq.compose.unsubscribe import UnsubscribeLinks, load_secret_key
 from mailq.config import DEFAULT_CONFIG, Config
-from mailq.db.connection import keep_session
+from mailq.db.connection import DATABASE_ERRORS, keep_session
 from mailq.db.emails import (
     email_cancel_by_address,
     email_claim_due,
@@ -63,15 +63,6 @@ DB_RETRY_MIN_S = 0.2
 DB_RETRY_MAX_S = 5.0
 SUMMARY_INTERVAL_S = 10.0
 POOL_SIZE = 4
-# What a lost or restarting database raises; the worker waits and tries again on these.
-# (asyncpg raises InternalClientError from a connection cut in the middle of an operation.)
-DATABASE_ERRORS = (
-    OSError,
-    TimeoutError,
-    asyncpg.PostgresError,
-    asyncpg.InterfaceError,
-    asyncpg.InternalClientError,
-)
 
 # Told of every attempt's outcome and how long the send took in seconds (metrics).
 AttemptObserver = Callable[[AttemptResult, float], None]
