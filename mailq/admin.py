@@ -25,12 +25,12 @@ from mailq.db.emails import (
 from mailq.db.paused_kinds import kind_list_paused, kind_pause, kind_resume
 from mailq.errors import EmailNotFound, NotAllowed, UsageError
 from mailq.kinds import KIND_NAME
-from mailq.models import EmailState
+from mailq.models import WAITING_STATES, EmailState
 
 logger = logging.getLogger(__name__)
 
 RETRYABLE = (EmailState.FAILED, EmailState.CANCELLED, EmailState.UNKNOWN)
-CANCELLABLE = (EmailState.SCHEDULED, EmailState.QUEUED, EmailState.RETRYING, EmailState.UNKNOWN)
+CANCELLABLE = (*WAITING_STATES, EmailState.UNKNOWN)
 
 RETRY_BATCH = 5000
 PRUNE_BATCH = 5000

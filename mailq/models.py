@@ -25,6 +25,14 @@ class EmailState(enum.StrEnum):
     UNKNOWN = "unknown"
 
 
+# The states of an email that waits to be claimed (due now or later).
+WAITING_STATES: tuple[EmailState, ...] = (
+    EmailState.SCHEDULED,
+    EmailState.QUEUED,
+    EmailState.RETRYING,
+)
+
+
 class Outcome(enum.StrEnum):
     """What one attempt came to, as recorded in mailq.attempts."""
 
