@@ -281,11 +281,6 @@ def content_json(content: Mapping[str, Any]) -> str:
     return text
 
 
-def new_message_id(from_address: str) -> str:
-    """A fresh Message-ID in the sender's domain (fixed at enqueue, kept on every retry)."""
-    return _message_id(from_address)
-
-
 def to_row(
     email: Email,
     *,

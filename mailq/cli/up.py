@@ -173,7 +173,7 @@ class Up:
                 return f"{name} (pid {process.pid}, exit code {process.returncode})"
         return None
 
-    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+    def _on_signal(self, _signum: int, _frame: FrameType | None) -> None:
         self._signals += 1
         if self._signals == 1:
             _say("stopping (Ctrl-C again to kill at once)")

@@ -1,6 +1,6 @@
 """What every statement module shares: the Executor protocol, transactions on a pool or
 connection, the pool reset, the duty locks, and the one definition of "the database is
-unavailable" (DATABASE_ERRORS, is_unavailable) with its translation into DatabaseUnavailable."""
+unavailable" (DATABASE_ERRORS) with its translation into DatabaseUnavailable."""
 
 from __future__ import annotations
 
@@ -35,11 +35,6 @@ DATABASE_ERRORS: tuple[type[BaseException], ...] = (
     psycopg.OperationalError,  # psycopg's (enqueue_sync, Alembic) for all of the above
     DatabaseUnavailable,
 )
-
-
-def is_unavailable(exc: BaseException) -> bool:
-    """Whether `exc` means the database is unavailable (see DATABASE_ERRORS)."""
-    return isinstance(exc, DATABASE_ERRORS)
 
 
 def unavailable(exc: BaseException) -> DatabaseUnavailable:
