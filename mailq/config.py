@@ -62,20 +62,13 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from mailq.compose.dkim import DkimKey
 from mailq.compose.templates import DEFAULT_FOLDER, TEMPLATE_NAME, TemplateStore
 from mailq.delivery.replies import BUILTIN_QUIRKS, CLASSES, Quirk
 from mailq.errors import ConfigError
 from mailq.kinds import BUILTIN_KINDS, KIND_NAME, LOST_POLICIES, KindPolicy, RateLimit
 from mailq.retry import RetryPolicy
 from mailq.settings import BATCH_LIMIT, HTTP_BODY_LIMIT_BYTES, RETENTION_DAYS, Settings
-
-
-@dataclass(frozen=True, slots=True)
-class DkimKey:
-    domain: str
-    selector: str
-    private_key: bytes
-    headers: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,6 +1,6 @@
 """What every statement module shares: the Executor protocol, transactions on a pool or
-connection, the pool reset, the duty locks, and the one translation of a lost connection
-into DatabaseUnavailable."""
+connection, the pool reset, the duty locks, and the one definition of "the database is
+unavailable" (DATABASE_ERRORS) with its translation into DatabaseUnavailable."""
 
 from __future__ import annotations
 
@@ -9,9 +9,40 @@ from contextlib import asynccontextmanager
 from typing import Any, Protocol
 
 import asyncpg
+import psycopg
 
 from mailq.db.queries import QUERIES
 from mailq.errors import DatabaseUnavailable
+
+# What a lost, restarting, overloaded or missing database raises through asyncpg or psycopg:
+# the worker waits and tries again, the service answers 503, the CLI prints one line. Any other
+# driver error (a constraint, a syntax error) is a bug in mailq and is reported as one.
+DATABASE_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,  # refused, reset, no route, DNS
+    TimeoutError,
+    asyncpg.InterfaceError,  # the connection is closed or was lost
+    asyncpg.InternalClientError,  # a connection cut in the middle of an operation
+    asyncpg.PostgresConnectionError,  # class 08: connection exceptions
+    asyncpg.TransactionRollbackError,  # class 40: serialization failure, deadlock (try again)
+    asyncpg.ReadOnlySQLTransactionError,  # 25006: connected to a standby after a failover
+    asyncpg.InsufficientResourcesError,  # class 53: too many connections, disk full
+    asyncpg.OperatorInterventionError,  # class 57: shutting down, starting up, statement timeout
+    asyncpg.InvalidAuthorizationSpecificationError,  # class 28: wrong user or password
+    asyncpg.InvalidCatalogNameError,  # 3D000: the database does not exist
+    asyncpg.PostgresSystemError,  # class 58: the server's own I/O failed
+    asyncpg.InvalidSchemaNameError,  # the schema is not there (never migrated)
+    asyncpg.UndefinedTableError,
+    psycopg.OperationalError,  # psycopg's (enqueue_sync, Alembic) for all of the above
+    DatabaseUnavailable,
+)
+
+
+def unavailable(exc: BaseException) -> DatabaseUnavailable:
+    """The mailq error for one of DATABASE_ERRORS: one line with the driver's reason."""
+    if isinstance(exc, DatabaseUnavailable):
+        return exc
+    text = " ".join(str(exc).split())[:300] or type(exc).__name__
+    return DatabaseUnavailable(f"cannot reach the queue's database: {text}")
 
 
 class Executor(Protocol):
@@ -62,7 +93,3 @@ async def keep_session(conn: asyncpg.Connection) -> None:
 async def schema_try_duty_lock(conn: asyncpg.Connection, key: int) -> bool:
     """Inside a transaction: take a duty's advisory lock, False when another worker has it."""
     return bool(await conn.fetchval(QUERIES["schema_try_duty_lock"], key))
-
-
-def connection_error(exc: BaseException) -> DatabaseUnavailable:
-    return DatabaseUnavailable(f"the queue's database is unreachable: {exc}")

@@ -14,20 +14,10 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-import asyncpg
+from mailq.db.connection import DATABASE_ERRORS
 
 DB_RETRY_MIN_S = 0.2
 DB_RETRY_MAX_S = 5.0
-
-# What a lost or restarting database raises; the worker waits and tries again on these.
-# (asyncpg raises InternalClientError from a connection cut in the middle of an operation.)
-DATABASE_ERRORS = (
-    OSError,
-    TimeoutError,
-    asyncpg.PostgresError,
-    asyncpg.InterfaceError,
-    asyncpg.InternalClientError,
-)
 
 
 class Backoff:

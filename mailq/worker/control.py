@@ -14,8 +14,9 @@ from collections.abc import Callable
 
 import asyncpg
 
+from mailq.db.connection import DATABASE_ERRORS
 from mailq.db.leases import WorkerIdentity, worker_lease_register, worker_lease_renew
-from mailq.worker.backoff import DATABASE_ERRORS, Backoff
+from mailq.worker.backoff import Backoff
 
 logger = logging.getLogger(__name__)
 

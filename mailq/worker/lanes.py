@@ -18,6 +18,7 @@ import asyncpg
 from mailq.compose.dkim import DkimSigner
 from mailq.compose.message import build_message
 from mailq.compose.unsubscribe import UnsubscribeLinks
+from mailq.db.connection import DATABASE_ERRORS
 from mailq.db.emails import email_mark_data_started
 from mailq.db.leases import WorkerIdentity
 from mailq.delivery.sender import BeforeData, Sender
@@ -25,7 +26,6 @@ from mailq.errors import RetryLater, SendFailure
 from mailq.kinds import LOST_HOLD, KindPolicy, policy_for
 from mailq.models import AttemptResult, ClaimedEmail, Outcome
 from mailq.retry import RetryPolicy
-from mailq.worker.backoff import DATABASE_ERRORS
 from mailq.worker.slots import Slot
 
 logger = logging.getLogger(__name__)

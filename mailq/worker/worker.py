@@ -31,7 +31,7 @@ import asyncpg
 from mailq.compose.dkim import DkimSigner
 from mailq.compose.unsubscribe import UnsubscribeLinks, load_secret_key
 from mailq.config import DEFAULT_CONFIG, Config
-from mailq.db.connection import keep_session
+from mailq.db.connection import DATABASE_ERRORS, keep_session
 from mailq.db.emails import email_release
 from mailq.db.leases import WorkerIdentity, worker_lease_delete
 from mailq.db.schema import ensure_current
@@ -41,7 +41,6 @@ from mailq.kinds import KindPolicy, policy_for
 from mailq.models import ClaimedEmail
 from mailq.retry import RetryPolicy
 from mailq.settings import Settings
-from mailq.worker.backoff import DATABASE_ERRORS
 from mailq.worker.claimer import Claimer, Wakeup
 from mailq.worker.control import Heartbeat
 from mailq.worker.duties import Duty, DutyRunner, ForgetDeadWorkers, PruneFinished, RescueExpired

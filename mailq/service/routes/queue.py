@@ -9,6 +9,7 @@ from starlette.responses import JSONResponse, Response
 
 from mailq.db.emails import email_count_by_state, email_sent_recently
 from mailq.db.leases import worker_lease_list
+from mailq.models import WAITING_STATES, EmailState
 from mailq.service.api import Role, Router
 from mailq.service.openapi import errors
 from mailq.service.schemas import emails as schemas
@@ -37,7 +38,7 @@ PROCESSOR_STATUS: dict[str, Any] = {
     },
 }
 # The old processor reported these; a waiting or sending email is "pending" there.
-PENDING_STATES = ("scheduled", "queued", "retrying", "sending")
+PENDING_STATES = (*WAITING_STATES, EmailState.SENDING)
 
 
 @router.route(

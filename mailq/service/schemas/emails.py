@@ -17,9 +17,9 @@ from typing import Any
 from mailq.config import Config
 from mailq.errors import InvalidEmail
 from mailq.kinds import KIND_NAME, KindPolicy
-from mailq.models import EmailState
+from mailq.models import EmailRow, EmailState, Outcome
 from mailq.service.errors import ApiError
-from mailq.validation import MAX_RECIPIENTS, MAX_SUBJECT_CHARS, EmailRow, check_kind, to_row
+from mailq.validation import MAX_RECIPIENTS, MAX_SUBJECT_CHARS, check_kind, to_row
 from mailq.wire import email_from_json
 
 # -- requests ------------------------------------------------------------------------------
@@ -340,7 +340,8 @@ ATTEMPT: dict[str, Any] = {
     "required": ["attempt", "outcome"],
     "properties": {
         "attempt": {"type": "integer"},
-        "outcome": {"type": "string", "enum": ["sent", "retry", "failed", "lost"]},
+        # A suppressed email is cancelled without an attempt: no attempt has that outcome.
+        "outcome": {"type": "string", "enum": [o.value for o in Outcome if o != Outcome.CANCELLED]},
         "smtp_code": {"type": ["integer", "null"]},
         "smtp_reply": {"type": ["string", "null"]},
         "error": {"type": ["string", "null"]},

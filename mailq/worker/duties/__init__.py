@@ -10,7 +10,7 @@ tests pass a time instead of waiting for it) and emits a test signal after each 
 from __future__ import annotations
 
 from mailq.worker.duties.forget_workers import ForgetDeadWorkers
-from mailq.worker.duties.prune import PRUNE_INTERVAL_S, PruneFinished, prune_finished
+from mailq.worker.duties.prune import PRUNE_INTERVAL_S, PruneFinished
 from mailq.worker.duties.rescue import RescueExpired
 from mailq.worker.duties.runner import Duty, DutyRunner
 
@@ -21,5 +21,4 @@ __all__ = [
     "ForgetDeadWorkers",
     "PruneFinished",
     "RescueExpired",
-    "prune_finished",
 ]
