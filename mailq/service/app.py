@@ -1,4 +1,4 @@
-"""The HTTP service: `uvicorn service.app:app --workers 4` (or `mailq serve`).
+"""The HTTP service: `uvicorn mailq.service.app:app --workers 4` (or `mailq serve`).
 
 `create_app(settings)` builds the app; the module-level `app` reads the settings once from
 the environment. The lifespan of each process opens its connection pool, checks the schema
