@@ -1,4 +1,4 @@
-"""The HTTP service: `uvicorn service.app:app --workers 4` (or `mailq serve`).
+"""The HTTP service: `uvicorn mailq.service.app:app --workers 4` (or `mailq serve`).
 
 `create_app(settings)` builds the app; the module-level `app` builds it from the environment
 on first use (in each process, never at import). The lifespan of each process opens its
