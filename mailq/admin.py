@@ -12,7 +12,13 @@ from typing import TypeAlias
 
 import asyncpg
 
-from mailq.db.emails import email_cancel, email_retry, email_retry_failed, email_states
+from mailq.db.emails import (
+    email_cancel,
+    email_mark_sent,
+    email_retry,
+    email_retry_failed,
+    email_states,
+)
 from mailq.db.paused_kinds import kind_list_paused, kind_pause, kind_resume
 from mailq.errors import EmailNotFound, NotAllowed, UsageError
 from mailq.kinds import KIND_NAME
@@ -48,6 +54,12 @@ async def cancel_emails(conn: Connection, ids: Sequence[int]) -> list[int]:
         return await email_cancel(db, chosen, CANCEL_REASON)
 
     return await _change(conn, ids, cancel, CANCELLABLE, "cancelled")
+
+
+async def mark_sent(conn: Connection, ids: Sequence[int]) -> list[int]:
+    """An operator's verdict on unknown emails: they did go out (state sent). All or
+    nothing, like retry_emails; to send one again instead, retry it."""
+    return await _change(conn, ids, email_mark_sent, ("unknown",), "marked sent")
 
 
 async def retry_failed(
