@@ -33,6 +33,7 @@ from mailq.db.schema import ensure_current
 from mailq.errors import ConfigError, DatabaseUnavailable
 from mailq.service.api import Handler, Operation, Router
 from mailq.service.auth import authorize, load_tokens
+from mailq.service.dashboard import routes as dashboard_routes
 from mailq.service.embedded import EmbeddedWorker, SenderFactory, default_sender
 from mailq.service.errors import DATABASE_ERRORS, EXCEPTION_HANDLERS
 from mailq.service.metrics import ROUTE_KEY, MetricsMiddleware, metrics
@@ -172,7 +173,8 @@ def create_app(
                 pool.terminate()
 
     app = Starlette(
-        routes=[Route(op.path, _guarded(op), methods=[op.method]) for op in operations],
+        routes=[Route(op.path, _guarded(op), methods=[op.method]) for op in operations]
+        + dashboard_routes(),
         lifespan=lifespan,
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[Middleware(MetricsMiddleware, metrics=process_metrics)],
