@@ -64,7 +64,9 @@ def dashboard(database_url: str, tmp_path: Path) -> Iterator[Dashboard]:
 @pytest.fixture(scope="session")
 def browser() -> Iterator[Any]:
     if not CHROMIUM.exists():
-        pytest.skip("Debian's Chromium is not installed (.ci/run installs it: apt-get install chromium)")
+        pytest.skip(
+            "Debian's Chromium is not installed (.ci/run installs it: apt-get install chromium)"
+        )
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:

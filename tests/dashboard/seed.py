@@ -71,14 +71,19 @@ async def _seed(conn: asyncpg.Connection) -> dict[str, int]:
                                           attempts, max_attempts, created_at, run_at,
                                           finished_at, last_error)
                 SELECT 'welcome', 'failed', 'nobody' || g || '@' || $2, '<f.' || $2 || g || '@x>',
-                       $1, 1, 8, now() - g * interval '7 minutes', now() - g * interval '7 minutes',
+                       $1, 2, 8, now() - g * interval '7 minutes', now() - g * interval '7 minutes',
                        now() - g * interval '7 minutes', $3::integer || ' ' || $4
                 FROM generate_series(1, $5::integer) AS g
                 RETURNING id, to_address, finished_at
             )
             INSERT INTO mailq.attempts (email_id, attempt, worker_id, started_at, finished_at,
                                         outcome, smtp_code, smtp_reply)
-            SELECT id, 1, $6, finished_at - interval '1 second', finished_at, 'failed', $3,
+            SELECT id, 1, $6, finished_at - interval '181 seconds',
+                   finished_at - interval '180 seconds', 'retry', 421,
+                   '4.7.0 Temporary System Problem. Try again later.'
+            FROM made
+            UNION ALL
+            SELECT id, 2, $6, finished_at - interval '1 second', finished_at, 'failed', $3,
                    replace($4, '{a}', to_address)
             FROM made
             """,
@@ -169,7 +174,10 @@ async def _seed(conn: asyncpg.Connection) -> dict[str, int]:
             text="Hello {{ name }}, the new search is here.",
             html="<p>Hello {{ name }}, the new search is here.</p>",
         ),
-        [{"email": f"reader{i}@example.com", "context": {"name": f"Reader {i}"}} for i in range(600)],
+        [
+            {"email": f"reader{i}@example.com", "context": {"name": f"Reader {i}"}}
+            for i in range(600)
+        ],
         default_from="news@shop.example",
     )
     await conn.execute(
@@ -193,6 +201,14 @@ async def _seed(conn: asyncpg.Connection) -> dict[str, int]:
                last_error = '550 5.1.1 user unknown'
         WHERE id IN (SELECT id FROM mailq.emails WHERE campaign_id = $1 AND status = 'waiting'
                      ORDER BY id LIMIT 7)
+        """,
+        campaign.id,
+    )
+    # The campaign's rate and ETA: as if its page had been open five minutes ago.
+    await conn.execute(
+        """
+        INSERT INTO mailq.campaign_samples (campaign_id, sampled_at, finished)
+        VALUES ($1, now() - interval '5 minutes', 300)
         """,
         campaign.id,
     )

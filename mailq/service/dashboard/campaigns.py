@@ -13,14 +13,12 @@ from mailq.campaigns import Campaign
 from mailq.db.audit_log import audit_log_for_target
 from mailq.db.dashboard import event_rates
 from mailq.errors import CampaignNotFound
-from mailq.service.dashboard import rates
+from mailq.service.dashboard import charts, rates
 from mailq.service.dashboard.guard import Context, Form, action, done, not_found, page
 from mailq.service.dashboard.overview import FINISHED_STATES, OPEN_STATES
 from mailq.service.state import MAX_ID
 
 PAGE_SIZE = 25
-STATE_ORDER = ("sent", "sending", "queued", "scheduled", "retrying", "unknown", "failed",
-               "cancelled")  # fmt: skip
 
 
 async def _view(ctx: Context, campaign: Campaign) -> dict[str, Any]:
@@ -38,22 +36,8 @@ async def _view(ctx: Context, campaign: Campaign) -> dict[str, Any]:
         "finished": finished,
         "remaining": remaining,
         "pace": pace,
-        "segments": _segments(progress, total),
+        "segments": charts.progress_segments(progress, total),
     }
-
-
-def _segments(progress: dict[str, int], total: int) -> list[dict[str, Any]]:
-    """The progress bar: one segment per state, widths in percent of an SVG 100 wide."""
-    out = []
-    x = 0.0
-    for state in STATE_ORDER:
-        n = progress.get(state, 0)
-        if not n or not total:
-            continue
-        width = 100.0 * n / total
-        out.append({"state": state, "n": n, "x": round(x, 3), "width": round(width, 3)})
-        x += width
-    return out
 
 
 @page

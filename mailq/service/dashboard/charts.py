@@ -3,15 +3,16 @@ chart library, no script)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC
+from typing import Any
 
 from mailq.service.dashboard.rates import Minute
 
 WIDTH = 600
 HEIGHT = 140
-AXIS = 18  # room for the labels below the bars
+AXIS = 1  # the base line (the labels are HTML below the chart)
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +40,27 @@ class Chart:
     failed: int = 0
 
 
-def bar_chart(title: str, points: Sequence[Minute], unit: str, tick_every: int) -> Chart:
+STATE_ORDER = ("sent", "sending", "queued", "scheduled", "retrying", "unknown", "failed",
+               "cancelled")  # fmt: skip
+
+
+def progress_segments(progress: Mapping[str, int], total: int) -> list[dict[str, Any]]:
+    """A campaign's progress bar: one segment per state, in percent of an SVG 100 wide."""
+    out = []
+    x = 0.0
+    for state in STATE_ORDER:
+        n = progress.get(state, 0)
+        if not n or not total:
+            continue
+        width = 100.0 * n / total
+        out.append({"state": state, "n": n, "x": round(x, 3), "width": round(width, 3)})
+        x += width
+    return out
+
+
+def bar_chart(
+    title: str, points: Sequence[Minute], unit: str, tick_every: int, last_label: str = "now"
+) -> Chart:
     plot = HEIGHT - AXIS
     peak = max((p.sent + p.failed for p in points), default=0)
     scale = plot / peak if peak else 0.0
@@ -64,6 +85,7 @@ def bar_chart(title: str, points: Sequence[Minute], unit: str, tick_every: int) 
         )
         if i % tick_every == 0:
             ticks.append((round(i * step, 2), at))
+    ticks.append((float(WIDTH), last_label))
     sent = sum(p.sent for p in points)
     failed = sum(p.failed for p in points)
     summary = f"{title}: {sent:,} sent and {failed:,} failed attempts; busiest {unit} {peak:,}"

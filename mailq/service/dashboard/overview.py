@@ -77,6 +77,7 @@ def campaign_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         entry["total"] = sum(progress.values())
         entry["finished"] = sum(progress.get(s, 0) for s in FINISHED_STATES)
         entry["remaining"] = sum(progress.get(s, 0) for s in OPEN_STATES)
+        entry["segments"] = charts.progress_segments(progress, entry["total"])
     return sorted(out.values(), key=lambda e: -int(e["id"]))
 
 

@@ -29,9 +29,12 @@ MINUTE = timedelta(minutes=1)
 # A minute is counted into the rollup this long after it ended (an outcome's attempt is
 # stamped with its transaction's start, which commits a moment later).
 CLOSE_LAG = timedelta(minutes=2)
+HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
 KEEP = timedelta(days=8)
-FILL_CHUNK = timedelta(minutes=30)
+# Minutes counted per statement: doubled while statements are quick, halved when slow.
+FILL_CHUNK_MIN = timedelta(minutes=15)
+FILL_CHUNK_MAX = timedelta(hours=24)
 FILL_BUDGET_S = 0.04
 CAMPAIGN_SAMPLE_EVERY_S = 15.0
 CAMPAIGN_RATE_WINDOW_S = 600.0
@@ -49,14 +52,15 @@ class Minute:
 @dataclass(slots=True)
 class Rates:
     now: datetime
-    minutes: list[Minute] = field(default_factory=list)  # the last 24 h, oldest first
+    # From the start of the hour 23 hours ago up to this minute, oldest first.
+    minutes: list[Minute] = field(default_factory=list)
     uncounted: int = 0  # closed minutes not in the rollup yet (a later refresh counts them)
 
     def last(self, count: int) -> list[Minute]:
         return self.minutes[-count:]
 
     def hours(self) -> list[Minute]:
-        """The day in 24 hours, oldest first (the last one is the hour in progress)."""
+        """The day in 24 clock hours, oldest first (the last one is the hour in progress)."""
         out = []
         for start in range(0, len(self.minutes), 60):
             chunk = self.minutes[start : start + 60]
@@ -73,7 +77,7 @@ def _floor(moment: datetime) -> datetime:
 async def attempt_rates(db: Executor, *, fill: bool = True) -> Rates:
     now = await dashboard_now(db)
     current = _floor(now)
-    start = current - DAY + MINUTE
+    start = current.replace(minute=0) - DAY + HOUR
     closed_until = _floor(now - CLOSE_LAG)
     stored = {r["minute"]: r for r in await dashboard_rate_minutes(db, start)}
     missing = []
@@ -108,20 +112,23 @@ async def _fill(db: Executor, missing: list[datetime]) -> int:
     began = time.perf_counter()
     counted = 0
     index = 0
+    chunk = FILL_CHUNK_MIN
     while index < len(missing) and time.perf_counter() - began < FILL_BUDGET_S:
         end = missing[index] + MINUTE
         begin = missing[index]
         index += 1
         # Extend the run downwards while minutes are consecutive, up to one chunk.
-        while (
-            index < len(missing)
-            and missing[index] == begin - MINUTE
-            and end - missing[index] <= FILL_CHUNK
-        ):
+        while index < len(missing) and missing[index] == begin - MINUTE and end - begin < chunk:
             begin = missing[index]
             index += 1
+        started = time.perf_counter()
         await dashboard_rate_fill(db, begin, end)
+        took = time.perf_counter() - started
         counted += int((end - begin) / MINUTE)
+        if took < FILL_BUDGET_S / 8:
+            chunk = min(FILL_CHUNK_MAX, chunk * 2)
+        elif took > FILL_BUDGET_S / 2:
+            chunk = max(FILL_CHUNK_MIN, chunk / 2)
     if counted:
         await dashboard_rate_prune(db, _floor(missing[0]) - KEEP)
     return counted

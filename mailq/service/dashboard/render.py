@@ -60,6 +60,12 @@ def when(value: datetime | None) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+def ago(value: datetime | None) -> str:
+    if value is None:
+        return NONE
+    return duration((datetime.now(UTC) - value).total_seconds()) + " ago"
+
+
 def iso(value: datetime | None) -> str:
     return "" if value is None else value.astimezone(UTC).isoformat()
 
@@ -78,7 +84,7 @@ def _environment() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(number=number, duration=duration, when=when, iso=iso)
+    env.filters.update(number=number, duration=duration, when=when, iso=iso, ago=ago)
     env.globals.update(percent=percent)
     return env
 
