@@ -5,10 +5,12 @@ server-sent updates (live.py)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import asyncpg
 from starlette.responses import JSONResponse, Response
 
 from mailq.db.campaigns import campaign_progress_open
@@ -84,20 +86,29 @@ def campaign_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
 async def snapshot(db: Executor) -> dict[str, Any]:
     """Everything the overview's live regions show."""
     counts = count_table(await email_count_by_state(db))
+    # Independent reads: on a pool they run side by side (each on its own connection).
+    if isinstance(db, asyncpg.Pool):
+        workers, paused, progress = await asyncio.gather(
+            worker_lease_list(db), kind_list_paused(db), campaign_progress_open(db, OPEN_CAMPAIGNS)
+        )
+    else:
+        workers = await worker_lease_list(db)
+        paused = await kind_list_paused(db)
+        progress = await campaign_progress_open(db, OPEN_CAMPAIGNS)
     waiting_kinds = [k.kind for k in counts if any(k.counts.get(s) for s in WAITING_STATES)]
     oldest = await dashboard_oldest_due(db, waiting_kinds) if waiting_kinds else None
     totals = {s: sum(k.counts.get(s, 0) for k in counts) for s in STATES}
     attempt = await rates.attempt_rates(db)
     hour = charts.bar_chart("Last hour, per minute", attempt.last(60), "minute", 10)
     day = charts.bar_chart("Last 24 hours, per hour", attempt.hours(), "hour", 4)
-    campaigns = campaign_rows(await campaign_progress_open(db, OPEN_CAMPAIGNS))
+    campaigns = campaign_rows(progress)
     return {
         "counts": counts,
         "totals": totals,
         "states": STATES,
         "oldest": oldest,
-        "workers": await worker_lease_list(db),
-        "paused": await kind_list_paused(db),
+        "workers": workers,
+        "paused": paused,
         "campaigns": campaigns,
         "hour": hour,
         "day": day,
