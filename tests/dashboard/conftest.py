@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from typing import Any, TypeVar
 import pytest
 
 from tests.dashboard.seed import seed
+from tests.support import postgres
 from tests.support.processes import REPO
 from tests.support.service import service_env, uvicorn
 
@@ -44,8 +46,21 @@ class Dashboard:
     seeded: dict[str, int]
 
 
-@pytest.fixture
-def dashboard(database_url: str, tmp_path: Path) -> Iterator[Dashboard]:
+@pytest.fixture(scope="module")
+def dashboard(
+    pg_admin_url: str, template_name: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Dashboard]:
+    """One seeded service for a module's browser tests (starting one is the slow part)."""
+    name = f"mailq_t_{uuid.uuid4().hex[:16]}"
+    database_url = postgres.create_database(pg_admin_url, name, template=template_name)
+    tmp_path = tmp_path_factory.mktemp("dashboard")
+    try:
+        yield from _serve(database_url, tmp_path)
+    finally:
+        postgres.drop_database(pg_admin_url, name)
+
+
+def _serve(database_url: str, tmp_path: Path) -> Iterator[Dashboard]:
     seeded = run_async(lambda: seed(database_url))
     env = service_env(
         database_url,

@@ -78,12 +78,12 @@ async def _seed(conn: asyncpg.Connection) -> dict[str, int]:
             )
             INSERT INTO mailq.attempts (email_id, attempt, worker_id, started_at, finished_at,
                                         outcome, smtp_code, smtp_reply)
-            SELECT id, 1, $6, finished_at - interval '181 seconds',
+            SELECT id, 1, $6::uuid, finished_at - interval '181 seconds',
                    finished_at - interval '180 seconds', 'retry', 421,
                    '4.7.0 Temporary System Problem. Try again later.'
             FROM made
             UNION ALL
-            SELECT id, 2, $6, finished_at - interval '1 second', finished_at, 'failed', $3,
+            SELECT id, 2, $6::uuid, finished_at - interval '1 second', finished_at, 'failed', $3,
                    replace($4, '{a}', to_address)
             FROM made
             """,
