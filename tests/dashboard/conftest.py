@@ -76,8 +76,10 @@ def _serve(database_url: str, tmp_path: Path) -> Iterator[Dashboard]:
         yield Dashboard(base_url, database_url, seeded)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    # Module-scoped: Playwright's sync API keeps an event loop running in this thread while
+    # it is open, which the async tests of later modules could not share.
     if not CHROMIUM.exists():
         pytest.skip(
             "Debian's Chromium is not installed (.ci/run installs it: apt-get install chromium)"

@@ -34,8 +34,9 @@ DAY = timedelta(days=1)
 KEEP = timedelta(days=8)
 # Minutes counted per statement: doubled while statements are quick, halved when slow.
 FILL_CHUNK_MIN = timedelta(minutes=15)
+FILL_CHUNK_FIRST = timedelta(hours=1)
 FILL_CHUNK_MAX = timedelta(hours=24)
-FILL_BUDGET_S = 0.04
+FILL_BUDGET_S = 0.05
 CAMPAIGN_SAMPLE_EVERY_S = 15.0
 CAMPAIGN_RATE_WINDOW_S = 600.0
 CAMPAIGN_RATE_MIN_AGE_S = 20.0
@@ -112,7 +113,7 @@ async def _fill(db: Executor, missing: list[datetime]) -> int:
     began = time.perf_counter()
     counted = 0
     index = 0
-    chunk = FILL_CHUNK_MIN
+    chunk = FILL_CHUNK_FIRST
     while index < len(missing) and time.perf_counter() - began < FILL_BUDGET_S:
         end = missing[index] + MINUTE
         begin = missing[index]
