@@ -160,3 +160,65 @@ SELECT count(*) FROM mailq.emails WHERE id > $1 AND finished_at IS NOT NULL
 -- name: bench_history_async_commit
 -- The history is written once per run, not measured: its commit need not wait for the disk.
 SET synchronous_commit = off
+
+-- name: bench_dashboard_waiting
+-- $1 waiting emails (welcome and search_engine, due from an hour ago to an hour ahead),
+-- content $2: the backlog the dashboard's measure looks at next to the history.
+INSERT INTO mailq.emails (kind, priority, run_at, to_address, message_id, content)
+SELECT (ARRAY['welcome', 'search_engine'])[1 + g % 2], (g % 2) * 5,
+       now() + ((g % 120) - 60) * interval '1 minute', 'waiting' || g || '@example.net',
+       '<waiting.' || g || '@bench.mailq>', $2::jsonb
+FROM generate_series(1, $1::integer) AS g
+
+-- name: bench_dashboard_failed
+-- 500 failed emails of the last week (content $1) with their failed attempt, replies from a
+-- few codes and domains, and 100 unknown ones.
+WITH failed AS (
+    INSERT INTO mailq.emails (kind, status, attempts, to_address, message_id, content,
+                              created_at, run_at, finished_at, last_error)
+    SELECT 'welcome', 'failed', 1, 'gone' || g || '@' || (ARRAY['gmail.com', 'yahoo.com',
+           'example.org', 'outlook.com'])[1 + g % 4], '<failed.' || g || '@bench.mailq>',
+           $1::jsonb, t, t, t, '550 5.1.1 user unknown'
+    FROM generate_series(1, 500) AS g
+    CROSS JOIN LATERAL (SELECT now() - g * interval '20 minutes') AS x(t)
+    RETURNING id, finished_at
+),
+attempted AS (
+    INSERT INTO mailq.attempts (email_id, attempt, started_at, finished_at, outcome, smtp_code,
+                                smtp_reply)
+    SELECT id, 1, finished_at, finished_at, 'failed', (ARRAY[550, 552, 554])[1 + id % 3],
+           '5.1.1 user unknown'
+    FROM failed
+)
+INSERT INTO mailq.emails (kind, status, attempts, to_address, message_id, content,
+                          data_started_at)
+SELECT 'welcome', 'unknown', 1, 'doubt' || g || '@example.net', '<unknown.' || g || '@bench>',
+       $1::jsonb, now()
+FROM generate_series(1, 100) AS g
+
+-- name: bench_dashboard_campaign
+-- A campaign of 10,000 recipients, 6,000 of them sent; returns its id.
+WITH campaign AS (
+    INSERT INTO mailq.campaigns (name, kind, send_at, priority, max_attempts, content)
+    VALUES ('bench launch', 'search_engine', now() - interval '1 hour', 5, 8,
+            '{"from": "news@bench.mailq", "subject": "Hello", "text": "Hi"}')
+    RETURNING id
+),
+recipients AS (
+    INSERT INTO mailq.emails (kind, status, priority, attempts, to_address, message_id,
+                              content, campaign_id, finished_at)
+    SELECT 'search_engine', CASE WHEN g <= 6000 THEN 'sent' ELSE 'waiting' END, 5,
+           CASE WHEN g <= 6000 THEN 1 ELSE 0 END, 'reader' || g || '@example.com',
+           '<campaign.' || g || '@bench.mailq>', '{}', c.id,
+           CASE WHEN g <= 6000 THEN now() END
+    FROM campaign AS c CROSS JOIN generate_series(1, 10000) AS g
+)
+SELECT id FROM campaign
+
+-- name: bench_dashboard_vacuum_attempts
+-- What autovacuum does to the grown attempts table (its BRIN ranges summarised).
+VACUUM ANALYZE mailq.attempts
+
+-- name: bench_dashboard_vacuum_emails
+-- And to the emails.
+VACUUM ANALYZE mailq.emails

@@ -18,7 +18,18 @@ from typing import Any
 
 import asyncpg
 
-from bench import campaign, drain, enqueue, history, peers, plots, report, smtp, wakeup
+from bench import (
+    campaign,
+    dashboard,
+    drain,
+    enqueue,
+    history,
+    peers,
+    plots,
+    report,
+    smtp,
+    wakeup,
+)
 from bench.databases import Server
 from bench.plan import Context, Group, Options, Sample
 from bench.processes import environ
@@ -35,6 +46,7 @@ MEASURES = (
     "history",
     "campaign",
     "smtp",
+    "dashboard",
 )
 RESULTS_DIR = Path("bench-results")
 
@@ -165,6 +177,9 @@ def plan(options: Options) -> list[Group]:
         )
     if options.wants("campaign"):
         groups.append(Group("campaign", campaign.measurements(options.campaign_recipients)))
+    if options.wants("dashboard"):
+        members = dashboard.measurements(options.history_emails, options.dashboard_waiting)
+        groups.append(Group("dashboard", members))
     if options.wants("smtp") and smtp.sink_kind() is not None:
         members = smtp.measurements(options.smtp_emails, options.smtp_processes)
         groups.append(Group("smtp", members))

@@ -38,6 +38,8 @@ class Options:
     wakeup_workers: int = 2
     history_emails: int = 10_000_000
     campaign_recipients: int = 1_000_000
+    # Waiting emails next to the history in the dashboard measure.
+    dashboard_waiting: int = 100_000
     smtp_emails: int = 10_000
     smtp_processes: int = 2
     repeat: int = 3
@@ -54,6 +56,7 @@ class Options:
             wakeup_emails=50,
             history_emails=20_000,
             campaign_recipients=20_000,
+            dashboard_waiting=2_000,
             smtp_emails=300,
             repeat=1,
         )

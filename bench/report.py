@@ -313,6 +313,14 @@ def _mailq_alone(doc: Mapping[str, Any], options: Options) -> list[str]:
             f"{_n(c.get('seconds'), 1)} s, peak RSS {_n(c.get('peak_rss_mb'))} MB "
             f"({_n(c.get('rate'))} recipients/s) | | |"
         )
+    if "dashboard" in g:
+        d = g["dashboard"]["by_system"][MAILQ]
+        rows.append(
+            f"| dashboard pages with {options.history_emails:,} finished and "
+            f"{options.dashboard_waiting:,} waiting emails (server time) | slowest page "
+            f"{_n(d.get('slowest_page_ms'), 1)} ms, overview {_n(d.get('overview_ms'), 1)} ms | "
+            f"SSE update {_n(d.get('sse_update_ms'), 1)} ms | |"
+        )
     if "smtp" in g:
         sm = g["smtp"]
         rows.append(

@@ -18,6 +18,7 @@ from mailq.db.connection import PRUNE_LOCK_KEY, schema_try_duty_lock
 from mailq.db.emails import (
     email_cancel,
     email_delete_finished,
+    email_mark_sent,
     email_retry,
     email_retry_failed,
     email_states,
@@ -61,6 +62,12 @@ async def cancel_emails(conn: Connection, ids: Sequence[int]) -> list[int]:
         return await email_cancel(db, chosen, CANCEL_REASON)
 
     return await _change(conn, ids, cancel, CANCELLABLE, "cancelled")
+
+
+async def mark_sent(conn: Connection, ids: Sequence[int]) -> list[int]:
+    """An operator's verdict on unknown emails: they did go out (state sent). All or
+    nothing, like retry_emails; to send one again instead, retry it."""
+    return await _change(conn, ids, email_mark_sent, (EmailState.UNKNOWN,), "marked sent")
 
 
 async def retry_failed(

@@ -47,6 +47,8 @@ class Settings:
     smtp_reply_timeout_s: float = SMTP_REPLY_TIMEOUT_S
     api_tokens: tuple[str, ...] = ()
     admin_tokens: tuple[str, ...] = ()
+    # Read-only: the dashboard and every GET /v1/..., no change.
+    viewer_tokens: tuple[str, ...] = ()
     secret_key: str | None = None
     public_url: str = DEFAULT_PUBLIC_URL
     embedded_worker: bool = True
@@ -100,6 +102,7 @@ class Settings:
             concurrency=int(_number(env, "MAILQ_CONCURRENCY", CONCURRENCY, whole=True)),
             api_tokens=_tokens(env.get("MAILQ_API_TOKEN")),
             admin_tokens=_tokens(env.get("MAILQ_ADMIN_TOKEN")),
+            viewer_tokens=_tokens(env.get("MAILQ_VIEWER_TOKEN")),
             secret_key=env.get("MAILQ_SECRET_KEY") or None,
             public_url=(env.get("MAILQ_PUBLIC_URL") or DEFAULT_PUBLIC_URL).rstrip("/"),
             embedded_worker=_flag(env, "MAILQ_EMBEDDED_WORKER", default=True),

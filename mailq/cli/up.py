@@ -223,6 +223,7 @@ class Up:
             "mailq is up.",
             f"  MAILQ_HOME    {self.settings.home}",
             f"  service       {self.url}   (API description: {self.url}/openapi.json)",
+            f"  dashboard     {self.url}/dashboard   (sign in with the admin or viewer token)",
             f"  database      {database_url}" + ("   (embedded)" if database else ""),
         ]
         if database is not None:

@@ -318,3 +318,8 @@ async def email_count_due(
     """Emails due now per kind, each counted up to its cap."""
     rows = await db.fetch(QUERIES["email_count_due"], list(kinds), list(caps))
     return {r["kind"]: r["due"] for r in rows}
+
+
+async def email_mark_sent(db: Executor, ids: Sequence[int]) -> list[int]:
+    rows = await db.fetch(QUERIES["email_mark_sent"], list(ids), None)
+    return [r["id"] for r in rows]

@@ -39,6 +39,7 @@ from mailq.db.schema import ensure_current
 from mailq.errors import ConfigError
 from mailq.service.api import Handler, Operation, Router
 from mailq.service.auth import authorize, load_tokens
+from mailq.service.dashboard import routes as dashboard_routes
 from mailq.service.embedded import EmbeddedWorker, SenderFactory, default_sender
 from mailq.service.errors import EXCEPTION_HANDLERS
 from mailq.service.metrics import ROUTE_KEY, Metrics, MetricsMiddleware, metrics
@@ -138,7 +139,8 @@ def create_app(
             yield {"service": service}
 
     app = Starlette(
-        routes=[Route(op.path, _guarded(op), methods=[op.method]) for op in operations],
+        routes=[Route(op.path, _guarded(op), methods=[op.method]) for op in operations]
+        + dashboard_routes(),
         lifespan=lifespan,
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[Middleware(MetricsMiddleware, metrics=process_metrics)],

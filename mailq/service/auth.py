@@ -1,13 +1,16 @@
-"""Bearer tokens: client and admin, several of each so they can be rotated.
+"""Bearer tokens: client, admin and viewer, several of each so they can be rotated.
 
-Tokens come from MAILQ_API_TOKEN / MAILQ_ADMIN_TOKEN (comma-separated). A kind left unset is
-generated once into `$MAILQ_HOME/tokens` (mode 0600); every process of the service, and every
-later start, reads the same file. Only SHA-256 digests of the tokens are kept in memory past
+Tokens come from MAILQ_API_TOKEN / MAILQ_ADMIN_TOKEN / MAILQ_VIEWER_TOKEN (comma-separated). A
+kind left unset is generated once into `$MAILQ_HOME/tokens` (mode 0600; a file from before the
+viewer token gets one appended); every process of the service, and every later start, reads
+the same file. A viewer token reads what an admin token reads (the dashboard and every
+GET /v1/...) and changes nothing. Only SHA-256 digests of the tokens are kept in memory past
 start-up, compared in constant time; a token is never logged nor put in an error body.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import hmac
 import logging
@@ -28,9 +31,12 @@ logger = logging.getLogger(__name__)
 TOKEN_FILE = "tokens"
 CLIENT_VARIABLE = "MAILQ_API_TOKEN"
 ADMIN_VARIABLE = "MAILQ_ADMIN_TOKEN"
+VIEWER_VARIABLE = "MAILQ_VIEWER_TOKEN"
 # Prefixes make a leaked token recognisable to secret scanners (and to people).
 CLIENT_PREFIX = "mqc_"
 ADMIN_PREFIX = "mqa_"
+VIEWER_PREFIX = "mqv_"
+READ_METHODS = frozenset({"GET", "HEAD"})
 TOKEN_BYTES = 32
 MAX_TOKEN_CHARS = 512
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="mailq"'}
@@ -43,6 +49,8 @@ class Principal:
 
     role: Role
     scope: str
+    # A viewer: reads what an admin reads, changes nothing.
+    read_only: bool = False
 
 
 def _digest(token: str) -> bytes:
@@ -53,14 +61,21 @@ def _digest(token: str) -> bytes:
 class Tokens:
     client: tuple[bytes, ...]
     admin: tuple[bytes, ...]
+    viewer: tuple[bytes, ...] = ()
 
     @classmethod
-    def of(cls, client: tuple[str, ...], admin: tuple[str, ...]) -> Tokens:
+    def of(
+        cls, client: tuple[str, ...], admin: tuple[str, ...], viewer: tuple[str, ...] = ()
+    ) -> Tokens:
         if not client or not admin:
             raise ConfigError("at least one client and one admin token are needed")
         if set(client) & set(admin):
             raise ConfigError(f"a token is both in {CLIENT_VARIABLE} and {ADMIN_VARIABLE}")
-        return cls(tuple(map(_digest, client)), tuple(map(_digest, admin)))
+        if set(viewer) & (set(client) | set(admin)):
+            raise ConfigError(f"a token in {VIEWER_VARIABLE} is also a client or admin token")
+        return cls(
+            tuple(map(_digest, client)), tuple(map(_digest, admin)), tuple(map(_digest, viewer))
+        )
 
     def identify(self, token: str) -> Principal | None:
         """The principal a presented token stands for. Every known token is compared, each
@@ -68,13 +83,30 @@ class Tokens:
         how much of a token matched."""
         presented = _digest(token)
         role: Role | None = None
+        read_only = False
         for known in self.client:
             if hmac.compare_digest(presented, known):
                 role = Role.CLIENT
         for known in self.admin:
             if hmac.compare_digest(presented, known):
                 role = Role.ADMIN
-        return None if role is None else Principal(role, presented.hex())
+        for known in self.viewer:
+            if hmac.compare_digest(presented, known):
+                role, read_only = Role.ADMIN, True
+        return None if role is None else Principal(role, presented.hex(), read_only)
+
+    def knows(self, scope: str) -> bool:
+        """Whether a token of this scope (Principal.scope) is still configured: a dashboard
+        session ends when its token is removed."""
+        try:
+            presented = bytes.fromhex(scope)
+        except ValueError:
+            return False
+        found = False
+        for known in (*self.client, *self.admin, *self.viewer):
+            if len(presented) == len(known) and hmac.compare_digest(presented, known):
+                found = True
+        return found
 
 
 def authorize(request: Request, tokens: Tokens, needed: Role) -> Principal | None:
@@ -89,6 +121,8 @@ def authorize(request: Request, tokens: Tokens, needed: Role) -> Principal | Non
         principal = tokens.identify(token)
     if principal is None:
         raise ApiError(401, "a valid bearer token is required (Authorization: Bearer …)", CHALLENGE)
+    if principal.read_only and request.method not in READ_METHODS:
+        raise ApiError(403, "a viewer token reads and changes nothing: this needs an admin token")
     if principal.role < needed:
         raise ApiError(403, "this endpoint needs an admin token")
     return principal
@@ -100,12 +134,13 @@ def authorize(request: Request, tokens: Tokens, needed: Role) -> Principal | Non
 def load_tokens(settings: Settings) -> Tokens:
     """The tokens of this service: from the settings, and for a kind left unset, from the
     generated token file (created on first use)."""
-    client, admin = settings.api_tokens, settings.admin_tokens
-    if not client or not admin:
+    client, admin, viewer = settings.api_tokens, settings.admin_tokens, settings.viewer_tokens
+    if not client or not admin or not viewer:
         stored = read_or_create_token_file(settings.home)
         client = client or stored[CLIENT_VARIABLE]
         admin = admin or stored[ADMIN_VARIABLE]
-    return Tokens.of(client, admin)
+        viewer = viewer or stored[VIEWER_VARIABLE]
+    return Tokens.of(client, admin, viewer)
 
 
 def token_file(home: Path) -> Path:
@@ -120,7 +155,11 @@ def read_or_create_token_file(home: Path) -> dict[str, tuple[str, ...]]:
     path = token_file(home)
     if not path.exists():
         _create_token_file(path)
-    return _read_token_file(path)
+    values = _read_token_file(path)
+    if not values[VIEWER_VARIABLE]:
+        _append_viewer_token(path)
+        values = _read_token_file(path)
+    return values
 
 
 def _create_token_file(path: Path) -> None:
@@ -130,6 +169,7 @@ def _create_token_file(path: Path) -> None:
         "# Keep this file secret. Several tokens of a kind may be listed, comma-separated.\n"
         f"{CLIENT_VARIABLE}={CLIENT_PREFIX}{secrets.token_urlsafe(TOKEN_BYTES)}\n"
         f"{ADMIN_VARIABLE}={ADMIN_PREFIX}{secrets.token_urlsafe(TOKEN_BYTES)}\n"
+        f"{VIEWER_VARIABLE}={VIEWER_PREFIX}{secrets.token_urlsafe(TOKEN_BYTES)}\n"
     )
     temporary = path.with_name(f".{TOKEN_FILE}.{os.getpid()}.{secrets.token_hex(4)}")
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -151,6 +191,28 @@ def _create_token_file(path: Path) -> None:
         temporary.unlink(missing_ok=True)
 
 
+def _append_viewer_token(path: Path) -> None:
+    """A token file from before the viewer token: append one, under an exclusive lock so
+    that processes starting together append exactly one (the others see it when they get
+    the lock)."""
+    with open(path, "r+", encoding="utf-8") as stream:
+        fcntl.flock(stream, fcntl.LOCK_EX)
+        text = stream.read()
+        if any(line.strip().startswith(f"{VIEWER_VARIABLE}=") for line in text.splitlines()):
+            return
+        newline = "" if text.endswith("\n") or not text else "\n"
+        stream.write(
+            f"{newline}{VIEWER_VARIABLE}={VIEWER_PREFIX}{secrets.token_urlsafe(TOKEN_BYTES)}\n"
+        )
+        stream.flush()
+        os.fsync(stream.fileno())
+    logger.warning(
+        "added a MAILQ_VIEWER_TOKEN (read-only) to %s",
+        path,
+        extra={"action": "tokens_generated"},
+    )
+
+
 def _read_token_file(path: Path) -> dict[str, tuple[str, ...]]:
     mode = path.stat().st_mode
     if mode & 0o077:
@@ -160,7 +222,11 @@ def _read_token_file(path: Path) -> dict[str, tuple[str, ...]]:
             mode & 0o777,
             extra={"action": "token_file_mode"},
         )
-    values: dict[str, tuple[str, ...]] = {CLIENT_VARIABLE: (), ADMIN_VARIABLE: ()}
+    values: dict[str, tuple[str, ...]] = {
+        CLIENT_VARIABLE: (),
+        ADMIN_VARIABLE: (),
+        VIEWER_VARIABLE: (),
+    }
     for line in path.read_text(encoding="utf-8").splitlines():
         line = line.strip()
         if not line or line.startswith("#"):
@@ -170,7 +236,7 @@ def _read_token_file(path: Path) -> dict[str, tuple[str, ...]]:
             raise ConfigError(f"{path}: unexpected line (expected {CLIENT_VARIABLE}=… lines)")
         values[name.strip()] = tuple(t.strip() for t in raw.split(",") if t.strip())
     for name, tokens in values.items():
-        if not tokens:
+        if not tokens and name != VIEWER_VARIABLE:  # appended by the caller when missing
             raise ConfigError(f"{path}: no {name} in the file; delete it to generate new tokens")
     return values
 

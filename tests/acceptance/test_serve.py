@@ -64,5 +64,5 @@ async def test_mailq_serve_refuses_a_schema_it_does_not_know(
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
         "mailq: the database schema is at 0001_create_queue, older than "
-        "0004_service: run `mailq migrate`"
+        "0008_dashboard: run `mailq migrate`"
     ]

@@ -90,8 +90,12 @@ def test_mailq_up_sends_to_the_outbox_and_keeps_its_data(mailq_home: Path) -> No
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     with mailq_up(home, port) as running:
+        dashboard = running.wait_for(r"dashboard\s+(\S+)").group(1)
+        assert dashboard == f"{base}/dashboard"
         token = running.wait_for(r"client token\s+(\S+)").group(1)
         running.wait_for(r"Press Ctrl-C to stop")
+        login = httpx.get(dashboard, timeout=30, follow_redirects=True)
+        assert login.status_code == 200 and 'name="token"' in login.text, "the login form"
         auth = {"Authorization": f"Bearer {token}"}
         created = httpx.post(
             f"{base}/v1/emails",

@@ -172,7 +172,10 @@ def test_losing_the_creation_race_reads_the_winners_tokens(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     real_link = os.link
-    winner = "MAILQ_API_TOKEN=winner-client\nMAILQ_ADMIN_TOKEN=winner-admin\n"
+    winner = (
+        "MAILQ_API_TOKEN=winner-client\nMAILQ_ADMIN_TOKEN=winner-admin\n"
+        "MAILQ_VIEWER_TOKEN=winner-viewer\n"
+    )
 
     def link_after_another_process(source: str, target: str) -> None:
         Path(target).write_text(winner)  # another process got there first
@@ -183,6 +186,7 @@ def test_losing_the_creation_race_reads_the_winners_tokens(
     assert stored == {
         auth.CLIENT_VARIABLE: ("winner-client",),
         auth.ADMIN_VARIABLE: ("winner-admin",),
+        auth.VIEWER_VARIABLE: ("winner-viewer",),
     }
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tokens"], "temporary file left"
 

@@ -404,3 +404,11 @@ SELECT w.kind, (
     ) AS c
 )::integer AS due
 FROM unnest($1::text[], $2::integer[]) AS w(kind, n);
+
+-- name: email_mark_sent
+-- An operator's verdict on unknown emails $1 (their worker died during SMTP DATA): they did
+-- go out. Returns the ids that were marked.
+UPDATE mailq.emails
+SET status = 'sent', finished_at = coalesce($2::timestamptz, now()), last_error = NULL
+WHERE id = ANY($1::bigint[]) AND status = 'unknown'
+RETURNING id;

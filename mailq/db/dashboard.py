@@ -1,0 +1,194 @@
+"""The only caller of the dashboard's read statements (sql/dashboard.sql) and of its own two
+small tables (mailq.attempt_rates, mailq.campaign_samples).
+
+Every statement here reads the trigger-kept counts, the attempts (by time through
+attempts_finished_brin, by email through their primary key), or the partial indexes of the
+unfinished emails, and never walks the finished emails unbounded: tests/dashboard/
+test_queries_plan.py checks each one's executed plan.
+
+Panels that need tables other work adds are behind functions that answer None until then:
+`backend_breaker` (the backend circuit breaker, issue 12) and `event_rates` (bounce and
+complaint rates from mailq.events, issue 14). The pages show a panel only for an answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from mailq.db.connection import Executor
+from mailq.db.queries import QUERIES
+
+
+@dataclass(frozen=True, slots=True)
+class EmailFilter:
+    """What the emails page searches by; None is "any"."""
+
+    kind: str | None = None
+    state: str | None = None
+    address: str | None = None  # lower-case, exact
+    domain: str | None = None  # lower-case
+    campaign_id: int | None = None
+    metadata: str | None = None  # a JSON object the metadata must contain
+    created_from: datetime | None = None
+    created_to: datetime | None = None
+
+    def arguments(self) -> tuple[Any, ...]:
+        return (
+            self.kind,
+            self.state,
+            self.address,
+            self.domain,
+            self.campaign_id,
+            self.metadata,
+            self.created_from,
+            self.created_to,
+        )
+
+
+def _dicts(rows: list[Any]) -> list[dict[str, Any]]:
+    return [dict(r) for r in rows]
+
+
+async def dashboard_now(db: Executor) -> datetime:
+    now: datetime = await db.fetchval(QUERIES["dashboard_now"])
+    return now
+
+
+async def dashboard_oldest_due(db: Executor, kinds: Sequence[str]) -> dict[str, Any] | None:
+    row = await db.fetchrow(QUERIES["dashboard_oldest_due"], list(kinds))
+    return None if row is None else dict(row)
+
+
+async def dashboard_kinds_waiting(db: Executor) -> list[str]:
+    return [r["kind"] for r in await db.fetch(QUERIES["dashboard_kinds_waiting"])]
+
+
+async def dashboard_rate_minutes(db: Executor, since: datetime) -> list[dict[str, Any]]:
+    return _dicts(await db.fetch(QUERIES["dashboard_rate_minutes"], since))
+
+
+async def dashboard_rate_fill(db: Executor, start: datetime, end: datetime) -> None:
+    await db.execute(QUERIES["dashboard_rate_fill"], start, end)
+
+
+async def dashboard_rate_live(db: Executor, since: datetime) -> list[dict[str, Any]]:
+    return _dicts(await db.fetch(QUERIES["dashboard_rate_live"], since))
+
+
+async def dashboard_rate_prune(db: Executor, before: datetime) -> None:
+    await db.execute(QUERIES["dashboard_rate_prune"], before)
+
+
+async def dashboard_email_max_id(db: Executor) -> int:
+    return int(await db.fetchval(QUERIES["dashboard_email_max_id"]))
+
+
+async def dashboard_email_created_from(db: Executor, email_id: int) -> tuple[int, datetime] | None:
+    row = await db.fetchrow(QUERIES["dashboard_email_created_from"], email_id)
+    return None if row is None else (row["id"], row["created_at"])
+
+
+async def dashboard_email_walk(
+    db: Executor,
+    where: EmailFilter,
+    below: int,
+    down_to: int,
+    limit: int,
+    statuses: Sequence[str] | None = None,
+) -> list[dict[str, Any]]:
+    rows = await db.fetch(
+        QUERIES["dashboard_email_walk"],
+        *where.arguments(),
+        below,
+        down_to,
+        None if statuses is None else list(statuses),
+        limit,
+    )
+    return _dicts(rows)
+
+
+async def dashboard_email_cancellable(db: Executor, where: EmailFilter, limit: int) -> list[int]:
+    rows = await db.fetch(QUERIES["dashboard_email_cancellable"], *where.arguments(), limit)
+    return [r["id"] for r in rows]
+
+
+async def dashboard_email_retryable(db: Executor, where: EmailFilter, limit: int) -> list[int]:
+    rows = await db.fetch(QUERIES["dashboard_email_retryable"], *where.arguments(), limit)
+    return [r["id"] for r in rows]
+
+
+async def dashboard_email_lock(
+    db: Executor, ids: Sequence[int], statuses: Sequence[str]
+) -> list[int]:
+    rows = await db.fetch(QUERIES["dashboard_email_lock"], list(ids), list(statuses))
+    return [r["id"] for r in rows]
+
+
+async def dashboard_email_detail(db: Executor, email_id: int) -> dict[str, Any] | None:
+    row = await db.fetchrow(QUERIES["dashboard_email_detail"], email_id)
+    return None if row is None else dict(row)
+
+
+async def dashboard_unknown_list(db: Executor, after_id: int, limit: int) -> list[dict[str, Any]]:
+    return _dicts(await db.fetch(QUERIES["dashboard_unknown_list"], after_id, limit))
+
+
+async def dashboard_failure_groups(
+    db: Executor, since: datetime, limit: int
+) -> list[dict[str, Any]]:
+    return _dicts(await db.fetch(QUERIES["dashboard_failure_groups"], since, limit))
+
+
+async def dashboard_failure_group_emails(
+    db: Executor,
+    since: datetime,
+    limit: int,
+    *,
+    code: int | None,
+    without_code: bool,
+    domain: str | None,
+) -> list[dict[str, Any]]:
+    rows = await db.fetch(
+        QUERIES["dashboard_failure_group_emails"], since, limit, code, domain, without_code
+    )
+    return _dicts(rows)
+
+
+async def dashboard_rate_buckets(db: Executor) -> list[dict[str, Any]]:
+    return _dicts(await db.fetch(QUERIES["dashboard_rate_buckets"]))
+
+
+async def dashboard_campaign_sample(
+    db: Executor, campaign_id: int, finished: int, every_s: float
+) -> None:
+    await db.execute(QUERIES["dashboard_campaign_sample"], campaign_id, finished, every_s)
+
+
+async def dashboard_campaign_rate(
+    db: Executor, campaign_id: int, window_s: float
+) -> tuple[int, float] | None:
+    row = await db.fetchrow(QUERIES["dashboard_campaign_rate"], campaign_id, window_s)
+    return None if row is None else (int(row["finished"]), float(row["age_s"]))
+
+
+async def dashboard_campaign_sample_prune(db: Executor, older_than_s: float) -> None:
+    await db.execute(QUERIES["dashboard_campaign_sample_prune"], older_than_s)
+
+
+# -- panels for tables that are not there yet -----------------------------------------------
+
+
+async def backend_breaker(db: Executor) -> list[dict[str, Any]] | None:
+    """The backend circuit breaker's state per backend (open, half-open, closed, since when,
+    why). None: this schema has no breaker table yet (issue 12 adds it)."""
+    return None
+
+
+async def event_rates(db: Executor, campaign_id: int | None = None) -> dict[str, Any] | None:
+    """Bounce and complaint rates over sent emails (overall, or of one campaign), for the
+    panels drawn against Gmail's 0.1% / 0.3% complaint lines and the campaign pause limit.
+    None: this schema has no mailq.events table yet (issue 14 adds it)."""
+    return None

@@ -1,0 +1,100 @@
+"""Campaigns: progress by state (mailq.campaign_progress: open emails through their partial
+index, finished ones from mailq.campaign_counts), rate and ETA from samples of the finished
+count, pause / resume / cancel through mailq.campaigns."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.responses import Response
+
+from mailq import campaigns as operations
+from mailq.campaigns import Campaign
+from mailq.db.audit_log import audit_log_for_target
+from mailq.db.dashboard import event_rates
+from mailq.errors import CampaignNotFound
+from mailq.service.dashboard import charts, rates
+from mailq.service.dashboard.guard import Context, Form, action, done, not_found, page
+from mailq.service.dashboard.overview import FINISHED_STATES, OPEN_STATES
+from mailq.service.state import MAX_ID
+
+PAGE_SIZE = 25
+
+
+async def _view(ctx: Context, campaign: Campaign) -> dict[str, Any]:
+    progress = dict(campaign.progress)
+    finished = sum(progress.get(s, 0) for s in FINISHED_STATES)
+    remaining = sum(progress.get(s, 0) for s in OPEN_STATES)
+    pace = rates.CampaignPace(None, None)
+    if campaign.status != "cancelled" and remaining:
+        pace = await rates.campaign_pace(ctx.pool, campaign.id, finished, remaining)
+    total = campaign.recipients
+    return {
+        "campaign": campaign,
+        "progress": progress,
+        "total": total,
+        "finished": finished,
+        "remaining": remaining,
+        "pace": pace,
+        "segments": charts.progress_segments(progress, total),
+    }
+
+
+@page
+async def campaigns(ctx: Context) -> Response:
+    before = ctx.request.query_params.get("before", "")
+    before_id = int(before) if before.isdigit() and len(before) <= 19 else None
+    listed = await operations.list_campaigns(ctx.pool, limit=PAGE_SIZE, before_id=before_id)
+    views = []
+    for item in listed:
+        full = await operations.get_campaign(ctx.pool, item.id)
+        views.append(await _view(ctx, full))
+    await rates.prune_campaign_samples(ctx.pool)
+    next_before = listed[-1].id if len(listed) == PAGE_SIZE else None
+    return ctx.page("campaigns.html", "campaigns", views=views, next_before=next_before)
+
+
+def _campaign_id(ctx: Context) -> int | None:
+    raw = ctx.request.path_params.get("id")
+    return raw if isinstance(raw, int) and 1 <= raw <= MAX_ID else None
+
+
+@page
+async def campaign(ctx: Context) -> Response:
+    campaign_id = _campaign_id(ctx)
+    try:
+        if campaign_id is None:
+            raise CampaignNotFound("no such campaign")
+        found = await operations.get_campaign(ctx.pool, campaign_id)
+    except CampaignNotFound:
+        return not_found(ctx, f"No campaign has id {ctx.request.path_params.get('id')}.")
+    view = await _view(ctx, found)
+    return ctx.page(
+        "campaign.html",
+        "campaigns",
+        **view,
+        events=await event_rates(ctx.pool, found.id),
+        audit=await audit_log_for_target(ctx.pool, "campaign", str(found.id)),
+        content=found.content,
+    )
+
+
+@action
+async def campaign_action(ctx: Context, form: Form) -> Response:
+    campaign_id = _campaign_id(ctx)
+    verb = ctx.request.path_params.get("verb")
+    changes = {
+        "pause": (operations.pause_campaign, "Paused campaign {id}: {n} emails held."),
+        "resume": (operations.resume_campaign, "Resumed campaign {id}: {n} emails released."),
+        "cancel": (operations.cancel_campaign, "Cancelled campaign {id}: {n} emails cancelled."),
+    }
+    if campaign_id is None or verb not in changes:
+        return not_found(ctx, "No such campaign or action.")
+    change, message = changes[verb]
+    async with ctx.pool.acquire() as conn, conn.transaction():
+        n = await change(conn, campaign_id)
+        await ctx.record(
+            conn, f"campaign.{verb}", "campaign", str(campaign_id), detail={"emails": n}
+        )
+    back = form.get("back") or f"/dashboard/campaigns/{campaign_id}"
+    return done(ctx, back, message.format(id=campaign_id, n=n))
