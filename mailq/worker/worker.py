@@ -91,7 +91,12 @@ class Worker:
         self.retry_policy = retry_policy
         self.signals = signals if signals is not None else WorkerSignals()
         self._limiter = RateLimiter(limits_of(self.kinds, config.backend_rate_limit))
-        self._dkim = DkimSigner(config.dkim) if config.dkim else None
+        # Headers the backend rewrites (SES: Message-ID, Date) stay out of the signature.
+        self._dkim = (
+            DkimSigner(config.dkim, unsigned_headers=getattr(sender, "unsigned_headers", ()))
+            if config.dkim
+            else None
+        )
         self._unsubscribe = unsubscribe or UnsubscribeLinks(
             load_secret_key(settings), settings.public_url, config.unsubscribe_mailto
         )
