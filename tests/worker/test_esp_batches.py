@@ -20,9 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import pytest
 from starlette.responses import JSONResponse, Response
 
 from mailq import Settings, enqueue
+from mailq.config import load_config
 from mailq.delivery.backends import sender_from_url
 from mailq.worker.duties import RescueExpired
 from mailq.worker.worker import Worker
@@ -223,3 +225,46 @@ async def test_resend_resends_a_killed_batch_with_the_same_idempotency_key(
     assert states == {i: "sent" for i in ids}
     attempts = await attempts_by_email(conn)
     assert all(a[-1][0] == "sent" and a[-1][1].startswith("rs-") for a in attempts.values())
+
+
+async def test_a_429_retry_after_holds_the_shared_backend_limit(
+    database_url: str, conn: asyncpg.Connection, tmp_path: Path
+) -> None:
+    config_file = tmp_path / "mailq.toml"
+    config_file.write_text("[backend]\nrate = 50\nburst = 50\n")
+    config = load_config(config_file)
+    limited = JSONResponse(
+        {"ErrorCode": 429, "Message": "Rate limit exceeded"},
+        status_code=429,
+        headers={"Retry-After": "40"},
+    )
+    async with running(lambda seen: limited) as provider:
+        (email_id,) = await enqueue(conn, welcome(1))
+        backend = f"postmark://{TOKEN}@?endpoint={endpoint(provider.url)}"
+        settings = Settings(database_url=database_url, concurrency=CONCURRENCY)
+        worker = Worker(settings, sender_from_url(backend), config=config)
+        running_worker = asyncio.create_task(worker.run())
+        try:
+            held = await eventually(
+                lambda: conn.fetchval(
+                    "SELECT tokens FROM mailq.rate_buckets WHERE name = 'backend' AND tokens < 0"
+                ),
+                timeout=30,
+                message="the backend's bucket was not held",
+            )
+        finally:
+            worker.stop()
+            await asyncio.wait_for(running_worker, 30)
+    assert len(provider.seen) == 1
+    # Every worker sharing the bucket gets no token for the 40 s the provider asked for ...
+    assert held == pytest.approx(-50 * 40, rel=0.05)
+    # ... and the email itself is due again then, not after its kind's backoff.
+    due_in = await conn.fetchval(
+        "SELECT extract(epoch FROM e.run_at - a.finished_at) FROM mailq.attempts AS a"
+        " JOIN mailq.emails AS e ON e.id = a.email_id WHERE e.id = $1",
+        email_id,
+    )
+    assert float(due_in) == pytest.approx(40, abs=2)
+    assert await conn.fetchval("SELECT status FROM mailq.emails WHERE id = $1", email_id) == (
+        "waiting"
+    )
