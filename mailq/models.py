@@ -139,3 +139,5 @@ class AttemptResult:
     retry_in_s: float = 0.0
     # A permanent "no such user": put the address on the suppression list.
     suppress: bool = False
+    # The ESP's id of the message (HTTP backends), which its later events name.
+    provider_message_id: str | None = None

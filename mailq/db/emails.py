@@ -185,12 +185,14 @@ async def email_finish(
                 r.smtp_reply,
                 r.error,
                 r.retry_in_s,
+                r.provider_message_id,
             )
             for r in results
         ),
         strict=True,
     )
-    rows = await db.fetch(QUERIES["email_finish"], *map(list, columns), worker_id, now)
+    *outcomes, provider_ids = map(list, columns)
+    rows = await db.fetch(QUERIES["email_finish"], *outcomes, worker_id, now, provider_ids)
     return {r[0] for r in rows}
 
 

@@ -45,3 +45,7 @@ async def rate_bucket_store(
 
 async def rate_bucket_refund(db: Executor, names: Sequence[str], counts: Sequence[float]) -> None:
     await db.execute(QUERIES["rate_bucket_refund"], list(names), list(counts))
+
+
+async def rate_bucket_hold(db: Executor, name: str, seconds: float) -> None:
+    await db.execute(QUERIES["rate_bucket_hold"], name, seconds)

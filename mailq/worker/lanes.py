@@ -3,6 +3,12 @@ build each message, send it and hand the outcome to the recorder.
 
 The lane count bounds the sends in flight, without a task and a semaphore per email. A lane
 whose sender answers at once (null, file) works through a whole claimed batch in one go.
+
+A sender with a batch call (`max_batch` > 1: Postmark, Resend) gets batches: a lane that takes
+an email also takes the claimed emails already waiting (up to `max_batch`; never waiting for
+more, so a lone email goes out through `send` at once) and sends them in one `send_batch`.
+Each email's outcome is its own attempt, and each slot is freed only once that outcome is
+committed, as for single sends: a batch in flight is at most the worker's concurrency.
 """
 
 from __future__ import annotations
@@ -10,18 +16,20 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Protocol, runtime_checkable
 
 import asyncpg
 
 from mailq.compose.dkim import DkimSigner
-from mailq.compose.message import build_message
+from mailq.compose.message import OutgoingMessage, build_message
 from mailq.compose.unsubscribe import UnsubscribeLinks
 from mailq.db.connection import DATABASE_ERRORS
 from mailq.db.emails import email_mark_data_started
 from mailq.db.leases import WorkerIdentity
-from mailq.delivery.sender import BeforeData, Sender
+from mailq.delivery.sender import BeforeData, Sender, SendReceipt
 from mailq.errors import RetryLater, SendFailure
 from mailq.kinds import LOST_HOLD, KindPolicy, policy_for
 from mailq.models import AttemptResult, ClaimedEmail, Outcome
@@ -32,6 +40,34 @@ logger = logging.getLogger(__name__)
 
 # Told of every attempt's outcome and how long the send took in seconds (metrics).
 AttemptObserver = Callable[[AttemptResult, float], None]
+
+# Told of the wait a provider asked for (a 429's Retry-After), to slow every worker down.
+RetryAfterHook = Callable[[float], None]
+
+
+@runtime_checkable
+class BatchSender(Protocol):
+    """A sender with a batch call (mailq.delivery.esp): one result per message, in order."""
+
+    max_batch: int
+
+    async def send_batch(
+        self, messages: Sequence[OutgoingMessage], before_data: BeforeData | None = None
+    ) -> Sequence[SendReceipt | SendFailure]: ...
+
+
+def batch_size(sender: Sender) -> int:
+    """How many emails one send of this sender takes (1: no batch call)."""
+    if isinstance(sender, BatchSender):
+        return max(1, int(sender.max_batch))
+    return 1
+
+
+@dataclass(slots=True)
+class _Prepared:
+    email: ClaimedEmail
+    policy: KindPolicy
+    message: OutgoingMessage
 
 
 class SendAttempts:
@@ -48,7 +84,9 @@ class SendAttempts:
         redirect_all_to: str | None,
         unsubscribe: UnsubscribeLinks,
         dkim: DkimSigner | None,
+        on_retry_after: RetryAfterHook | None = None,
     ) -> None:
+        """`on_retry_after` is told of the wait a refusal asked for (a 429's Retry-After)."""
         self._pool = pool
         self._identity = identity
         self._sender = sender
@@ -57,23 +95,15 @@ class SendAttempts:
         self._redirect_all_to = redirect_all_to
         self._unsubscribe = unsubscribe
         self._dkim = dkim
+        self._on_retry_after = on_retry_after
+        self.batch_size = batch_size(sender)
 
     async def attempt(self, email: ClaimedEmail, started_at: datetime) -> AttemptResult:
         policy = policy_for(email.kind, self._policies)
         if email.suppressed is not None:
-            # Suppressed after it was queued: never sent, cancelled with the reason.
-            return AttemptResult(
-                email, Outcome.CANCELLED, started_at, error=f"suppressed: {email.suppressed}"
-            )
+            return _suppressed(email, started_at)
         try:
-            message = build_message(
-                email,
-                self._redirect_all_to,
-                unsubscribe=self._unsubscribe,
-                list_unsubscribe=policy.list_unsubscribe,
-            )
-            if self._dkim is not None:
-                message = self._dkim.sign(message)
+            message = self._build(email, policy)
             before_data = self._mark_data_started(email) if policy.lost == LOST_HOLD else None
             receipt = await self._sender.send(message, before_data)
         except SendFailure as failure:
@@ -81,24 +111,77 @@ class SendAttempts:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            # One bad email fails alone; the worker goes on.
-            logger.exception(
-                "email %d failed with an unexpected error",
-                email.id,
-                extra={"action": "email_error", "email_id": email.id, "kind": email.kind},
+            return _unexpected(email, started_at, exc)
+        return _sent(email, started_at, receipt)
+
+    async def attempt_batch(
+        self, emails: Sequence[ClaimedEmail], started_at: datetime
+    ) -> list[AttemptResult]:
+        """One attempt at each of `emails` through one `send_batch`: each result is its own
+        attempt. An email that is suppressed, cannot be built or (`hold`) cannot be marked
+        as starting DATA has its outcome without being sent; the others go in the batch."""
+        results: dict[int, AttemptResult] = {}
+        prepared: list[_Prepared] = []
+        for email in emails:
+            policy = policy_for(email.kind, self._policies)
+            if email.suppressed is not None:
+                results[email.id] = _suppressed(email, started_at)
+                continue
+            try:
+                prepared.append(_Prepared(email, policy, self._build(email, policy)))
+            except SendFailure as failure:
+                results[email.id] = self._failed(email, started_at, failure, policy)
+            except Exception as exc:
+                results[email.id] = _unexpected(email, started_at, exc)
+        # `hold`: DATA of each email begins only once that is recorded (as for one send).
+        held = [p for p in prepared if p.policy.lost == LOST_HOLD]
+        if held:
+            marks = await asyncio.gather(
+                *(self._mark_data_started(p.email)() for p in held), return_exceptions=True
             )
-            return AttemptResult(
-                email, Outcome.FAILED, started_at, error=f"{type(exc).__name__}: {exc}"
+            for p, mark in zip(held, marks, strict=True):
+                if isinstance(mark, SendFailure):
+                    results[p.email.id] = self._failed(p.email, started_at, mark, p.policy)
+                elif isinstance(mark, BaseException):
+                    raise mark
+            prepared = [p for p in prepared if p.email.id not in results]
+        if prepared:
+            await self._send_batch(prepared, started_at, results)
+        return [results[e.id] for e in emails]
+
+    async def _send_batch(
+        self, prepared: list[_Prepared], started_at: datetime, results: dict[int, AttemptResult]
+    ) -> None:
+        sender = self._sender
+        assert isinstance(sender, BatchSender)
+        try:
+            answers = await sender.send_batch([p.message for p in prepared])
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            for p in prepared:
+                results[p.email.id] = _unexpected(p.email, started_at, exc)
+            return
+        if len(answers) != len(prepared):
+            raise RuntimeError(
+                f"send_batch answered {len(answers)} results for {len(prepared)} messages"
             )
-        refused = "; ".join(f"{a}: {r}" for a, r in receipt.refused.items()) or None
-        return AttemptResult(
+        for p, answer in zip(prepared, answers, strict=True):
+            if isinstance(answer, SendFailure):
+                results[p.email.id] = self._failed(p.email, started_at, answer, p.policy)
+            else:
+                results[p.email.id] = _sent(p.email, started_at, answer)
+
+    def _build(self, email: ClaimedEmail, policy: KindPolicy) -> OutgoingMessage:
+        message = build_message(
             email,
-            Outcome.SENT,
-            started_at,
-            receipt.smtp_code,
-            receipt.smtp_reply,
-            f"refused recipients: {refused}" if refused else None,
+            self._redirect_all_to,
+            unsubscribe=self._unsubscribe,
+            list_unsubscribe=policy.list_unsubscribe,
         )
+        if self._dkim is not None:
+            message = self._dkim.sign(message)
+        return message
 
     def _failed(
         self, email: ClaimedEmail, started_at: datetime, failure: SendFailure, policy: KindPolicy
@@ -120,8 +203,18 @@ class SendAttempts:
             failure.smtp_code,
             failure.smtp_reply,
             failure.reason,
-            retry_in_s=(self._retry_policy or policy.retry).delay_s(email.attempt),
+            retry_in_s=self._retry_in_s(email, failure, policy),
         )
+
+    def _retry_in_s(self, email: ClaimedEmail, failure: SendFailure, policy: KindPolicy) -> float:
+        """The backoff, or the wait the provider asked for (a 429's Retry-After), which also
+        slows the whole backend down (`on_retry_after`)."""
+        asked = getattr(failure, "retry_after_s", None)
+        if asked is not None and asked > 0:
+            if self._on_retry_after is not None:
+                self._on_retry_after(float(asked))
+            return float(asked)
+        return (self._retry_policy or policy.retry).delay_s(email.attempt)
 
     def _mark_data_started(self, email: ClaimedEmail) -> BeforeData:
         """The `hold` policy's hook: DATA begins only once that is recorded durably, so a
@@ -138,6 +231,37 @@ class SendAttempts:
                 raise RetryLater("the attempt no longer holds the email (lease lost)")
 
         return mark
+
+
+def _suppressed(email: ClaimedEmail, started_at: datetime) -> AttemptResult:
+    """Suppressed after it was queued: never sent, cancelled with the reason."""
+    return AttemptResult(
+        email, Outcome.CANCELLED, started_at, error=f"suppressed: {email.suppressed}"
+    )
+
+
+def _unexpected(email: ClaimedEmail, started_at: datetime, exc: Exception) -> AttemptResult:
+    """One bad email fails alone; the worker goes on."""
+    logger.error(
+        "email %d failed with an unexpected error",
+        email.id,
+        exc_info=exc,
+        extra={"action": "email_error", "email_id": email.id, "kind": email.kind},
+    )
+    return AttemptResult(email, Outcome.FAILED, started_at, error=f"{type(exc).__name__}: {exc}")
+
+
+def _sent(email: ClaimedEmail, started_at: datetime, receipt: SendReceipt) -> AttemptResult:
+    refused = "; ".join(f"{a}: {r}" for a, r in receipt.refused.items()) or None
+    return AttemptResult(
+        email,
+        Outcome.SENT,
+        started_at,
+        receipt.smtp_code,
+        receipt.smtp_reply,
+        f"refused recipients: {refused}" if refused else None,
+        provider_message_id=receipt.provider_message_id,
+    )
 
 
 class Lanes:
@@ -213,6 +337,7 @@ class Lanes:
         loop = asyncio.get_running_loop()
         pending = self._pending
         attempt = self._attempts.attempt
+        batch = self._attempts.batch_size
         while True:
             if not pending:
                 if self._closing:
@@ -226,15 +351,37 @@ class Lanes:
                         self._waking -= 1
                 continue
             slot = pending.popleft()
-            if pending:
-                self._wake_one()
             if self._stopping.is_set():
                 continue  # not started: handed back at shutdown
+            if batch > 1 and pending:
+                await self._send_batch(slot, batch)
+                continue
+            if pending:
+                self._wake_one()
             slot.started = True
             began = loop.time()
             result = await attempt(slot.email, datetime.now(UTC))
             if self._observer is not None:
                 self._observe(result, loop.time() - began)
+            self._on_result(result)
+
+    async def _send_batch(self, first: Slot, batch: int) -> None:
+        """`first` and the claimed emails already waiting, up to `batch`, in one send."""
+        pending = self._pending
+        slots = [first]
+        while pending and len(slots) < batch:
+            slots.append(pending.popleft())
+        if pending:
+            self._wake_one()
+        for slot in slots:
+            slot.started = True
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        results = await self._attempts.attempt_batch([s.email for s in slots], datetime.now(UTC))
+        seconds = loop.time() - began
+        for result in results:
+            if self._observer is not None:
+                self._observe(result, seconds)
             self._on_result(result)
 
     def _observe(self, result: AttemptResult, seconds: float) -> None:

@@ -7,6 +7,9 @@ after the claim it gives back the tokens of emails that were not there. Taking u
 lock makes the limit hold for all workers together: over any window of T seconds at most
 `burst + rate * T` emails of a limited kind (or of the backend) start.
 
+A provider's request to wait (an HTTP 429 with Retry-After) empties the backend's bucket for
+that long (`hold_backend`): every worker, not only the one that got the 429, slows down.
+
 `welcome` is served first from the backend's bucket: other kinds only take a token while
 more than `reserve` are left, so a campaign never makes a welcome email wait for its budget.
 """
@@ -22,6 +25,7 @@ import asyncpg
 from mailq.db.connection import Executor
 from mailq.db.rate_buckets import (
     rate_bucket_configure,
+    rate_bucket_hold,
     rate_bucket_lock,
     rate_bucket_refund,
     rate_bucket_store,
@@ -117,6 +121,11 @@ class RateLimiter:
     def active(self) -> bool:
         return bool(self.limits)
 
+    @property
+    def applies_to_backend(self) -> bool:
+        """A backend rate limit is configured (its bucket can be held)."""
+        return BACKEND in self.limits
+
     def applies_to(self, kind: str) -> bool:
         return BACKEND in self.limits or bucket_name(kind) in self.limits
 
@@ -168,3 +177,12 @@ class RateLimiter:
                 back[BACKEND] = back.get(BACKEND, 0) + n
         if back:
             await rate_bucket_refund(db, list(back), list(back.values()))
+
+    async def hold_backend(self, db: Executor, seconds: float) -> bool:
+        """The backend asked to wait `seconds`: its bucket gives no token until then (shared
+        by all workers). False when no backend rate limit is configured (there is no bucket
+        to hold: only the refused email waits)."""
+        if BACKEND not in self.limits or seconds <= 0:
+            return False
+        await rate_bucket_hold(db, BACKEND, seconds)
+        return True

@@ -91,7 +91,12 @@ class Worker:
         self.retry_policy = retry_policy
         self.signals = signals if signals is not None else WorkerSignals()
         self._limiter = RateLimiter(limits_of(self.kinds, config.backend_rate_limit))
-        self._dkim = DkimSigner(config.dkim) if config.dkim else None
+        # Headers the backend rewrites (SES: Message-ID, Date) stay out of the signature.
+        self._dkim = (
+            DkimSigner(config.dkim, unsigned_headers=getattr(sender, "unsigned_headers", ()))
+            if config.dkim
+            else None
+        )
         self._unsubscribe = unsubscribe or UnsubscribeLinks(
             load_secret_key(settings), settings.public_url, config.unsubscribe_mailto
         )
@@ -105,6 +110,8 @@ class Worker:
         self._stopped = asyncio.Event()
         self._running = False
         self._recorder: Recorder | None = None
+        self._held_until = 0.0  # the loop time until which the backend's bucket is held
+        self._holds: set[asyncio.Task[None]] = set()
 
     @property
     def totals(self) -> Tally:
@@ -206,6 +213,7 @@ class Worker:
             redirect_all_to=self.settings.redirect_all_to,
             unsubscribe=self._unsubscribe,
             dkim=self._dkim,
+            on_retry_after=lambda seconds: self._hold_backend(pool, seconds),
         )
         return Lanes(
             self._lane_count,
@@ -213,6 +221,30 @@ class Worker:
             on_result=recorder.add,
             stopping=self._stopping,
             observer=self._observer,
+        )
+
+    def _hold_backend(self, pool: asyncpg.Pool, seconds: float) -> None:
+        """A provider asked to wait (429 Retry-After): hold the shared backend bucket, once
+        per wait however many emails the refusal answered."""
+        loop = asyncio.get_running_loop()
+        until = loop.time() + seconds
+        if until <= self._held_until + 0.5 or not self._limiter.applies_to_backend:
+            return
+        self._held_until = until
+        task = loop.create_task(self._hold(pool, seconds), name="mailq-hold-backend")
+        self._holds.add(task)
+        task.add_done_callback(self._holds.discard)
+
+    async def _hold(self, pool: asyncpg.Pool, seconds: float) -> None:
+        try:
+            await self._limiter.hold_backend(pool, seconds)
+        except DATABASE_ERRORS as exc:
+            logger.warning("could not hold the backend's rate limit: %s", exc)
+            return
+        logger.info(
+            "the backend asked to wait %.1f s: its rate limit holds every worker until then",
+            seconds,
+            extra={"action": "backend_held", "seconds": seconds},
         )
 
     def _claimer(

@@ -9,7 +9,7 @@ from alembic import op
 
 revision = "0008_dashboard"
 # 0005_display_names, 0006_outages and 0007_bounces come between when they land.
-down_revision = "0004_service"
+down_revision = "0007_bounces"
 branch_labels = None
 depends_on = None
 

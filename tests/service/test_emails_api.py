@@ -235,3 +235,21 @@ async def test_workers_and_the_old_processor_status(
     assert status["interval"] == 5.0
     assert datetime.fromisoformat(status["last_cycle"])
     assert json.dumps(status)  # plain JSON all through
+
+
+async def test_attempts_show_the_providers_message_id(
+    client: httpx.AsyncClient, conn: asyncpg.Connection
+) -> None:
+    email_id = (await client.post("/v1/emails", json=email(), headers=AS_CLIENT)).json()["id"]
+    await conn.execute(
+        "UPDATE mailq.emails SET status = 'sent', attempts = 1, finished_at = now() WHERE id = $1",
+        email_id,
+    )
+    await conn.execute(
+        "INSERT INTO mailq.attempts (email_id, attempt, started_at, outcome, smtp_reply, "
+        "provider_message_id) VALUES ($1, 1, now(), 'sent', 'accepted by postmark', 'pm-77')",
+        email_id,
+    )
+    view = (await client.get(f"/v1/emails/{email_id}", headers=AS_CLIENT)).json()
+    [attempt] = view["attempts"]
+    assert (attempt["outcome"], attempt["provider_message_id"]) == ("sent", "pm-77")

@@ -90,11 +90,13 @@ WHERE NOT EXISTS (SELECT 1 FROM mailq.paused_kinds AS p WHERE p.kind = k.kind);
 -- again after retry_in seconds), 'failed', or 'cancelled' (not attempted: the address is
 -- suppressed; no attempt is counted or recorded). A result is applied only while the email
 -- is still in the attempt that produced it (same worker, same attempt number): a worker
--- that lost its lease cannot overwrite a newer attempt. Returns the ids that were applied.
+-- that lost its lease cannot overwrite a newer attempt. $11: the provider's message id of
+-- each attempt (ESP backends; null for SMTP). Returns the ids that were applied.
 WITH result AS (
     SELECT * FROM unnest($1::bigint[], $2::integer[], $3::text[], $4::timestamptz[],
-                         $5::integer[], $6::text[], $7::text[], $8::float8[])
-        AS r(id, attempt, outcome, started_at, smtp_code, smtp_reply, error, retry_in)
+                         $5::integer[], $6::text[], $7::text[], $8::float8[], $11::text[])
+        AS r(id, attempt, outcome, started_at, smtp_code, smtp_reply, error, retry_in,
+             provider_message_id)
 ),
 campaign AS MATERIALIZED (
     -- A retry of a campaign email follows its campaign: paused since the claim, it is held
@@ -140,9 +142,9 @@ applied AS (
 recorded AS (
     INSERT INTO mailq.attempts
         (email_id, attempt, worker_id, started_at, finished_at, outcome, smtp_code, smtp_reply,
-         error)
+         error, provider_message_id)
     SELECT r.id, r.attempt, $9::uuid, r.started_at, coalesce($10::timestamptz, now()),
-           r.outcome, r.smtp_code, r.smtp_reply, r.error
+           r.outcome, r.smtp_code, r.smtp_reply, r.error, r.provider_message_id
     FROM result AS r JOIN applied AS a ON a.id = r.id
     WHERE r.outcome <> 'cancelled'
 )
@@ -245,7 +247,8 @@ WHERE id = $1::bigint;
 
 -- name: email_attempts
 -- Every attempt of one email, oldest first.
-SELECT attempt, worker_id, started_at, finished_at, outcome, smtp_code, smtp_reply, error
+SELECT attempt, worker_id, started_at, finished_at, outcome, smtp_code, smtp_reply, error,
+       provider_message_id
 FROM mailq.attempts
 WHERE email_id = $1::bigint
 ORDER BY attempt;

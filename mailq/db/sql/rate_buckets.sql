@@ -36,3 +36,15 @@ UPDATE mailq.rate_buckets AS b
 SET tokens = least(b.burst, b.tokens + s.n)
 FROM unnest($1::text[], $2::float8[]) AS s(name, n)
 WHERE b.name = s.name;
+
+-- name: rate_bucket_hold
+-- A provider asked every sender to wait $2 seconds (HTTP 429 Retry-After): bucket $1 is left
+-- with no tokens until then (negative tokens refill to zero in $2 seconds), so every worker
+-- sharing it slows down. A bucket already emptier is left as it is.
+UPDATE mailq.rate_buckets AS b
+SET tokens = least(
+        least(b.burst,
+              b.tokens + b.rate * greatest(0, extract(epoch FROM clock_timestamp() - b.updated_at))),
+        -b.rate * $2::float8),
+    updated_at = greatest(b.updated_at, clock_timestamp())
+WHERE b.name = $1::text;

@@ -150,6 +150,7 @@ def attempt_view(row: Mapping[str, Any]) -> dict[str, Any]:
         "smtp_code": row["smtp_code"],
         "smtp_reply": row["smtp_reply"],
         "error": row["error"],
+        "provider_message_id": row["provider_message_id"],
         "worker_id": None if row["worker_id"] is None else str(row["worker_id"]),
         "started_at": iso(row["started_at"]),
         "finished_at": iso(row["finished_at"]),
@@ -345,6 +346,8 @@ ATTEMPT: dict[str, Any] = {
         "smtp_code": {"type": ["integer", "null"]},
         "smtp_reply": {"type": ["string", "null"]},
         "error": {"type": ["string", "null"]},
+        # The ESP's id of the message (HTTP backends), which its webhooks name.
+        "provider_message_id": {"type": ["string", "null"]},
         "worker_id": {"type": ["string", "null"]},
         "started_at": TIMESTAMP,
         "finished_at": TIMESTAMP,

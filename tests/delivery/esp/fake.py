@@ -1,17 +1,19 @@
 """A loopback HTTP server that answers like an ESP: real sockets, real HTTP (uvicorn).
 
 Each test scripts the answers (`provider.answer(...)`, used in order; then the default
-answer) and reads back every request it received (`provider.seen`).
+answer) and reads back every request it received (`provider.seen`). An answer may be a
+coroutine function (to hold a request until the test lets it go).
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import re
 import socket
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -64,7 +66,7 @@ class Seen:
         return fields, files
 
 
-Answer = Callable[[Seen], Response]
+Answer = Callable[[Seen], Response | Awaitable[Response]]
 
 
 def reply(status: int = 200, body: Any = None, headers: dict[str, str] | None = None) -> Answer:
@@ -90,7 +92,10 @@ class FakeProvider:
         seen = Seen(request.method, request.url.path, dict(request.headers), await request.body())
         self.seen.append(seen)
         answer = self._script.popleft() if self._script else self.default
-        return answer(seen)
+        response = answer(seen)
+        if inspect.isawaitable(response):
+            response = await response
+        return response
 
 
 @asynccontextmanager
