@@ -90,7 +90,7 @@ def test_single_label_domains_are_accepted_for_internal_relays() -> None:
     ],
 )
 def test_the_fast_path_agrees_with_email_validator(address: str) -> None:
-    from mailq.validation import _address_problem_slow, _plain_address_ok
+    from mailq.addresses import _address_problem_slow, _plain_address_ok
 
     if _plain_address_ok(address):
         assert _address_problem_slow(address) is None, address
