@@ -9,7 +9,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from tests.support import postgres
+from tests.support import postfix, postgres
 from tests.support.smtp import SmtpSink
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
@@ -76,3 +76,20 @@ def smtp_sink() -> Iterator[SmtpSink]:
         yield sink
     finally:
         sink.stop()
+
+
+@pytest.fixture(scope="session")
+def postfix_server() -> Iterator[postfix.PostfixMta]:
+    """One private Postfix MTA (with Dovecot SASL) for the session: tests/support/postfix.py."""
+    reason = postfix.missing()
+    if reason is not None:
+        pytest.skip(reason)
+    with postfix.private_postfix() as mta:
+        yield mta
+
+
+@pytest.fixture
+def postfix_mta(postfix_server: postfix.PostfixMta) -> postfix.PostfixMta:
+    """The session's Postfix, its queue drained and its Maildir empty."""
+    postfix_server.reset()
+    return postfix_server

@@ -129,6 +129,7 @@ async def cmd_status(args: argparse.Namespace) -> int:
         "workers": workers,
         "paused": paused,
         "campaigns": open_campaigns(progress),
+        "unserved_kinds": admin.unserved_kinds(counts, workers, paused),
     }
     if args.json:
         display.print_json(report)
@@ -167,6 +168,12 @@ async def cmd_status(args: argparse.Namespace) -> int:
         out.print(display.table(f"Live workers: {len(workers)}", columns, rows))
     if paused:
         out.print(f"Paused kinds: {', '.join(paused)} (resume with `mailq resume KIND`)")
+    for kind, waiting in report["unserved_kinds"].items():
+        out.print(
+            f"Warning: {waiting} emails of kind {kind} wait and no live worker serves it: "
+            f"start one with `mailq worker --kinds {kind}` (a worker without --kinds serves "
+            "the kinds built in or declared in MAILQ_CONFIG)"
+        )
     if report["campaigns"]:
         out.print(campaigns_table(report["campaigns"]))
     return 0

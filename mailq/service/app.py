@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from functools import partial
@@ -181,10 +182,20 @@ def create_app(
     return app
 
 
+# uvicorn's exit status for an app that cannot start: its supervisor then stops instead of
+# starting the process again and again (uvicorn.config.STARTUP_FAILURE).
+STARTUP_FAILURE = 3
+
+
 def _app_from_environment() -> Starlette:
     # The edge of the process: the only place the service reads MAILQ_* variables and the
-    # MAILQ_CONFIG file.
-    settings, config = load_settings()
+    # MAILQ_CONFIG file. A bad setting (MAILQ_FROM that is no mailbox, a broken config file)
+    # stops the process here, in one line, never at the first request.
+    try:
+        settings, config = load_settings()
+    except ConfigError as exc:
+        print(f"mailq: {exc}", file=sys.stderr)
+        raise SystemExit(STARTUP_FAILURE) from None
     return create_app(settings, config=config, configure_logging=True)
 
 

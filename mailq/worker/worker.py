@@ -428,6 +428,7 @@ class Worker:
                 self.settings.redirect_all_to,
                 unsubscribe=self._unsubscribe,
                 list_unsubscribe=policy.list_unsubscribe,
+                feedback_sender_id=self.config.feedback_sender_id,
             )
             if self._dkim is not None:
                 message = self._dkim.sign(message)
