@@ -71,7 +71,7 @@ class Mailbox:
 
 def parse_mailbox(value: str) -> Mailbox:
     """A bare address or `Name <address>`; AddressError says what is wrong."""
-    if _plain_address_ok(value):
+    if is_plain_address(value):
         return Mailbox(value)
     if _CONTROL.search(value):
         raise AddressError("control characters are not allowed in an address")
@@ -162,7 +162,7 @@ def quote_name(name: str) -> str:
     return f'"{escaped}"'
 
 
-def _plain_address_ok(address: str) -> bool:
+def is_plain_address(address: str) -> bool:
     match = _PLAIN_ADDRESS.match(address)
     return (
         match is not None
@@ -174,7 +174,7 @@ def _plain_address_ok(address: str) -> bool:
 
 def address_problem(address: str) -> str | None:
     """Why `address` (bare) is not a valid email address (syntax only), or None."""
-    if _plain_address_ok(address):
+    if is_plain_address(address):
         return None
     return _address_problem_slow(address)
 

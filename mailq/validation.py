@@ -10,6 +10,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -17,6 +18,7 @@ import orjson
 from mailq.addresses import (
     AddressError,
     Mailbox,
+    is_plain_address,
     message_id_domain,
     parse_mailbox,
 )
@@ -75,6 +77,27 @@ def check_mailbox(field: str, value: object) -> Mailbox:
         return parse_mailbox(value)
     except AddressError as exc:
         raise InvalidEmail(f"{field}: {value!r} is not a valid email address ({exc})") from None
+
+
+def _plain(value: object) -> bool:
+    return isinstance(value, str) and is_plain_address(value)
+
+
+def _to_parts(value: object) -> tuple[str, str | None]:
+    mailbox = check_mailbox("to", value)
+    return mailbox.address, mailbox.name
+
+
+@lru_cache(maxsize=1024)
+def _sender(value: str) -> str:
+    """The stored form of a From mailbox (checked once per distinct value: most emails share
+    MAILQ_FROM or their kind's)."""
+    return str(check_mailbox("from", value))
+
+
+@lru_cache(maxsize=1024)
+def _sender_domain(sender: str) -> str:
+    return message_id_domain(parse_mailbox(sender).address)
 
 
 def check_address(field: str, address: object) -> str:
@@ -146,7 +169,7 @@ def _check_headers(headers: Mapping[str, str]) -> dict[str, str]:
 
 
 def _message_id(from_address: str) -> str:
-    return f"<{os.urandom(16).hex()}@{message_id_domain(from_address)}>"
+    return f"<{os.urandom(16).hex()}@{_sender_domain(from_address)}>"
 
 
 def check_kind(kind: object, kinds: Mapping[str, KindPolicy] = BUILTIN_KINDS) -> KindPolicy:
@@ -201,7 +224,7 @@ def build_content(
     With `per_recipient` (a campaign's shared content), variables the context lacks are
     allowed: each recipient's context is checked for them (mailq.campaigns)."""
     # The email's own `from`, else its kind's (MAILQ_CONFIG [kinds.X] from), else MAILQ_FROM.
-    sender = check_mailbox("from", email.from_address or policy.from_address or default_from)
+    sender = _sender(email.from_address or policy.from_address or default_from)
     subject = _check_text("subject", email.subject, header=True)
     text = _check_text("text", email.text, header=False)
     html = _check_text("html", email.html, header=False)
@@ -236,7 +259,7 @@ def build_content(
     attachments = check_attachments(email.attachments, html=bool(html)) if email.attachments else []
     return {
         "template": template_name,
-        "from": str(sender),
+        "from": sender,
         "subject": subject,
         "text": text,
         "html": html,
@@ -261,7 +284,7 @@ def content_json(content: Mapping[str, Any]) -> str:
 
 def new_message_id(from_address: str) -> str:
     """A fresh Message-ID in the sender's domain (fixed at enqueue, kept on every retry)."""
-    return _message_id(parse_mailbox(from_address).address)
+    return _message_id(from_address)
 
 
 def to_row(
@@ -275,7 +298,9 @@ def to_row(
     """Validate one email and build its row; raises InvalidEmail naming the field."""
     now = now or datetime.now(UTC)
     policy = check_kind(email.kind, kinds)
-    to = check_mailbox("to", email.to)
+    to = email.to
+    # The plain path (a bare address, the common case) without building a Mailbox.
+    to_address, to_name = (to, None) if _plain(to) else _to_parts(to)
     content = build_content(email, policy, default_from=default_from, templates=templates)
     priority = check_priority(email.priority, policy)
     max_attempts = check_max_attempts(email.max_attempts, policy)
@@ -285,9 +310,9 @@ def to_row(
         priority=priority,
         send_at=check_send_at(email.send_at, now),
         max_attempts=max_attempts,
-        to_address=to.address,
-        message_id=_message_id(parse_mailbox(content["from"]).address),
+        to_address=to_address,
+        message_id=f"<{os.urandom(16).hex()}@{_sender_domain(content['from'])}>",
         content=content_text,
         metadata=orjson.dumps(_check_metadata(email.metadata)).decode(),
-        to_name=to.name,
+        to_name=to_name,
     )
