@@ -69,12 +69,76 @@ def build_message(
     UTF-8 (SMTPUTF8, which the sender then requires of the server). The envelope carries
     the bare addresses."""
     content = email.content
-    sender = _mailbox("from", content["from"])
     context: Mapping[str, Any] = content.get("context") or {}
     if "unsubscribe_url" not in context and _uses_unsubscribe_url(content):
         # Signed per recipient (an HMAC): made only when a template can read it.
         url = "" if unsubscribe is None else unsubscribe.url(email.to)
         context = {**context, "unsubscribe_url": url}
+    sender_text: str = content["from"]
+    if (
+        email.to_name is None
+        and email.to.isascii()
+        and sender_text.isascii()
+        and not (redirect_all_to or content.get("cc") or content.get("bcc"))
+        and not content.get("reply_to")
+    ):
+        # The common case, one bare ASCII recipient: no mailbox to parse or encode.
+        from_line, mail_from, sender_address = _ascii_sender(sender_text)
+        headers: list[tuple[str, str]] = [("", from_line), ("To", email.to)]
+        utf8, to_address = False, email.to
+        others: tuple[str, ...] = ()
+    else:
+        headers, utf8, mail_from, to_address, others = _addressed(email, redirect_all_to)
+        sender_address = _mailbox("from", sender_text).address
+    subject = render(content["subject"], context, html=False)
+    if _CONTROL.search(subject):
+        raise PermanentFailure("subject: the rendered subject has a line break or control char")
+    headers.append(("Subject", subject))
+    headers.append(("Message-ID", email.message_id))
+    headers.append(("Date", _date(int(time.time()))))
+    own = content.get("headers") or {}
+    own_names = {name.lower() for name in own}
+    if list_unsubscribe and unsubscribe is not None and "list-unsubscribe" not in own_names:
+        headers.extend(unsubscribe.headers(email.to, ascii_address(sender_address)))
+    if email.campaign_id is not None:
+        headers.extend(
+            _campaign_headers(email, content, sender_address, feedback_sender_id, own_names, utf8)
+        )
+    headers.extend(own.items())
+    text = content.get("text")
+    html = content.get("html")
+    html_body = render(html, context, html=True) if html else None
+    # Every HTML email carries a text alternative, derived from the HTML when none is given.
+    text_body = render(text, context, html=False) if text else _text_from_html(html_body or "")
+    files = [_file(a) for a in content.get("attachments") or ()]
+    data = mime.message(headers, mime.body(text_body, html_body, files), utf8=utf8)
+    return OutgoingMessage(
+        email_id=email.id,
+        message_id=email.message_id,
+        mail_from=mail_from,
+        to=to_address,
+        other_recipients=others,
+        data=data,
+        utf8=utf8,
+    )
+
+
+@lru_cache(maxsize=256)
+def _ascii_sender(sender: str) -> tuple[str, str, str]:
+    """The From line, the envelope sender and the bare address of an ASCII From (the same for
+    most emails: written once)."""
+    mailbox = _mailbox("from", sender)
+    return mime.address_header("From", [mailbox]), mailbox.envelope(utf8=False), mailbox.address
+
+
+def _addressed(
+    email: ClaimedEmail, redirect_all_to: str | None
+) -> tuple[list[tuple[str, str]], bool, str, str, tuple[str, ...]]:
+    """The address headers, whether the message needs SMTPUTF8, and the envelope (sender,
+    recipient, other recipients) of an email with display names, several recipients or
+    non-ASCII addresses."""
+    content = email.content
+    sender = _mailbox("from", content["from"])
     to = Mailbox(email.to, email.to_name)
     cc = [_mailbox("cc", a) for a in content.get("cc") or ()]
     bcc = [_mailbox("bcc", a) for a in content.get("bcc") or ()]
@@ -93,37 +157,8 @@ def build_message(
         headers.append(("", mime.address_header("Cc", cc, utf8=utf8)))
     if reply_to:
         headers.append(("", mime.address_header("Reply-To", reply_to, utf8=utf8)))
-    subject = render(content["subject"], context, html=False)
-    if _CONTROL.search(subject):
-        raise PermanentFailure("subject: the rendered subject has a line break or control char")
-    headers.append(("Subject", subject))
-    headers.append(("Message-ID", email.message_id))
-    headers.append(("Date", _date(int(time.time()))))
-    own = content.get("headers") or {}
-    own_names = {name.lower() for name in own}
-    if list_unsubscribe and unsubscribe is not None and "list-unsubscribe" not in own_names:
-        headers.extend(unsubscribe.headers(email.to, ascii_address(sender.address)))
-    if email.campaign_id is not None:
-        headers.extend(
-            _campaign_headers(email, content, sender, feedback_sender_id, own_names, utf8)
-        )
-    headers.extend(own.items())
-    text = content.get("text")
-    html = content.get("html")
-    html_body = render(html, context, html=True) if html else None
-    # Every HTML email carries a text alternative, derived from the HTML when none is given.
-    text_body = render(text, context, html=False) if text else _text_from_html(html_body or "")
-    files = [_file(a) for a in content.get("attachments") or ()]
-    data = mime.message(headers, mime.body(text_body, html_body, files), utf8=utf8)
-    return OutgoingMessage(
-        email_id=email.id,
-        message_id=email.message_id,
-        mail_from=sender.envelope(utf8=utf8),
-        to=to.envelope(utf8=utf8),
-        other_recipients=tuple(m.envelope(utf8=utf8) for m in (*cc, *bcc)),
-        data=data,
-        utf8=utf8,
-    )
+    others = tuple(m.envelope(utf8=utf8) for m in (*cc, *bcc))
+    return headers, utf8, sender.envelope(utf8=utf8), to.envelope(utf8=utf8), others
 
 
 def _mailbox(field: str, value: str) -> Mailbox:
@@ -136,7 +171,7 @@ def _mailbox(field: str, value: str) -> Mailbox:
 def _campaign_headers(
     email: ClaimedEmail,
     content: Mapping[str, Any],
-    sender: Mailbox,
+    sender: str,
     feedback_sender_id: str,
     own: set[str],
     utf8: bool,
@@ -145,7 +180,7 @@ def _campaign_headers(
     `id:kind:sender_id` (Gmail's feedback loop), unless the email set its own."""
     headers: list[tuple[str, str]] = []
     if "list-id" not in own:
-        domain = sender.address.rpartition("@")[2]
+        domain = sender.rpartition("@")[2]
         domain = "localhost" if domain.startswith("[") else ascii_domain(domain).lower()
         list_id = f"<{email.campaign_id}.{email.kind}.{domain}>"
         name = content.get("campaign_name")
