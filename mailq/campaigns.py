@@ -33,7 +33,7 @@ from typing import Any, TextIO
 
 import asyncpg
 
-from mailq.addresses import AddressError, message_id_domain, parse_mailbox
+from mailq.addresses import AddressError, is_plain_address, message_id_domain, parse_mailbox
 from mailq.compose.templates import (
     PROVIDED_VARIABLES,
     TemplateStore,
@@ -307,12 +307,15 @@ def _recipient(item: object, index: int, shape: _Shape) -> tuple[str, str | None
     if not isinstance(address, str) or not address:
         raise InvalidEmail(f"recipients[{index}].email: an email address is required")
     address = address.strip()
-    try:
-        mailbox = parse_mailbox(address)
-    except AddressError as problem:
-        raise InvalidEmail(
-            f"recipients[{index}].email: {address!r} is not a valid email address ({problem})"
-        ) from None
+    name = None
+    if not is_plain_address(address):  # the common case needs no Mailbox
+        try:
+            mailbox = parse_mailbox(address)
+        except AddressError as problem:
+            raise InvalidEmail(
+                f"recipients[{index}].email: {address!r} is not a valid email address ({problem})"
+            ) from None
+        address, name = mailbox.address, mailbox.name
     if not isinstance(context, Mapping):
         raise InvalidEmail(f"recipients[{index}].context: must be an object")
     missing = shape.needed - context.keys()
@@ -335,7 +338,7 @@ def _recipient(item: object, index: int, shape: _Shape) -> tuple[str, str | None
         raise InvalidEmail(f"recipients[{index}].context: values must be JSON ({exc})") from None
     if "\\u0000" in text:
         raise InvalidEmail(f"recipients[{index}].context: NUL characters are not allowed")
-    return mailbox.address, mailbox.name, text
+    return address, name, text
 
 
 # -- pause, resume, cancel, read -------------------------------------------------------------
