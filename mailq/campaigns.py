@@ -307,7 +307,7 @@ def _recipient(item: object, index: int, shape: _Shape) -> tuple[str, str | None
     if not isinstance(address, str) or not address:
         raise InvalidEmail(f"recipients[{index}].email: an email address is required")
     address = address.strip()
-    name = None
+    display_name = None
     if not is_plain_address(address):  # the common case needs no Mailbox
         try:
             mailbox = parse_mailbox(address)
@@ -315,7 +315,7 @@ def _recipient(item: object, index: int, shape: _Shape) -> tuple[str, str | None
             raise InvalidEmail(
                 f"recipients[{index}].email: {address!r} is not a valid email address ({problem})"
             ) from None
-        address, name = mailbox.address, mailbox.name
+        address, display_name = mailbox.address, mailbox.name
     if not isinstance(context, Mapping):
         raise InvalidEmail(f"recipients[{index}].context: must be an object")
     missing = shape.needed - context.keys()
@@ -338,7 +338,7 @@ def _recipient(item: object, index: int, shape: _Shape) -> tuple[str, str | None
         raise InvalidEmail(f"recipients[{index}].context: values must be JSON ({exc})") from None
     if "\\u0000" in text:
         raise InvalidEmail(f"recipients[{index}].context: NUL characters are not allowed")
-    return address, name, text
+    return address, display_name, text
 
 
 # -- pause, resume, cancel, read -------------------------------------------------------------
