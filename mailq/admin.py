@@ -8,9 +8,9 @@ changes all it was asked to or nothing.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 import asyncpg
 
@@ -105,6 +105,26 @@ async def resume_kind(conn: Connection, kind: str) -> bool:
 
 async def paused_kinds(conn: Connection) -> list[str]:
     return [row["kind"] for row in await kind_list_paused(conn)]
+
+
+WAITING = ("scheduled", "queued", "retrying")
+
+
+def unserved_kinds(
+    counts: Sequence[Mapping[str, Any]],
+    workers: Sequence[Mapping[str, Any]],
+    paused: Sequence[str] = (),
+) -> dict[str, int]:
+    """Kinds with waiting emails that no live worker serves (paused kinds aside), and how
+    many wait: without a worker for them they would wait forever. `counts` are rows of
+    mailq.queue_stats (kind, state, count), `workers` rows of mailq.workers (kinds)."""
+    served = {kind for worker in workers for kind in worker["kinds"]}
+    waiting: dict[str, int] = {}
+    for row in counts:
+        kind = row["kind"]
+        if row["state"] in WAITING and row["count"] and kind not in served and kind not in paused:
+            waiting[kind] = waiting.get(kind, 0) + int(row["count"])
+    return dict(sorted(waiting.items()))
 
 
 async def prune(

@@ -33,20 +33,18 @@ from typing import Any, TextIO
 
 import asyncpg
 
+from mailq.addresses import AddressError, is_plain_address, message_id_domain, parse_mailbox
 from mailq.compose.templates import (
-    DEFAULT_TEMPLATES,
     PROVIDED_VARIABLES,
     TemplateStore,
     variables_of,
 )
 from mailq.db import campaigns as db
 from mailq.errors import CampaignClosed, CampaignNotFound, InvalidEmail
-from mailq.kinds import BUILTIN_KINDS, KindPolicy
+from mailq.kinds import KindPolicy
 from mailq.models import Email
-from mailq.settings import DEFAULT_FROM
 from mailq.streams import each
 from mailq.validation import (
-    address_problem,
     build_content,
     check_kind,
     check_max_attempts,
@@ -66,7 +64,8 @@ NAME_MAX_CHARS = 200
 
 @dataclass(frozen=True, slots=True)
 class Recipient:
-    """One recipient: the address and the context its email is rendered with."""
+    """One recipient: the address (bare, or a mailbox `Name <address>`) and the context its
+    email is rendered with."""
 
     email: str
     context: Mapping[str, Any] = field(default_factory=dict)
@@ -159,7 +158,7 @@ class _Shape:
             needed=frozenset(used - PROVIDED_VARIABLES - shared.keys()),
             subject_vars=frozenset(variables_of(content["subject"]) - PROVIDED_VARIABLES),
             shared=shared,
-            domain=content["from"].rpartition("@")[2] or "localhost",
+            domain=message_id_domain(parse_mailbox(content["from"]).address),
         )
 
 
@@ -169,15 +168,19 @@ async def create_campaign(
     recipients: Iterable[Recipient | Mapping[str, Any] | str]
     | AsyncIterable[Recipient | Mapping[str, Any] | str] = (),
     *,
-    default_from: str = DEFAULT_FROM,
-    kinds: Mapping[str, KindPolicy] = BUILTIN_KINDS,
-    templates: TemplateStore = DEFAULT_TEMPLATES,
+    default_from: str | None = None,
+    kinds: Mapping[str, KindPolicy] | None = None,
+    templates: TemplateStore | None = None,
 ) -> tuple[Campaign, Added]:
     """Create a campaign and add its recipients, streamed in chunks, in one transaction.
 
     Recipients are `Recipient`s, `{"email": ..., "context": {...}}` mappings or plain
     addresses. InvalidEmail names the bad field (`recipients[i].email`, ...): nothing is
-    written then."""
+    written then. `default_from`, `kinds` and `templates` not given come from MAILQ_FROM and
+    MAILQ_CONFIG (mailq.config.from_environment), as for mailq.enqueue."""
+    from mailq.enqueue import configured
+
+    default_from, kinds, templates = configured(default_from, kinds, templates)
     policy = check_kind(campaign.kind, kinds)
     name = campaign.name.strip() if isinstance(campaign.name, str) else ""
     if not name or len(name) > NAME_MAX_CHARS or any(ord(c) < 32 for c in name):
@@ -244,6 +247,7 @@ async def _add(
     run_at = PAUSED_UNTIL if row["status"] == "paused" else row["send_at"]
     added = suppressed = seen = 0
     addresses: list[str] = []
+    names: list[str | None] = []
     message_ids: list[str] = []
     contents: list[str] = []
 
@@ -260,16 +264,19 @@ async def _add(
             max_attempts=row["max_attempts"],
             run_at=run_at,
             send_at=row["send_at"],
+            names=names,
         )
         added += inserted
         suppressed += held
         addresses.clear()
+        names.clear()
         message_ids.clear()
         contents.clear()
 
     async for recipient in each(recipients):
-        address, context = _recipient(recipient, seen, shape)
+        address, name, context = _recipient(recipient, seen, shape)
         addresses.append(address)
+        names.append(name)
         message_ids.append(f"<{os.urandom(16).hex()}@{shape.domain}>")
         contents.append(context)
         seen += 1
@@ -280,8 +287,9 @@ async def _add(
     return Added(added=added, duplicates=seen - added, suppressed=suppressed)
 
 
-def _recipient(item: object, index: int, shape: _Shape) -> tuple[str, str]:
-    """Check one recipient; its address and the `content` of its email as JSON."""
+def _recipient(item: object, index: int, shape: _Shape) -> tuple[str, str | None, str]:
+    """Check one recipient; its bare address, display name and the `content` of its email
+    as JSON."""
     address: object
     context: object
     if isinstance(item, Recipient):
@@ -298,13 +306,15 @@ def _recipient(item: object, index: int, shape: _Shape) -> tuple[str, str]:
     if not isinstance(address, str) or not address:
         raise InvalidEmail(f"recipients[{index}].email: an email address is required")
     address = address.strip()
-    control = _CONTROL.search(address) is not None
-    problem = "control characters are not allowed" if control else address_problem(address)
-    if problem:
-        raise InvalidEmail(
-            f"recipients[{index}].email: {address!r} is not a valid email address"
-            f"{f' ({problem})' if problem else ''}"
-        )
+    display_name = None
+    if not is_plain_address(address):  # the common case needs no Mailbox
+        try:
+            mailbox = parse_mailbox(address)
+        except AddressError as problem:
+            raise InvalidEmail(
+                f"recipients[{index}].email: {address!r} is not a valid email address ({problem})"
+            ) from None
+        address, display_name = mailbox.address, mailbox.name
     if not isinstance(context, Mapping):
         raise InvalidEmail(f"recipients[{index}].context: must be an object")
     missing = shape.needed - context.keys()
@@ -327,7 +337,7 @@ def _recipient(item: object, index: int, shape: _Shape) -> tuple[str, str]:
         raise InvalidEmail(f"recipients[{index}].context: values must be JSON ({exc})") from None
     if "\\u0000" in text:
         raise InvalidEmail(f"recipients[{index}].context: NUL characters are not allowed")
-    return address, text
+    return address, display_name, text
 
 
 # -- pause, resume, cancel, read -------------------------------------------------------------

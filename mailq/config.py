@@ -34,7 +34,12 @@ file, the line and the reason. Every section is optional::
     burst = 10
     template = "search_engine"         # used when an email gives no content or template
     lost = "retry"                     # or "hold": state `unknown` if DATA had begun
-    list_unsubscribe = true            # List-Unsubscribe + one-click headers
+    list_unsubscribe = true            # List-Unsubscribe + one-click headers (a declared
+                                       # kind: false unless it says so)
+    from = "Acme News <news@acme.example.com>"   # the kind's From (default MAILQ_FROM)
+
+    [campaigns]
+    feedback_sender_id = "acme"        # last field of Feedback-ID (5-15 characters)
 
     [unsubscribe]
     mailto = "unsubscribe@example.com" # the mailto: of List-Unsubscribe (default: From)
@@ -54,6 +59,8 @@ file, the line and the reason. Every section is optional::
 
 from __future__ import annotations
 
+import functools
+import os
 import re
 import tomllib
 from collections.abc import Mapping
@@ -62,6 +69,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from mailq.addresses import AddressError, parse_mailbox
 from mailq.compose.dkim import DkimKey
 from mailq.compose.templates import DEFAULT_FOLDER, TEMPLATE_NAME, TemplateStore
 from mailq.delivery.replies import BUILTIN_QUIRKS, CLASSES, Quirk
@@ -69,6 +77,9 @@ from mailq.errors import ConfigError
 from mailq.kinds import BUILTIN_KINDS, KIND_NAME, LOST_POLICIES, KindPolicy, RateLimit
 from mailq.retry import RetryPolicy
 from mailq.settings import BATCH_LIMIT, HTTP_BODY_LIMIT_BYTES, RETENTION_DAYS, Settings
+
+DEFAULT_FEEDBACK_SENDER_ID = "mailq"
+_FEEDBACK_SENDER_ID = re.compile(r"^[A-Za-z0-9._-]{5,15}$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +95,8 @@ class Config:
     body_limit_bytes: int = HTTP_BODY_LIMIT_BYTES
     batch_limit: int = BATCH_LIMIT
     retention_days: float = RETENTION_DAYS
+    # The last field of campaign emails' Feedback-ID ([campaigns] feedback_sender_id).
+    feedback_sender_id: str = DEFAULT_FEEDBACK_SENDER_ID
     # Settings the file gives (field name of Settings -> value); env vars win over them.
     tunables: Mapping[str, Any] = field(default_factory=dict)
     path: Path | None = None
@@ -111,10 +124,22 @@ _KIND_KEYS = frozenset(
         "template",
         "lost",
         "list_unsubscribe",
+        "from",
     }
 )
 _TOP_KEYS = frozenset(
-    {"templates", "worker", "smtp", "limits", "backend", "kinds", "unsubscribe", "dkim", "quirks"}
+    {
+        "templates",
+        "worker",
+        "smtp",
+        "limits",
+        "backend",
+        "kinds",
+        "unsubscribe",
+        "dkim",
+        "quirks",
+        "campaigns",
+    }
 )
 
 
@@ -125,10 +150,19 @@ class _Problem(Exception):
         self.reason = reason
 
 
-def load_settings(environ: Mapping[str, str] | None = None) -> tuple[Settings, Config]:
-    """Settings from MAILQ_* env vars and the MAILQ_CONFIG file they name (env wins)."""
-    import os
+@functools.cache
+def from_environment() -> tuple[Settings, Config]:
+    """The process's settings and MAILQ_CONFIG, read from the environment once, on first use.
 
+    What mailq.enqueue, mailq.enqueue_sync and mailq.campaigns.create_campaign apply when the
+    caller passes no settings of its own (SPEC "Configuration everywhere"): the same MAILQ_FROM
+    and kinds the CLI and the service use. Nothing is read at import time."""
+    return load_settings(os.environ)
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> tuple[Settings, Config]:
+    """Settings from MAILQ_* env vars and the MAILQ_CONFIG file they name (env wins). The
+    process edges (the CLI, the service) call it once; the library uses from_environment."""
     env = os.environ if environ is None else environ
     settings = Settings.from_env(env)
     if settings.config_file is None:
@@ -211,6 +245,16 @@ def _build(data: Mapping[str, Any], path: Path) -> Config:
     if not isinstance(quirks_raw, list):
         raise _Problem(("quirks",), "must be an array of tables ([[quirks]])")
     quirks = tuple(_quirk(q, ("quirks", i)) for i, q in enumerate(quirks_raw))
+    campaigns = _table(data.get("campaigns", {}), ("campaigns",))
+    _known(campaigns, {"feedback_sender_id"}, ("campaigns",))
+    sender_id = DEFAULT_FEEDBACK_SENDER_ID
+    if "feedback_sender_id" in campaigns:
+        sender_id = _string(campaigns["feedback_sender_id"], ("campaigns", "feedback_sender_id"))
+        if not _FEEDBACK_SENDER_ID.match(sender_id):
+            raise _Problem(
+                ("campaigns", "feedback_sender_id"),
+                "5 to 15 characters of letters, digits, '.', '_' or '-'",
+            )
     return Config(
         kinds=MappingProxyType(kinds),
         quirks=quirks + BUILTIN_QUIRKS,
@@ -221,6 +265,7 @@ def _build(data: Mapping[str, Any], path: Path) -> Config:
         body_limit_bytes=int(_number(limits, "body_bytes", ("limits",), HTTP_BODY_LIMIT_BYTES)),
         batch_limit=int(_number(limits, "batch", ("limits",), BATCH_LIMIT, whole=True)),
         retention_days=_number(limits, "retention_days", ("limits",), RETENTION_DAYS),
+        feedback_sender_id=sender_id,
         tunables=MappingProxyType(tunables),
         path=path,
     )
@@ -245,7 +290,9 @@ def _tunables(data: Mapping[str, Any]) -> dict[str, Any]:
 def _kind(name: str, table: Mapping[str, Any], base: KindPolicy | None) -> KindPolicy:
     where = ("kinds", name)
     _known(table, _KIND_KEYS, where)
-    policy = base or KindPolicy(name, priority=5)
+    # A kind the file declares is transactional until it says otherwise: one click on an
+    # invoice's List-Unsubscribe would suppress the customer for every kind.
+    policy = base or KindPolicy(name, priority=5, list_unsubscribe=False)
     changes: dict[str, Any] = {}
     if "priority" in table:
         priority = int(_number(table, "priority", where, 0, whole=True))
@@ -278,6 +325,12 @@ def _kind(name: str, table: Mapping[str, Any], base: KindPolicy | None) -> KindP
         if not isinstance(table["list_unsubscribe"], bool):
             raise _Problem((*where, "list_unsubscribe"), "must be true or false")
         changes["list_unsubscribe"] = table["list_unsubscribe"]
+    if "from" in table:
+        sender = _string(table["from"], (*where, "from"))
+        try:
+            changes["from_address"] = str(parse_mailbox(sender))
+        except AddressError as exc:
+            raise _Problem((*where, "from"), f"{sender!r} is not a valid mailbox ({exc})") from None
     return replace(policy, **changes)
 
 

@@ -54,8 +54,11 @@ class KindPolicy:
     # The template an email of this kind gets when it gives neither content nor template.
     template: str | None = None
     lost: str = LOST_RETRY
-    # Campaign-like kinds carry List-Unsubscribe headers (RFC 8058).
+    # Campaign-like kinds carry List-Unsubscribe headers (RFC 8058): the built-in campaign
+    # kinds do; a kind declared in MAILQ_CONFIG does only when it says so.
     list_unsubscribe: bool = True
+    # The kind's From mailbox (MAILQ_CONFIG [kinds.X] from); None: MAILQ_FROM.
+    from_address: str | None = None
 
 
 BUILTIN_KINDS: Mapping[str, KindPolicy] = MappingProxyType(

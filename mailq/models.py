@@ -46,9 +46,15 @@ class Outcome(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Attachment:
+    """A file sent with an email. `content_type` may carry parameters (`text/csv;
+    charset=iso-8859-1`); a text type without a charset gets `charset=utf-8` (its content must
+    then be UTF-8). With `content_id` the file is an inline part (an image the HTML shows as
+    `<img src="cid:CONTENT_ID">`) rather than an attachment."""
+
     filename: str
     content_type: str
     content: bytes
+    content_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +92,8 @@ class EmailRow:
     message_id: str
     content: str
     metadata: str
+    # The display name of `to` (to_address is the bare address); None when none was given.
+    to_name: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +112,8 @@ class ClaimedEmail:
     campaign_id: int | None = None
     # The suppression list's reason when the address was suppressed after it was queued.
     suppressed: str | None = None
+    # The display name given with `to` (which is the bare address), if any.
+    to_name: str | None = None
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> ClaimedEmail:
@@ -119,6 +129,7 @@ class ClaimedEmail:
             claimed_at=row["claimed_at"],
             campaign_id=row.get("campaign_id"),
             suppressed=row.get("suppressed"),
+            to_name=row.get("to_name"),
         )
 
     @property

@@ -6,10 +6,12 @@ The library itself never reads the environment: `Settings` is passed down explic
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from mailq.addresses import AddressError, parse_mailbox
 from mailq.errors import ConfigError
 
 POLL_INTERVAL_S = 5.0
@@ -55,6 +57,8 @@ class Settings:
     redirect_all_to: str | None = None
     config_file: Path | None = None
     retention_days: float = RETENTION_DAYS
+    # The name given in EHLO (MAILQ_HELO_NAME); None: the host's FQDN.
+    helo_name: str | None = None
 
     @property
     def backend_url(self) -> str:
@@ -86,6 +90,14 @@ class Settings:
             ("postgresql://", "postgres://")
         ):
             raise ConfigError("MAILQ_DATABASE_URL must start with postgresql://")
+        _check_mailbox("MAILQ_FROM", self.from_address)
+        if self.redirect_all_to is not None:
+            _check_mailbox("MAILQ_REDIRECT_ALL_TO", self.redirect_all_to)
+        if self.helo_name is not None and not _HELO_NAME.match(self.helo_name):
+            raise ConfigError(
+                f"MAILQ_HELO_NAME: {self.helo_name!r} is not a host name (letters, digits, "
+                "'-' and '.', e.g. mail.example.com) or an address literal like [192.0.2.1]"
+            )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -109,9 +121,25 @@ class Settings:
             redirect_all_to=env.get("MAILQ_REDIRECT_ALL_TO") or None,
             config_file=Path(config_file).expanduser() if config_file else None,
             retention_days=_number(env, "MAILQ_RETENTION_DAYS", RETENTION_DAYS),
+            helo_name=(env.get("MAILQ_HELO_NAME") or "").strip() or None,
         )
         settings.validate()
         return settings
+
+
+# RFC 5321 §4.1.1.1: EHLO takes a domain or an address literal.
+_HELO_NAME = re.compile(
+    r"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\[[0-9A-Fa-f:.]+\])$"
+)
+
+
+def _check_mailbox(name: str, value: str) -> None:
+    """A setting that must be a mailbox: a bad one stops the process at start, in one line."""
+    try:
+        parse_mailbox(value)
+    except AddressError as exc:
+        raise ConfigError(f"{name}: {value!r} is not a valid mailbox ({exc})") from None
 
 
 def _number(env: Mapping[str, str], name: str, default: float, whole: bool = False) -> float:

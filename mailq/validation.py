@@ -5,7 +5,6 @@ Every refusal is an InvalidEmail whose message starts with the field it is about
 
 from __future__ import annotations
 
-import base64
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -14,16 +13,22 @@ from functools import lru_cache
 from typing import Any
 
 import orjson
-from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
 
+from mailq.addresses import (
+    AddressError,
+    Mailbox,
+    is_plain_address,
+    message_id_domain,
+    parse_mailbox,
+)
+from mailq.attachments import check_attachments
 from mailq.compose.templates import DEFAULT_TEMPLATES, TemplateStore, check_context
 from mailq.errors import InvalidEmail
-from mailq.kinds import BUILTIN_KINDS, KIND_NAME, KindPolicy, policy_for
+from mailq.kinds import BUILTIN_KINDS, KIND_NAME, KindPolicy
 from mailq.models import Email, EmailRow
 
 # Any C0 control character or DEL; TAB is allowed in text bodies but not in headers.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_SINGLE_LABEL = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
 _HEADER_NAME = re.compile(r"^[!-9;-~]{1,76}$")
 _RESERVED_HEADERS = frozenset(
     {
@@ -42,66 +47,45 @@ _RESERVED_HEADERS = frozenset(
         "dkim-signature",
     }
 )
-_CONTENT_TYPE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9!#$&^_.+-]*/[a-zA-Z0-9][a-zA-Z0-9!#$&^_.+-]*$")
 MAX_SCHEDULE_AHEAD = timedelta(days=3660)
 MAX_SUBJECT_CHARS = 998
 MAX_RECIPIENTS = 100
 
 
-def check_address(field: str, address: object) -> str:
-    if not isinstance(address, str) or not address:
+def check_mailbox(field: str, value: object) -> Mailbox:
+    """A bare address or `Name <address>` (mailq.addresses); InvalidEmail names the field."""
+    if not isinstance(value, str) or not value:
         raise InvalidEmail(f"{field}: an email address is required")
-    if _CONTROL.search(address):
-        raise InvalidEmail(f"{field}: control characters are not allowed in an address")
-    problem = address_problem(address)
-    if problem:
-        raise InvalidEmail(f"{field}: {address!r} is not a valid email address ({problem})")
-    return address
-
-
-# The common case, checked without email-validator (which costs ~50 us an address and would
-# dominate bulk enqueue): a dot-atom local part at a domain of letter-digit-hyphen labels with
-# an alphabetic top-level label. Anything else goes to email-validator; both accept exactly
-# the same plain addresses (tests/unit/test_validation.py checks a sample against it).
-_PLAIN_ADDRESS = re.compile(
-    r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
-    r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+([A-Za-z]{2,63})$"
-)
-_RESERVED_TLDS = frozenset(SPECIAL_USE_DOMAIN_NAMES)
-
-
-def _plain_address_ok(address: str) -> bool:
-    match = _PLAIN_ADDRESS.match(address)
-    return (
-        match is not None
-        and len(address) <= 254
-        and address.index("@") <= 64
-        and match.group(1).lower() not in _RESERVED_TLDS
-    )
-
-
-def address_problem(address: str) -> str | None:
-    """Why `address` is not a valid email address (syntax only), or None."""
-    if _plain_address_ok(address):
-        return None
-    return _address_problem_slow(address)
-
-
-@lru_cache(maxsize=65_536)
-def _address_problem_slow(address: str) -> str | None:
-    # Syntax only: no DNS. Single-label domains like `localhost` are accepted (internal
-    # relays and staging use them); email-validator refuses them, so their local part is
-    # checked against a stand-in domain.
-    local, _, domain = address.rpartition("@")
-    if local and _SINGLE_LABEL.match(domain):
-        address = f"{local}@example.com"
     try:
-        validate_email(
-            address, check_deliverability=False, allow_smtputf8=True, globally_deliverable=False
-        )
-    except EmailNotValidError as exc:
-        return str(exc)
-    return None
+        return parse_mailbox(value)
+    except AddressError as exc:
+        raise InvalidEmail(f"{field}: {value!r} is not a valid email address ({exc})") from None
+
+
+def _plain(value: object) -> bool:
+    return isinstance(value, str) and is_plain_address(value)
+
+
+def _to_parts(value: object) -> tuple[str, str | None]:
+    mailbox = check_mailbox("to", value)
+    return mailbox.address, mailbox.name
+
+
+@lru_cache(maxsize=1024)
+def _sender(value: str) -> str:
+    """The stored form of a From mailbox (checked once per distinct value: most emails share
+    MAILQ_FROM or their kind's)."""
+    return str(check_mailbox("from", value))
+
+
+@lru_cache(maxsize=1024)
+def _sender_domain(sender: str) -> str:
+    return message_id_domain(parse_mailbox(sender).address)
+
+
+def check_address(field: str, address: object) -> str:
+    """The bare address of a mailbox (what is matched: suppression, de-duplication)."""
+    return check_mailbox(field, address).address
 
 
 def _check_addresses(field: str, addresses: Sequence[str]) -> list[str]:
@@ -109,7 +93,7 @@ def _check_addresses(field: str, addresses: Sequence[str]) -> list[str]:
         raise InvalidEmail(f"{field}: must be a list of addresses")
     if len(addresses) > MAX_RECIPIENTS:
         raise InvalidEmail(f"{field}: at most {MAX_RECIPIENTS} addresses")
-    return [check_address(f"{field}[{i}]", a) for i, a in enumerate(addresses)]
+    return [str(check_mailbox(f"{field}[{i}]", a)) for i, a in enumerate(addresses)]
 
 
 def _check_text(field: str, value: object, *, header: bool) -> str | None:
@@ -168,14 +152,26 @@ def _check_headers(headers: Mapping[str, str]) -> dict[str, str]:
 
 
 def _message_id(from_address: str) -> str:
-    domain = from_address.rpartition("@")[2] or "localhost"
-    return f"<{os.urandom(16).hex()}@{domain}>"
+    return f"<{os.urandom(16).hex()}@{_sender_domain(from_address)}>"
 
 
 def check_kind(kind: object, kinds: Mapping[str, KindPolicy] = BUILTIN_KINDS) -> KindPolicy:
+    """The policy of a kind that is built in or declared in MAILQ_CONFIG. Any other kind is
+    refused (no worker would claim its emails: they would wait forever)."""
     if not isinstance(kind, str) or not KIND_NAME.match(kind):
         raise InvalidEmail(f"kind: {kind!r} is not a kind name (lowercase, digits, _)")
-    return policy_for(kind, kinds)
+    policy = kinds.get(kind)
+    if policy is None:
+        raise InvalidEmail(unknown_kind_message(kind, kinds))
+    return policy
+
+
+def unknown_kind_message(kind: str, kinds: Mapping[str, KindPolicy]) -> str:
+    """The one message every entry point refuses an undeclared kind with."""
+    return (
+        f"kind: {kind!r} is not a configured kind (known: {', '.join(sorted(kinds))}); "
+        f"declare it in MAILQ_CONFIG as [kinds.{kind}]"
+    )
 
 
 def check_priority(priority: object, policy: KindPolicy) -> int:
@@ -210,7 +206,8 @@ def build_content(
     email gives neither, from its kind's template; inline fields override a template's.
     With `per_recipient` (a campaign's shared content), variables the context lacks are
     allowed: each recipient's context is checked for them (mailq.campaigns)."""
-    sender = check_address("from", email.from_address or default_from)
+    # The email's own `from`, else its kind's (MAILQ_CONFIG [kinds.X] from), else MAILQ_FROM.
+    sender = _sender(email.from_address or policy.from_address or default_from)
     subject = _check_text("subject", email.subject, header=True)
     text = _check_text("text", email.text, header=False)
     html = _check_text("html", email.html, header=False)
@@ -242,20 +239,7 @@ def build_content(
                 header=field_name == "subject",
                 partial=per_recipient,
             )
-    attachments = []
-    for i, attachment in enumerate(email.attachments):
-        name = _check_text(f"attachments[{i}].filename", attachment.filename, header=True)
-        if not name:
-            raise InvalidEmail(f"attachments[{i}].filename: required")
-        if not _CONTENT_TYPE.match(attachment.content_type or ""):
-            raise InvalidEmail(f"attachments[{i}].content_type: not a MIME type like text/plain")
-        attachments.append(
-            {
-                "filename": name,
-                "content_type": attachment.content_type,
-                "content_base64": base64.b64encode(attachment.content).decode("ascii"),
-            }
-        )
+    attachments = check_attachments(email.attachments, html=bool(html)) if email.attachments else []
     return {
         "template": template_name,
         "from": sender,
@@ -292,9 +276,10 @@ def to_row(
     """Validate one email and build its row; raises InvalidEmail naming the field."""
     now = now or datetime.now(UTC)
     policy = check_kind(email.kind, kinds)
-    to = check_address("to", email.to)
+    to = email.to
+    # The plain path (a bare address, the common case) without building a Mailbox.
+    to_address, to_name = (to, None) if _plain(to) else _to_parts(to)
     content = build_content(email, policy, default_from=default_from, templates=templates)
-    sender = content["from"]
     priority = check_priority(email.priority, policy)
     max_attempts = check_max_attempts(email.max_attempts, policy)
     content_text = content_json(content)
@@ -303,8 +288,9 @@ def to_row(
         priority=priority,
         send_at=check_send_at(email.send_at, now),
         max_attempts=max_attempts,
-        to_address=to,
-        message_id=_message_id(sender),
+        to_address=to_address,
+        message_id=f"<{os.urandom(16).hex()}@{_sender_domain(content['from'])}>",
         content=content_text,
         metadata=orjson.dumps(_check_metadata(email.metadata)).decode(),
+        to_name=to_name,
     )

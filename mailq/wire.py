@@ -32,6 +32,7 @@ FIELDS = frozenset(
     }
 )
 
+ATTACHMENT_FIELDS = frozenset({"filename", "content_type", "content_base64", "content_id"})
 
 # RFC 3339 date-time (section 5.6); fromisoformat alone also takes ISO forms such as
 # 20300101T000000 or week dates, which are not RFC 3339.
@@ -74,11 +75,17 @@ def _attachments(raw: object) -> tuple[Attachment, ...]:
             content = base64.b64decode(encoded, validate=True)
         except (binascii.Error, ValueError):
             raise InvalidEmail(f"attachments[{index}].content_base64: not base64") from None
+        unknown = sorted(set(item) - ATTACHMENT_FIELDS)
+        if unknown:
+            raise InvalidEmail(f"attachments[{index}].{unknown[0]}: unknown field")
         filename = item.get("filename")
         content_type = item.get("content_type")
         if not isinstance(filename, str) or not isinstance(content_type, str):
             raise InvalidEmail(f"attachments[{index}]: filename and content_type are strings")
-        attachments.append(Attachment(filename, content_type, content))
+        content_id = item.get("content_id")
+        if content_id is not None and not isinstance(content_id, str):
+            raise InvalidEmail(f"attachments[{index}].content_id: must be a string")
+        attachments.append(Attachment(filename, content_type, content, content_id))
     return tuple(attachments)
 
 

@@ -56,6 +56,7 @@ async def cmd_status(args: argparse.Namespace) -> int:
         "workers": workers,
         "paused": paused,
         "campaigns": open_campaigns(progress),
+        "unserved_kinds": admin.unserved_kinds(counts, workers, paused),
     }
     if args.json:
         display.print_json(report)
@@ -68,6 +69,12 @@ async def cmd_status(args: argparse.Namespace) -> int:
         out.print(workers_table(workers))
     if paused:
         out.print(f"Paused kinds: {', '.join(paused)} (resume with `mailq resume KIND`)")
+    for kind, waiting in report["unserved_kinds"].items():
+        out.print(
+            f"Warning: {waiting} emails of kind {kind} wait and no live worker serves it: "
+            f"start one with `mailq worker --kinds {kind}` (a worker without --kinds serves "
+            "the kinds built in or declared in MAILQ_CONFIG)"
+        )
     if report["campaigns"]:
         out.print(campaigns_table(report["campaigns"]))
     return 0

@@ -40,6 +40,7 @@ async def run_worker(settings: Settings, config: Config, kinds: list[str] | None
         connect_timeout_s=settings.smtp_connect_timeout_s,
         reply_timeout_s=settings.smtp_reply_timeout_s,
         quirks=config.quirks,
+        helo_name=settings.helo_name,
     )
     worker = Worker(settings, sender, kinds=kinds, config=config)
     loop = asyncio.get_running_loop()

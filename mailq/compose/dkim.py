@@ -29,6 +29,8 @@ SIGNED_HEADERS: tuple[str, ...] = (
     "Content-Type",
     "List-Unsubscribe",
     "List-Unsubscribe-Post",
+    "List-Id",
+    "Feedback-ID",
 )
 
 

@@ -68,8 +68,10 @@ async def email_insert_recipients(
     max_attempts: int,
     run_at: datetime,
     send_at: datetime,
+    names: Sequence[str | None] | None = None,
 ) -> tuple[int, int]:
-    """Insert one chunk; returns (inserted, of which suppressed). Duplicates are skipped."""
+    """Insert one chunk; returns (inserted, of which suppressed). Duplicates are skipped.
+    `names`: the recipients' display names (None where none was given)."""
     row = await conn.fetchrow(
         QUERIES["email_insert_recipients"],
         campaign_id,
@@ -81,6 +83,8 @@ async def email_insert_recipients(
         max_attempts,
         run_at,
         send_at,
+        # No names at all (the common case): a null array, which unnest pads with nulls.
+        None if names is None or not any(names) else list(names),
     )
     return int(row["added"]), int(row["suppressed"])
 

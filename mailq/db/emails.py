@@ -129,6 +129,8 @@ def email_insert_arguments(rows: Sequence[EmailRow]) -> tuple[Any, ...]:
         [r.metadata for r in rows],
         list(range(len(rows))),
         None,
+        # No names at all (the common case): a null array, which unnest pads with nulls.
+        [r.to_name for r in rows] if any(r.to_name for r in rows) else None,
     )
 
 
@@ -145,6 +147,7 @@ def email_copy_record(email_id: int, row: EmailRow, now: datetime) -> tuple[Any,
         row.message_id,
         row.content,
         row.metadata,
+        row.to_name,
     )
 
 

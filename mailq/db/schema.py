@@ -22,6 +22,7 @@ REVISIONS: tuple[str, ...] = (
     "0002_email_features",
     "0003_operators",
     "0004_service",
+    "0005_display_names",
     "0007_bounces",
     "0008_dashboard",
 )

@@ -21,6 +21,7 @@ def sender_from_url(
     connect_timeout_s: float = 10.0,
     reply_timeout_s: float = 120.0,
     quirks: Sequence[Quirk] | None = None,
+    helo_name: str | None = None,
 ) -> Sender:
     """The backend a MAILQ_BACKEND URL names; BackendError for a malformed one."""
     parts = urlsplit(url)
@@ -32,6 +33,7 @@ def sender_from_url(
             connect_timeout_s=connect_timeout_s,
             reply_timeout_s=reply_timeout_s,
             quirks=BUILTIN_QUIRKS if quirks is None else quirks,
+            helo_name=helo_name,
         )
     if scheme in ESP_SCHEMES:
         return esp_sender_from_url(

@@ -57,6 +57,10 @@ class FileSender:
         self, message: OutgoingMessage, before_data: BeforeData | None = None
     ) -> SendReceipt:
         data = message.data
+        if not data.endswith(b"\r\n"):
+            # A file ends as SMTP delivers it, with a final CRLF (else DKIM verifiers that
+            # read the file see an altered body).
+            data += b"\r\n"
         target = self.path_for(message)
         await asyncio.to_thread(_write_atomically, target, data)
         return SendReceipt(250, f"written to {target}")

@@ -71,8 +71,11 @@ class SmtpSender:
         connect_timeout_s: float = 10.0,
         reply_timeout_s: float = 120.0,
         quirks: Sequence[Quirk] = BUILTIN_QUIRKS,
+        helo_name: str | None = None,
     ) -> None:
+        """`helo_name` is the name given in EHLO (MAILQ_HELO_NAME); None: the host's FQDN."""
         self.target = target
+        self.helo_name = helo_name
         self.quirks = tuple(quirks)
         self._connect_timeout_s = connect_timeout_s
         self._reply_timeout_s = reply_timeout_s
@@ -91,6 +94,7 @@ class SmtpSender:
             username=self.target.username,
             password=self.target.password,
             cert_bundle=self.target.cafile,
+            local_hostname=self.helo_name,
         )
         await client.connect(timeout=self._connect_timeout_s)
         return client
@@ -136,7 +140,8 @@ class SmtpSender:
                 await client.ehlo()  # the server's extensions are known only after EHLO
             if not client.supports_extension("smtputf8"):
                 raise PermanentFailure(
-                    "an address is internationalised and the server does not offer SMTPUTF8"
+                    "an address has a non-ASCII local part (before the @) and the server does "
+                    "not offer SMTPUTF8, which such an address needs"
                 )
             options.append("SMTPUTF8")
         encoding = "utf-8" if options else "ascii"

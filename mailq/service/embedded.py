@@ -38,6 +38,7 @@ def default_sender(settings: Settings, quirks: Sequence[Quirk] | None = None) ->
         connect_timeout_s=settings.smtp_connect_timeout_s,
         reply_timeout_s=settings.smtp_reply_timeout_s,
         quirks=quirks,
+        helo_name=settings.helo_name,
     )
 
 

@@ -84,6 +84,7 @@ class SendAttempts:
         redirect_all_to: str | None,
         unsubscribe: UnsubscribeLinks,
         dkim: DkimSigner | None,
+        feedback_sender_id: str = "mailq",
         on_retry_after: RetryAfterHook | None = None,
     ) -> None:
         """`on_retry_after` is told of the wait a refusal asked for (a 429's Retry-After)."""
@@ -95,6 +96,7 @@ class SendAttempts:
         self._redirect_all_to = redirect_all_to
         self._unsubscribe = unsubscribe
         self._dkim = dkim
+        self._feedback_sender_id = feedback_sender_id
         self._on_retry_after = on_retry_after
         self.batch_size = batch_size(sender)
 
@@ -178,6 +180,7 @@ class SendAttempts:
             self._redirect_all_to,
             unsubscribe=self._unsubscribe,
             list_unsubscribe=policy.list_unsubscribe,
+            feedback_sender_id=self._feedback_sender_id,
         )
         if self._dkim is not None:
             message = self._dkim.sign(message)

@@ -41,6 +41,7 @@ from mailq.kinds import KindPolicy, policy_for
 from mailq.models import ClaimedEmail
 from mailq.retry import RetryPolicy
 from mailq.settings import Settings
+from mailq.worker.backend_hold import BackendHold
 from mailq.worker.claimer import Claimer, Wakeup
 from mailq.worker.control import Heartbeat
 from mailq.worker.duties import Duty, DutyRunner, ForgetDeadWorkers, PruneFinished, RescueExpired
@@ -110,15 +111,12 @@ class Worker:
         self._stopped = asyncio.Event()
         self._running = False
         self._recorder: Recorder | None = None
-        self._held_until = 0.0  # the loop time until which the backend's bucket is held
-        self._holds: set[asyncio.Task[None]] = set()
+        self._backend_hold = BackendHold(self._limiter)
 
     @property
     def totals(self) -> Tally:
         """What the worker's summaries have counted so far."""
         return self._recorder.totals if self._recorder is not None else Tally()
-
-    # -- lifecycle -------------------------------------------------------------------------
 
     def stop(self) -> None:
         """Stop claiming, finish what is in flight (within the grace period), hand back the
@@ -213,7 +211,8 @@ class Worker:
             redirect_all_to=self.settings.redirect_all_to,
             unsubscribe=self._unsubscribe,
             dkim=self._dkim,
-            on_retry_after=lambda seconds: self._hold_backend(pool, seconds),
+            feedback_sender_id=self.config.feedback_sender_id,
+            on_retry_after=lambda seconds: self._backend_hold.request(pool, seconds),
         )
         return Lanes(
             self._lane_count,
@@ -221,30 +220,6 @@ class Worker:
             on_result=recorder.add,
             stopping=self._stopping,
             observer=self._observer,
-        )
-
-    def _hold_backend(self, pool: asyncpg.Pool, seconds: float) -> None:
-        """A provider asked to wait (429 Retry-After): hold the shared backend bucket, once
-        per wait however many emails the refusal answered."""
-        loop = asyncio.get_running_loop()
-        until = loop.time() + seconds
-        if until <= self._held_until + 0.5 or not self._limiter.applies_to_backend:
-            return
-        self._held_until = until
-        task = loop.create_task(self._hold(pool, seconds), name="mailq-hold-backend")
-        self._holds.add(task)
-        task.add_done_callback(self._holds.discard)
-
-    async def _hold(self, pool: asyncpg.Pool, seconds: float) -> None:
-        try:
-            await self._limiter.hold_backend(pool, seconds)
-        except DATABASE_ERRORS as exc:
-            logger.warning("could not hold the backend's rate limit: %s", exc)
-            return
-        logger.info(
-            "the backend asked to wait %.1f s: its rate limit holds every worker until then",
-            seconds,
-            extra={"action": "backend_held", "seconds": seconds},
         )
 
     def _claimer(

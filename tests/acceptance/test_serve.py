@@ -10,6 +10,7 @@ from pathlib import Path
 import asyncpg
 import httpx
 
+from mailq.db.schema import HEAD
 from tests.support.processes import REPO
 from tests.support.service import service_env, uvicorn
 from tests.support.waiting import eventually
@@ -64,5 +65,5 @@ async def test_mailq_serve_refuses_a_schema_it_does_not_know(
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
         "mailq: the database schema is at 0001_create_queue, older than "
-        "0008_dashboard: run `mailq migrate`"
+        f"{HEAD}: run `mailq migrate`"
     ]

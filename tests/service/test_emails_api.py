@@ -46,7 +46,10 @@ async def test_queue_one_email_and_read_it_back(
     assert view["cc"] == ["cc@example.com"]
     assert view["bcc"] == ["bcc@example.com"]
     assert view["reply_to"] == ["support@example.com"]
-    assert view["attachments"] == [{"filename": "a.txt", "content_type": "text/plain"}]
+    assert view["attachments"] == [
+        # A text file without a charset gets charset=utf-8 (its content is UTF-8).
+        {"filename": "a.txt", "content_type": "text/plain; charset=utf-8"}
+    ]
     assert view["metadata"] == {"user_id": "u-1"}
     assert view["priority"] == 3
     assert view["message_id"].startswith("<") and view["message_id"].endswith(">")

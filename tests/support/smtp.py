@@ -68,6 +68,7 @@ class _Handler:
     stalled: Counter[str] = field(default_factory=Counter)
     lock: threading.Lock = field(default_factory=threading.Lock)
     arrived: threading.Condition = field(init=False)
+    helo_names: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.arrived = threading.Condition(self.lock)
@@ -77,6 +78,7 @@ class _Handler:
     ) -> Any:
         with self.lock:
             self.sessions += 1
+            self.helo_names.append(hostname)
         session.host_name = hostname
         return responses
 
@@ -174,6 +176,12 @@ class SmtpSink:
     @property
     def url(self) -> str:
         return f"smtp://127.0.0.1:{self.port}?tls=none"
+
+    @property
+    def helo_names(self) -> list[str]:
+        """The name each client gave in EHLO, in order."""
+        with self._handler.lock:
+            return list(self._handler.helo_names)
 
     @property
     def sessions(self) -> int:

@@ -130,3 +130,43 @@ def test_a_bad_file_stops_a_command_at_start(
     monkeypatch.setenv("MAILQ_DATABASE_URL", "postgresql://nowhere/none")
     assert main(["worker"]) == 1
     assert f"{path}:2: kinds.news.lost: must be one of retry, hold" in capsys.readouterr().err
+
+
+def test_a_declared_kind_is_transactional_unless_it_says_so_and_may_set_from(
+    tmp_path: Path,
+) -> None:
+    """A defect of the issue: `[kinds.invoice]` got List-Unsubscribe by default."""
+    config = load_config(
+        write(
+            tmp_path,
+            '[kinds.invoice]\npriority = 1\nfrom = "Billing <billing@acme.example.com>"\n'
+            "[kinds.digest]\nlist_unsubscribe = true\n[kinds.search_engine]\npriority = 6\n",
+        )
+    )
+    assert config.kinds["invoice"].list_unsubscribe is False
+    assert config.kinds["invoice"].from_address == "Billing <billing@acme.example.com>"
+    assert config.kinds["digest"].list_unsubscribe is True
+    assert config.kinds["search_engine"].list_unsubscribe is True  # built in: kept
+    assert config.kinds["welcome"].list_unsubscribe is False
+
+
+def test_the_feedback_sender_id_defaults_to_mailq(tmp_path: Path) -> None:
+    assert load_config(write(tmp_path, "")).feedback_sender_id == "mailq"
+    config = load_config(write(tmp_path, '[campaigns]\nfeedback_sender_id = "acme-mail"\n'))
+    assert config.feedback_sender_id == "acme-mail"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            '[kinds.invoice]\nfrom = "Billing, Acme <b@acme.example.com>"\n',
+            ":2: kinds.invoice.from",
+        ),
+        ('[campaigns]\nfeedback_sender_id = "abc"\n', ":2: campaigns.feedback_sender_id: 5 to 15"),
+        ("[campaigns]\nsender = 1\n", ":2: campaigns.sender: unknown setting"),
+    ],
+)
+def test_bad_new_settings_name_the_line(tmp_path: Path, text: str, expected: str) -> None:
+    with pytest.raises(ConfigError, match=expected):
+        load_config(write(tmp_path, text))

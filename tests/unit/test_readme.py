@@ -50,6 +50,10 @@ def test_the_configuration_file_example_loads(tmp_path: Path) -> None:
     )
     settings, config = load_settings({"MAILQ_CONFIG": str(tmp_path / "mailq.toml")})
     assert config.kinds["invoice"].lost == "hold"
+    # A declared kind is transactional unless it says otherwise; it may set its From.
+    assert config.kinds["invoice"].list_unsubscribe is False
+    assert config.kinds["invoice"].from_address == "Acme Billing <billing@example.com>"
+    assert config.feedback_sender_id == "acme-mail"
     assert config.kinds["search_engine"].concurrency == 8
     assert config.backend_rate_limit is not None and config.dkim is not None
     assert settings.lease_s == 30.0

@@ -1,12 +1,16 @@
 -- name: email_insert
--- Insert emails given as parallel arrays (one element per email); ids in input order.
+-- Insert emails given as parallel arrays (one element per email); ids in input order. $11
+-- holds the display names of `to` (null where none was given).
 INSERT INTO mailq.emails
-    (kind, priority, run_at, send_at, max_attempts, to_address, message_id, content, metadata)
+    (kind, priority, run_at, send_at, max_attempts, to_address, message_id, content, metadata,
+     to_name)
 SELECT r.kind, r.priority, coalesce(r.send_at, coalesce($10::timestamptz, now())), r.send_at,
-       r.max_attempts, r.to_address, r.message_id, r.content::jsonb, r.metadata::jsonb
+       r.max_attempts, r.to_address, r.message_id, r.content::jsonb, r.metadata::jsonb,
+       r.to_name
 FROM unnest($1::text[], $2::smallint[], $3::timestamptz[], $4::integer[], $5::text[],
-            $6::text[], $7::text[], $8::text[], $9::integer[])
-     AS r(kind, priority, send_at, max_attempts, to_address, message_id, content, metadata, ord)
+            $6::text[], $7::text[], $8::text[], $9::integer[], $11::text[])
+     AS r(kind, priority, send_at, max_attempts, to_address, message_id, content, metadata, ord,
+          to_name)
 ORDER BY r.ord
 RETURNING id;
 
@@ -58,11 +62,14 @@ SET status = 'sending',
     claimed_at = coalesce($4::timestamptz, now())
 FROM picked
 WHERE e.id = picked.id
-RETURNING e.id, e.kind, e.priority, e.attempts, e.max_attempts, e.to_address, e.message_id,
+RETURNING e.id, e.kind, e.priority, e.attempts, e.max_attempts, e.to_address, e.to_name,
+          e.message_id,
           -- A campaign's emails store only the recipient's context; the shared content is
-          -- stored once on the campaign and merged here (the recipient's keys win).
+          -- stored once on the campaign and merged here (the recipient's keys win), with the
+          -- campaign's name (the phrase of List-Id).
           CASE WHEN e.campaign_id IS NULL THEN e.content::text
-               ELSE ((SELECT c.content FROM mailq.campaigns AS c WHERE c.id = e.campaign_id)
+               ELSE ((SELECT c.content || jsonb_build_object('campaign_name', c.name)
+                      FROM mailq.campaigns AS c WHERE c.id = e.campaign_id)
                      || e.content)::text
           END AS content,
           e.claimed_at, e.campaign_id,
@@ -240,7 +247,7 @@ RETURNING id;
 -- name: email_get
 -- One email with its public state.
 SELECT id, kind, mailq.email_state(status, run_at, attempts) AS state, priority, run_at,
-       send_at, attempts, max_attempts, to_address, message_id, content::text AS content,
+       send_at, attempts, max_attempts, to_address, to_name, message_id, content::text AS content,
        metadata::text AS metadata, last_error, created_at, finished_at, worker_id
 FROM mailq.emails
 WHERE id = $1::bigint;
@@ -277,7 +284,7 @@ ORDER BY kind, state;
 -- name: email_copy
 -- The COPY that bulk enqueue writes rows with (ids reserved by email_reserve_ids).
 COPY mailq.emails (id, kind, priority, run_at, send_at, max_attempts, to_address, message_id,
-                   content, metadata) FROM STDIN
+                   content, metadata, to_name) FROM STDIN
 
 -- name: email_states
 -- The public state of each of the emails $1 that exists.
@@ -329,7 +336,7 @@ SELECT count(*) AS n FROM mailq.emails WHERE finished_at IS NOT NULL AND finishe
 -- name: email_find_by_metadata
 -- Up to $2 emails whose metadata contains any of the objects $1 (emails_metadata_idx), or
 -- every email when $1 is null, newest first, with ids below $3 (the caller's cursor).
-SELECT id, kind, mailq.email_state(status, run_at, attempts) AS state, to_address,
+SELECT id, kind, mailq.email_state(status, run_at, attempts) AS state, to_address, to_name,
        message_id, metadata::text AS metadata, attempts, max_attempts, last_error, run_at,
        send_at, created_at, finished_at
 FROM mailq.emails
@@ -347,21 +354,23 @@ WHERE status = 'sent'
 GROUP BY kind;
 
 -- name: email_insert_recipients
--- Add one chunk of campaign $1's recipients (parallel arrays $2 addresses, $3 Message-IDs,
--- $4 contexts as JSON) as emails of kind $5, priority $6, max attempts $7, due at $8 (or
+-- Add one chunk of campaign $1's recipients (parallel arrays $2 bare addresses, $3
+-- Message-IDs, $4 contexts as JSON, $10 display names or nulls) as emails of kind $5, priority $6, max attempts $7, due at $8 (or
 -- far future, 9999-12-31, while the campaign is paused). A recipient already in the campaign is
 -- skipped (the unique index); a suppressed one is stored cancelled with the reason. Returns
 -- how many were inserted and, of those, how many were suppressed.
 WITH inserted AS (
     INSERT INTO mailq.emails
         (kind, priority, run_at, send_at, max_attempts, to_address, message_id, content,
-         campaign_id, status, finished_at, last_error)
+         campaign_id, status, finished_at, last_error, to_name)
     SELECT $5::text, $6::smallint, $8::timestamptz, $9::timestamptz, $7::integer, r.address,
            r.message_id, r.content::jsonb, $1::bigint,
            CASE WHEN s.address IS NULL THEN 'waiting' ELSE 'cancelled' END,
            CASE WHEN s.address IS NULL THEN NULL ELSE now() END,
-           CASE WHEN s.address IS NULL THEN NULL ELSE 'suppressed: ' || s.reason END
-    FROM unnest($2::text[], $3::text[], $4::text[]) AS r(address, message_id, content)
+           CASE WHEN s.address IS NULL THEN NULL ELSE 'suppressed: ' || s.reason END,
+           r.name
+    FROM unnest($2::text[], $3::text[], $4::text[], $10::text[])
+         AS r(address, message_id, content, name)
     LEFT JOIN mailq.suppressions AS s ON s.address = lower(r.address)
     ON CONFLICT (campaign_id, lower(to_address)) WHERE campaign_id IS NOT NULL DO NOTHING
     RETURNING status

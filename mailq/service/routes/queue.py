@@ -13,6 +13,7 @@ from mailq.models import WAITING_STATES, EmailState
 from mailq.service.api import Role, Router
 from mailq.service.openapi import errors
 from mailq.service.schemas import emails as schemas
+from mailq.service.schemas import queue as queue_schemas
 from mailq.service.state import service_of
 
 router = Router("queue")
@@ -52,7 +53,7 @@ async def stats(request: Request) -> Response:
     pool = service_of(request).pool
     counts = await email_count_by_state(pool)
     sent = await email_sent_recently(pool, SENT_WINDOW_S)
-    return JSONResponse(schemas.stats_view(counts, sent))
+    return JSONResponse(queue_schemas.stats_view(counts, sent))
 
 
 @router.route(
@@ -64,7 +65,7 @@ async def stats(request: Request) -> Response:
 )
 async def workers(request: Request) -> Response:
     rows = await worker_lease_list(service_of(request).pool)
-    return JSONResponse({"workers": [schemas.worker_view(r) for r in rows]})
+    return JSONResponse({"workers": [queue_schemas.worker_view(r) for r in rows]})
 
 
 @router.route(

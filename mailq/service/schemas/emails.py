@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from mailq.addresses import Mailbox
 from mailq.config import Config
 from mailq.errors import InvalidEmail
 from mailq.kinds import KIND_NAME, KindPolicy
@@ -26,14 +27,9 @@ from mailq.wire import email_from_json
 
 
 def known_kind(kind: object, kinds: Mapping[str, KindPolicy]) -> str:
-    """A kind the configuration declares (the library alone takes any well-formed name and
-    gives it campaign defaults; over HTTP a typo must not become a new kind)."""
-    check_kind(kind, kinds)
-    assert isinstance(kind, str)
-    if kind not in kinds:
-        known = ", ".join(sorted(kinds))
-        raise InvalidEmail(f"kind: {kind!r} is not a configured kind (known: {known})")
-    return kind
+    """A kind the configuration declares (mailq.validation.check_kind: the same refusal as
+    the Python API and the CLI)."""
+    return check_kind(kind, kinds).name
 
 
 def email_row(
@@ -162,7 +158,9 @@ def email_summary(row: Mapping[str, Any]) -> dict[str, Any]:
         "id": row["id"],
         "kind": row["kind"],
         "state": row["state"],
-        "to": row["to_address"],
+        # `to` as the mailbox given (with its display name), `to_address` the bare address.
+        "to": str(Mailbox(row["to_address"], row.get("to_name"))),
+        "to_address": row["to_address"],
         "message_id": row["message_id"],
         "metadata": json.loads(row["metadata"]),
         "attempt_count": row["attempts"],
@@ -187,7 +185,11 @@ def email_detail(row: Mapping[str, Any], attempts: Sequence[Mapping[str, Any]]) 
             "bcc": content.get("bcc") or [],
             "reply_to": content.get("reply_to") or [],
             "attachments": [
-                {"filename": a.get("filename"), "content_type": a.get("content_type")}
+                {
+                    "filename": a.get("filename"),
+                    "content_type": a.get("content_type"),
+                    **({"content_id": a["content_id"]} if a.get("content_id") else {}),
+                }
                 for a in content.get("attachments") or []
             ],
             "attempts": [attempt_view(a) for a in attempts],
@@ -196,54 +198,15 @@ def email_detail(row: Mapping[str, Any], attempts: Sequence[Mapping[str, Any]]) 
     return view
 
 
-def worker_view(row: Mapping[str, Any]) -> dict[str, Any]:
-    return {
-        "id": str(row["id"]),
-        "hostname": row["hostname"],
-        "pid": row["pid"],
-        "kinds": list(row["kinds"]),
-        "concurrency": row["concurrency"],
-        "started_at": iso(row["started_at"]),
-        "heartbeat_at": iso(row["heartbeat_at"]),
-        "heartbeat_age_s": row["heartbeat_age_s"],
-        "in_flight": row["in_flight"],
-    }
-
-
 STATES = tuple(state.value for state in EmailState)
 
 
-def stats_view(
-    counts: Sequence[Mapping[str, Any]], sent_last_minute: Mapping[str, int]
-) -> dict[str, Any]:
-    kinds: dict[str, dict[str, Any]] = {}
-
-    def kind(name: str) -> dict[str, Any]:
-        return kinds.setdefault(
-            name,
-            {"states": dict.fromkeys(STATES, 0), "oldest_due_age_s": None, "sent_last_minute": 0},
-        )
-
-    for row in counts:
-        entry = kind(row["kind"])
-        entry["states"][row["state"]] = entry["states"].get(row["state"], 0) + row["count"]
-        age = row["oldest_due_age_s"]
-        if age is not None and (
-            entry["oldest_due_age_s"] is None or age > entry["oldest_due_age_s"]
-        ):
-            entry["oldest_due_age_s"] = age
-    for name, sent in sent_last_minute.items():
-        kind(name)["sent_last_minute"] = sent
-    totals = dict.fromkeys(STATES, 0)
-    for entry in kinds.values():
-        for state, count in entry["states"].items():
-            totals[state] = totals.get(state, 0) + count
-    return {"kinds": dict(sorted(kinds.items())), "totals": totals}
-
-
-# -- JSON Schemas (OpenAPI 3.1) ------------------------------------------------------------
-
-ADDRESS: dict[str, Any] = {"type": "string", "format": "email", "maxLength": 320}
+ADDRESS: dict[str, Any] = {
+    "type": "string",
+    "maxLength": 600,
+    "description": 'addr@example.com or "Display Name <addr@example.com>"',
+    "examples": ["ann@example.com", "Ann Lee <ann@example.com>"],
+}
 ADDRESSES: dict[str, Any] = {"type": "array", "items": ADDRESS, "maxItems": MAX_RECIPIENTS}
 TIMESTAMP: dict[str, Any] = {"type": ["string", "null"], "format": "date-time"}
 ID: dict[str, Any] = {"type": "integer", "minimum": 1, "maximum": 2**63 - 1}
@@ -276,8 +239,17 @@ EMAIL: dict[str, Any] = {
                 "required": ["filename", "content_type", "content_base64"],
                 "properties": {
                     "filename": {"type": "string"},
-                    "content_type": {"type": "string", "example": "application/pdf"},
+                    "content_type": {
+                        "type": "string",
+                        "examples": ["application/pdf", "text/csv; charset=iso-8859-1"],
+                    },
                     "content_base64": {"type": "string", "contentEncoding": "base64"},
+                    "content_id": {
+                        "type": "string",
+                        "description": "makes the file an inline part the HTML shows as "
+                        '<img src="cid:CONTENT_ID">',
+                        "examples": ["logo@acme"],
+                    },
                 },
             },
         },
@@ -324,7 +296,8 @@ EMAIL_SUMMARY: dict[str, Any] = {
         "id": ID,
         "kind": {"type": "string"},
         "state": STATE,
-        "to": {"type": "string"},
+        "to": {"type": "string", "description": "the mailbox as given"},
+        "to_address": {"type": "string", "description": "the bare address"},
         "message_id": {"type": "string"},
         "metadata": {"type": "object"},
         "attempt_count": {"type": "integer"},
