@@ -35,7 +35,7 @@ def test_quick_options_are_small_and_overridable() -> None:
 
 def test_default_plan_pairs_each_drain_with_the_bare_loop() -> None:
     groups = plan(options_from_args(_args("--no-peers")))
-    assert [g.name for g in groups][:9] == [
+    assert [g.name for g in groups][:10] == [
         "enqueue_bulk",
         "enqueue_one",
         "drain_1",
@@ -44,6 +44,7 @@ def test_default_plan_pairs_each_drain_with_the_bare_loop() -> None:
         "wakeup",
         "history",
         "campaign",
+        "dashboard",
         *(["smtp"] if smtp.sink_kind() else []),
     ]
     assert [m.system for m in groups[2].members] == ["mailq", "bare"]
