@@ -111,10 +111,13 @@ def test_parts_and_the_mime_agree_on_an_inline_image() -> None:
     assert built.parts.bcc == ("bo@example.com",) and built.parts.kind == "welcome"
     parsed = email.message_from_bytes(built.data, policy=policy.default)
     assert parsed.get_content_type() == "multipart/mixed"
-    related, report = parsed.iter_parts()
-    assert related.get_content_type() == "multipart/related"
-    alternative, logo = related.iter_parts()
+    # mixed( alternative( text, related( html, logo ) ), report ): the inline image goes with
+    # the HTML that shows it (RFC 2387).
+    alternative, report = parsed.iter_parts()
     assert alternative.get_content_type() == "multipart/alternative"
+    _text, related = alternative.iter_parts()
+    assert related.get_content_type() == "multipart/related"
+    _html, logo = related.iter_parts()
     assert logo["Content-ID"] == "<logo>" and logo.get_content_disposition() == "inline"
     assert logo.get_content() == PNG
     assert report.get_content_disposition() == "attachment"
