@@ -48,6 +48,7 @@ from mailq.streams import each
 from mailq.validation import (
     address_problem,
     build_content,
+    check_expires_at,
     check_kind,
     check_max_attempts,
     check_priority,
@@ -91,6 +92,8 @@ class NewCampaign:
     headers: Mapping[str, str] = field(default_factory=dict)
     priority: int | None = None
     max_attempts: int | None = None
+    # Its emails not handed to the server by then are not sent (failed, `expired`).
+    expires_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,10 +113,11 @@ class Campaign:
     status: str
     send_at: datetime
     priority: int
-    max_attempts: int
+    max_attempts: int | None
     content: Mapping[str, Any]
     created_at: datetime
     updated_at: datetime
+    expires_at: datetime | None = None
     # Emails by public state (scheduled, queued, sending, sent, ...), when asked for.
     progress: Mapping[str, int] = field(default_factory=dict)
 
@@ -136,6 +140,7 @@ class Campaign:
             content=json.loads(row["content"]),
             created_at=row["created_at"],
             updated_at=row["updated_at"],
+            expires_at=row.get("expires_at"),
             progress=dict(progress or {}),
         )
 
@@ -204,6 +209,7 @@ async def create_campaign(
     )
     priority = check_priority(campaign.priority, policy)
     max_attempts = check_max_attempts(campaign.max_attempts, policy)
+    expires_at = check_expires_at(campaign.expires_at, datetime.now(UTC), send_at)
     async with conn.transaction():
         row = await db.campaign_insert(
             conn,
@@ -213,6 +219,7 @@ async def create_campaign(
             priority,
             max_attempts,
             json.dumps(content, separators=(",", ":")),
+            expires_at,
         )
         added = await _add(conn, row, recipients)
     return Campaign.from_row(row), added
@@ -261,6 +268,7 @@ async def _add(
             max_attempts=row["max_attempts"],
             run_at=run_at,
             send_at=row["send_at"],
+            expires_at=row.get("expires_at"),
         )
         added += inserted
         suppressed += held

@@ -99,6 +99,16 @@ class BackendUnavailable(SendFailure):
         self.retry_after_s = retry_after_s
 
 
+class NotSent(SendFailure):
+    """The worker did not hand the email to the backend and gives it back, due where it was:
+    it could not prove that it still holds the email (its lease unconfirmed: cut off from the
+    database, or frozen past the lease), or the backend's circuit breaker is open. No attempt
+    is counted or recorded."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason, permanent=False)
+
+
 class PermanentFailure(SendFailure):
     """A permanent failure (SMTP 5xx, an email that cannot be built): never try again."""
 

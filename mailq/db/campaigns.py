@@ -19,11 +19,12 @@ async def campaign_insert(
     kind: str,
     send_at: datetime,
     priority: int,
-    max_attempts: int,
+    max_attempts: int | None,
     content: str,
+    expires_at: datetime | None = None,
 ) -> dict[str, Any]:
     row = await conn.fetchrow(
-        QUERIES["campaign_insert"], name, kind, send_at, priority, max_attempts, content
+        QUERIES["campaign_insert"], name, kind, send_at, priority, max_attempts, content, expires_at
     )
     return dict(row)
 
@@ -65,9 +66,10 @@ async def email_insert_recipients(
     *,
     kind: str,
     priority: int,
-    max_attempts: int,
+    max_attempts: int | None,
     run_at: datetime,
     send_at: datetime,
+    expires_at: datetime | None = None,
 ) -> tuple[int, int]:
     """Insert one chunk; returns (inserted, of which suppressed). Duplicates are skipped."""
     row = await conn.fetchrow(
@@ -81,6 +83,7 @@ async def email_insert_recipients(
         max_attempts,
         run_at,
         send_at,
+        expires_at,
     )
     return int(row["added"]), int(row["suppressed"])
 

@@ -30,6 +30,7 @@ COPY_COLUMNS = (
     "message_id",
     "content",
     "metadata",
+    "expires_at",
 )
 
 
@@ -59,6 +60,7 @@ def email_insert_arguments(rows: Sequence[EmailRow]) -> tuple[Any, ...]:
         [r.metadata for r in rows],
         list(range(len(rows))),
         None,
+        [r.expires_at for r in rows],
     )
 
 
@@ -75,6 +77,7 @@ def email_copy_record(email_id: int, row: EmailRow, now: datetime) -> tuple[Any,
         row.message_id,
         row.content,
         row.metadata,
+        row.expires_at,
     )
 
 
@@ -94,12 +97,17 @@ async def _email_copy(conn: asyncpg.Connection, rows: Sequence[EmailRow]) -> lis
 
 
 async def email_claim_due(
-    db: Executor, plan: ClaimPlan, worker_id: uuid.UUID, now: datetime | None = None
+    db: Executor,
+    plan: ClaimPlan,
+    worker_id: uuid.UUID,
+    now: datetime | None = None,
+    backend: str | None = None,
 ) -> list[ClaimedEmail]:
+    """Claim what the plan allows; nothing while `backend`'s circuit breaker is open."""
     if plan.total <= 0 or not plan.kinds:
         return []
     rows = await db.fetch(
-        QUERIES["email_claim_due"], plan.kinds, plan.limits, worker_id, now, plan.total
+        QUERIES["email_claim_due"], plan.kinds, plan.limits, worker_id, now, plan.total, backend
     )
     return [ClaimedEmail.from_row(r) for r in rows]
 
@@ -110,15 +118,25 @@ async def email_next_due(db: Executor, kinds: Sequence[str]) -> float | None:
     return None if value is None else float(value)
 
 
+class Applied(set[int]):
+    """The ids of a batch of outcomes that are committed; `reconciled` are those among them
+    that an earlier try of the batch had committed (its reply lost with the connection)."""
+
+    def __init__(self, ids: Sequence[int] = (), reconciled: Sequence[int] = ()) -> None:
+        super().__init__(ids)
+        self.update(reconciled)
+        self.reconciled = frozenset(reconciled)
+
+
 async def email_finish(
     db: Executor,
     results: Sequence[AttemptResult],
     worker_id: uuid.UUID,
     now: datetime | None = None,
-) -> set[int]:
-    """Write a batch of outcomes in one statement; returns the ids that were applied."""
+) -> Applied:
+    """Write a batch of outcomes in one statement; returns the ids that are applied."""
     if not results:
-        return set()
+        return Applied()
     columns = zip(
         *(
             (
@@ -136,7 +154,7 @@ async def email_finish(
         strict=True,
     )
     rows = await db.fetch(QUERIES["email_finish"], *map(list, columns), worker_id, now)
-    return {r[0] for r in rows}
+    return Applied([r[0] for r in rows if not r[1]], [r[0] for r in rows if r[1]])
 
 
 async def email_release(
@@ -160,8 +178,11 @@ async def email_release_orphans(
     return [r["id"] for r in rows]
 
 
-async def email_rescue_expired(db: Executor, limit: int, now: datetime | None = None) -> list[int]:
-    rows = await db.fetch(QUERIES["email_rescue_expired"], limit, now)
+async def email_rescue_expired(
+    db: Executor, limit: int, now: datetime | None = None, grace_s: float = 0.0
+) -> list[int]:
+    """Take back emails of workers whose lease expired more than `grace_s` before `now`."""
+    rows = await db.fetch(QUERIES["email_rescue_expired"], limit, now, grace_s)
     return [r["id"] for r in rows]
 
 

@@ -21,6 +21,7 @@ REVISIONS: tuple[str, ...] = (
     "0002_email_features",
     "0003_operators",
     "0004_service",
+    "0006_outages",
 )
 HEAD = REVISIONS[-1]
 

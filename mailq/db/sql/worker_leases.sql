@@ -7,10 +7,12 @@ ON CONFLICT (id) DO UPDATE
 SET heartbeat_at = now(), lease_expires_at = excluded.lease_expires_at;
 
 -- name: worker_lease_renew
--- The heartbeat: extend worker $1's lease by $2 seconds. No row back: the lease was lost.
+-- The heartbeat: extend worker $1's lease by $2 seconds, only while it still holds. No row
+-- back: the lease was lost (it expired, so its claims may have been taken back, or the row
+-- is gone): the worker must not go on sending what it holds on the strength of this lease.
 UPDATE mailq.worker_leases
 SET heartbeat_at = now(), lease_expires_at = now() + make_interval(secs => $2::float8)
-WHERE id = $1::uuid
+WHERE id = $1::uuid AND lease_expires_at > now()
 RETURNING id;
 
 -- name: worker_lease_delete
