@@ -19,6 +19,7 @@ from mailq import admin
 from mailq.cli import display
 from mailq.db import campaigns as repository_campaigns
 from mailq.db import embedded
+from mailq.db.breakers import backend_breaker_list
 from mailq.db.emails import (
     email_count_by_state,
     email_count_finished_before,
@@ -27,6 +28,7 @@ from mailq.db.emails import (
 )
 from mailq.db.leases import worker_lease_list
 from mailq.db.schema import ensure_current
+from mailq.delivery.breaker import breaker_report
 from mailq.errors import UsageError
 from mailq.kinds import BUILTIN_KINDS
 from mailq.settings import Settings
@@ -110,6 +112,7 @@ async def cmd_status(args: argparse.Namespace) -> int:
         workers = await worker_lease_list(pool)
         paused = await admin.paused_kinds(pool)
         progress = await repository_campaigns.campaign_progress_open(pool, CAMPAIGNS_SHOWN)
+        backends = [breaker_report(b) for b in await backend_breaker_list(pool)]
     kinds: dict[str, dict[str, Any]] = defaultdict(
         lambda: {"counts": dict.fromkeys(STATES, 0), "oldest_due_age_s": None}
     )
@@ -129,6 +132,7 @@ async def cmd_status(args: argparse.Namespace) -> int:
         "workers": workers,
         "paused": paused,
         "campaigns": open_campaigns(progress),
+        "backends": backends,
     }
     if args.json:
         display.print_json(report)
@@ -169,7 +173,27 @@ async def cmd_status(args: argparse.Namespace) -> int:
         out.print(f"Paused kinds: {', '.join(paused)} (resume with `mailq resume KIND`)")
     if report["campaigns"]:
         out.print(campaigns_table(report["campaigns"]))
+    if backends:
+        out.print(backends_table(backends))
     return 0
+
+
+def backends_table(backends: list[dict[str, Any]]) -> Any:
+    """Backends that ever failed: their circuit breaker (open ones first)."""
+    rows = [
+        [
+            b["backend"],
+            b["state"],
+            display.age(b["open_for_s"]),
+            b["deferred"],
+            "-" if b["next_probe_in_s"] is None else f"in {display.age(b['next_probe_in_s'])}",
+            b["last_error"],
+        ]
+        for b in backends
+    ]
+    columns = ["backend", "breaker", "open for", "deferred", "next probe", "last error"]
+    opened = sum(1 for b in backends if b["state"] == "open")
+    return display.table(f"Backends: {opened} unavailable", columns, rows)
 
 
 def open_campaigns(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -17,6 +17,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from mailq.db.breakers import (
@@ -149,3 +151,23 @@ class Breaker:
         probe = getattr(self._sender, "probe", None)
         if probe is not None:
             await probe()
+
+
+def breaker_report(row: Mapping[str, Any]) -> dict[str, Any]:
+    """One row of backend_breaker_list as `mailq status --json` and `GET /v1/stats` show it."""
+    is_open = row["state"] == "open"
+    return {
+        "backend": row["backend"],
+        "state": row["state"],
+        "opened_at": _iso(row["opened_at"]),
+        "closed_at": _iso(row["closed_at"]),
+        "open_for_s": round(float(row["open_for_s"]), 1),
+        "last_error": row["last_error"],
+        "deferred": int(row["deferred"]),
+        "probes_failed": int(row["probes"]),
+        "next_probe_in_s": round(max(0.0, float(row["probe_in_s"])), 1) if is_open else None,
+    }
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()

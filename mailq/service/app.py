@@ -34,7 +34,7 @@ from mailq.errors import ConfigError, DatabaseUnavailable
 from mailq.service.api import Handler, Operation, Router
 from mailq.service.auth import authorize, load_tokens
 from mailq.service.embedded import EmbeddedWorker, SenderFactory, default_sender
-from mailq.service.errors import DATABASE_ERRORS, EXCEPTION_HANDLERS
+from mailq.service.errors import DATABASE_ERRORS, EXCEPTION_HANDLERS, RetryAfterOn503
 from mailq.service.metrics import ROUTE_KEY, MetricsMiddleware, metrics
 from mailq.service.openapi import document
 from mailq.service.routes import campaigns as routes_campaigns
@@ -175,7 +175,10 @@ def create_app(
         routes=[Route(op.path, _guarded(op), methods=[op.method]) for op in operations],
         lifespan=lifespan,
         exception_handlers=EXCEPTION_HANDLERS,
-        middleware=[Middleware(MetricsMiddleware, metrics=process_metrics)],
+        middleware=[
+            Middleware(MetricsMiddleware, metrics=process_metrics),
+            Middleware(RetryAfterOn503),
+        ],
     )
     app.state.openapi = document(operations, __version__)
     return app

@@ -7,6 +7,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from mailq.db.breakers import backend_breaker_list
 from mailq.db.emails import email_count_by_state, email_sent_recently
 from mailq.db.leases import worker_lease_list
 from mailq.service.api import Role, Router
@@ -51,7 +52,8 @@ async def stats(request: Request) -> Response:
     pool = service_of(request).pool
     counts = await email_count_by_state(pool)
     sent = await email_sent_recently(pool, SENT_WINDOW_S)
-    return JSONResponse(schemas.stats_view(counts, sent))
+    breakers = await backend_breaker_list(pool)
+    return JSONResponse(schemas.stats_view(counts, sent, breakers))
 
 
 @router.route(

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from mailq.config import Config
+from mailq.delivery.breaker import breaker_report
 from mailq.errors import InvalidEmail
 from mailq.kinds import KIND_NAME, KindPolicy
 from mailq.models import EmailState
@@ -214,8 +215,11 @@ STATES = tuple(state.value for state in EmailState)
 
 
 def stats_view(
-    counts: Sequence[Mapping[str, Any]], sent_last_minute: Mapping[str, int]
+    counts: Sequence[Mapping[str, Any]],
+    sent_last_minute: Mapping[str, int],
+    breakers: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
+    """Per kind; and every backend that ever failed, its circuit breaker (open ones first)."""
     kinds: dict[str, dict[str, Any]] = {}
 
     def kind(name: str) -> dict[str, Any]:
@@ -238,7 +242,11 @@ def stats_view(
     for entry in kinds.values():
         for state, count in entry["states"].items():
             totals[state] = totals.get(state, 0) + count
-    return {"kinds": dict(sorted(kinds.items())), "totals": totals}
+    return {
+        "kinds": dict(sorted(kinds.items())),
+        "totals": totals,
+        "backends": [breaker_report(b) for b in breakers],
+    }
 
 
 # -- JSON Schemas (OpenAPI 3.1) ------------------------------------------------------------
@@ -396,6 +404,24 @@ STATS: dict[str, Any] = {
             },
         },
         "totals": STATE_COUNTS,
+        "backends": {
+            "type": "array",
+            "description": "backends that ever failed: their circuit breaker, open ones first",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "backend": {"type": "string"},
+                    "state": {"type": "string", "enum": ["open", "closed"]},
+                    "opened_at": TIMESTAMP,
+                    "closed_at": TIMESTAMP,
+                    "open_for_s": {"type": "number"},
+                    "last_error": {"type": "string"},
+                    "deferred": {"type": "integer"},
+                    "probes_failed": {"type": "integer"},
+                    "next_probe_in_s": {"type": ["number", "null"]},
+                },
+            },
+        },
     },
 }
 WORKERS: dict[str, Any] = {
