@@ -6,6 +6,8 @@ the caller's own change commits. Invalid input raises InvalidEmail before anythi
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -14,6 +16,7 @@ import asyncpg
 import psycopg
 
 from mailq.compose.templates import DEFAULT_TEMPLATES, TemplateStore
+from mailq.db.connection import CONNECTION_ERRORS, driver_errors
 from mailq.db.emails import COPY_THRESHOLD, email_copy_record, email_insert, email_insert_arguments
 from mailq.db.queries import QUERIES
 from mailq.kinds import BUILTIN_KINDS, KindPolicy
@@ -58,12 +61,46 @@ async def enqueue(
 async def enqueue_rows(
     conn: asyncpg.Connection | asyncpg.Pool, rows: Sequence[EmailRow]
 ) -> list[int]:
+    """Insert rows already checked. Raises only mailq errors: DatabaseUnavailable when the
+    connection is lost or the database cannot be reached (nothing was queued, or, if the
+    connection broke after the commit, the emails were: see the README's Guarantees)."""
     if not rows:
         return []
-    if isinstance(conn, asyncpg.Pool):
-        async with conn.acquire() as acquired:
-            return await email_insert(acquired, rows)
-    return await email_insert(conn, rows)
+    with driver_errors():
+        if isinstance(conn, asyncpg.Pool):
+            return await _insert_on_pool(conn, rows)
+        return await email_insert(conn, rows)
+
+
+async def _insert_on_pool(pool: asyncpg.Pool, rows: Sequence[EmailRow]) -> list[int]:
+    """On a connection of the pool; a connection found broken is terminated (the pool then
+    replaces it), never handed back for reuse. One that broke while it waited in the pool
+    (asyncpg: InternalClientError, raised before anything is sent) is replaced and the
+    insert tried once more on a fresh one."""
+    for tries_left in (1, 0):
+        async with pool.acquire() as acquired:
+            try:
+                return await email_insert(acquired, rows)
+            except asyncpg.InternalClientError:
+                _discard(acquired)
+                if not tries_left:
+                    raise
+            except _BREAKING:
+                _discard(acquired)
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+# What leaves a connection in a state not to reuse: a lost connection, or a cancellation in
+# the middle of a statement.
+_BREAKING: tuple[type[BaseException], ...] = (*CONNECTION_ERRORS, asyncio.CancelledError)
+
+
+def _discard(connection: Any) -> None:
+    """Terminate a connection of the pool so that it is replaced; one that asyncpg already
+    took back (it was closed under the operation) needs nothing more."""
+    with contextlib.suppress(asyncpg.InterfaceError):
+        connection.terminate()
 
 
 def enqueue_sync(
@@ -78,6 +115,11 @@ def enqueue_sync(
     rows = build_rows(emails, default_from=default_from, kinds=kinds, templates=templates)
     if not rows:
         return []
+    with driver_errors():
+        return _insert_sync(conn, rows)
+
+
+def _insert_sync(conn: psycopg.Connection[Any], rows: Sequence[EmailRow]) -> list[int]:
     with conn.transaction(), psycopg.RawCursor(conn) as cur:
         if len(rows) < COPY_THRESHOLD:
             cur.execute(QUERIES["email_insert"], email_insert_arguments(rows))

@@ -16,7 +16,12 @@ class ConfigError(MailqError):
 
 
 class DatabaseUnavailable(MailqError):
-    """The queue's database cannot be reached."""
+    """The queue's database cannot be reached (or the connection was lost): try again."""
+
+
+class DatabaseError(MailqError):
+    """The database refused one of mailq's statements for a reason other than a lost
+    connection (the message has the database's own words)."""
 
 
 class SchemaMismatch(MailqError):

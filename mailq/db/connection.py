@@ -4,14 +4,37 @@ into DatabaseUnavailable."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any, Protocol
 
 import asyncpg
+import psycopg
 
 from mailq.db.queries import QUERIES
-from mailq.errors import DatabaseUnavailable
+from mailq.errors import DatabaseError, DatabaseUnavailable, MailqError, SchemaMismatch
+
+# What a lost, restarting or unreachable database raises through the drivers. asyncpg raises
+# InternalClientError from a connection that broke while it waited in a pool (the server's
+# FATAL half-read), InterfaceError from one closed under an operation.
+CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    asyncpg.OperatorInterventionError,
+    asyncpg.InsufficientResourcesError,
+    asyncpg.InvalidCatalogNameError,
+    psycopg.OperationalError,
+    psycopg.InterfaceError,
+)
+_NO_SCHEMA: tuple[type[BaseException], ...] = (
+    asyncpg.UndefinedTableError,
+    asyncpg.InvalidSchemaNameError,
+    psycopg.errors.UndefinedTable,
+    psycopg.errors.InvalidSchemaName,
+)
 
 
 class Executor(Protocol):
@@ -47,6 +70,36 @@ async def transaction(conn: asyncpg.Connection | asyncpg.Pool) -> AsyncIterator[
             yield conn
 
 
+async def open_pool(
+    dsn: str,
+    *,
+    max_size: int,
+    command_timeout: float,
+    reset: Any = None,
+) -> asyncpg.Pool:
+    """A pool of mailq's own, with no connection floor (min_size 0). With a floor, asyncpg
+    reconnects in the background whenever a connection is lost and logs every failed try
+    with a traceback ("Failed to restore the pool connection floor"), a dozen per database
+    restart; without one, a connection is made when it is needed, and a failure reaches the
+    loop that asked, which logs one warning line and retries. One connection is made at once
+    (and kept while it is used), so an unreachable database fails here: DatabaseUnavailable."""
+    options: dict[str, Any] = {"reset": reset} if reset is not None else {}
+    try:
+        pool = await asyncpg.create_pool(
+            dsn, min_size=0, max_size=max_size, command_timeout=command_timeout, **options
+        )
+        assert pool is not None
+        try:
+            async with pool.acquire():
+                pass
+        except BaseException:
+            pool.terminate()
+            raise
+    except CONNECTION_ERRORS as exc:
+        raise DatabaseUnavailable(f"cannot reach the queue's database: {exc}") from exc
+    return pool
+
+
 async def keep_session(conn: asyncpg.Connection) -> None:
     """Pool `reset` for mailq's own pools: hand a connection back without a round trip.
 
@@ -66,3 +119,22 @@ async def schema_try_duty_lock(conn: asyncpg.Connection, key: int) -> bool:
 
 def connection_error(exc: BaseException) -> DatabaseUnavailable:
     return DatabaseUnavailable(f"the queue's database is unreachable: {exc}")
+
+
+@contextmanager
+def driver_errors() -> Iterator[None]:
+    """Driver errors as mailq errors, at the edge of the Python API: DatabaseUnavailable for
+    a lost or unreachable database (the caller may try again), SchemaMismatch for a database
+    without mailq's schema, DatabaseError for any other refusal."""
+    try:
+        yield
+    except MailqError:
+        raise
+    except _NO_SCHEMA as exc:
+        raise SchemaMismatch(
+            f"the database has no mailq schema, or an older one: run `mailq migrate` ({exc})"
+        ) from exc
+    except CONNECTION_ERRORS as exc:
+        raise connection_error(exc) from exc
+    except (asyncpg.PostgresError, psycopg.Error) as exc:
+        raise DatabaseError(f"the queue's database refused the statement: {exc}") from exc

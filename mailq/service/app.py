@@ -27,10 +27,10 @@ from mailq import __version__, logs
 from mailq.compose.unsubscribe import load_secret_key
 from mailq.config import DEFAULT_CONFIG, Config, load_settings
 from mailq.db import embedded
-from mailq.db.connection import IDEMPOTENCY_PRUNE_LOCK_KEY, schema_try_duty_lock
+from mailq.db.connection import IDEMPOTENCY_PRUNE_LOCK_KEY, open_pool, schema_try_duty_lock
 from mailq.db.idempotency_keys import idempotency_key_delete_expired
 from mailq.db.schema import ensure_current
-from mailq.errors import ConfigError, DatabaseUnavailable
+from mailq.errors import ConfigError
 from mailq.service.api import Handler, Operation, Router
 from mailq.service.auth import authorize, load_tokens
 from mailq.service.embedded import EmbeddedWorker, SenderFactory, default_sender
@@ -80,17 +80,9 @@ def _guarded(op: Operation) -> Handler:
 async def _open_pool(settings: Settings, limits: Limits) -> asyncpg.Pool:
     if not settings.database_url:
         raise ConfigError("the service has no database URL")
-    try:
-        pool = await asyncpg.create_pool(
-            settings.database_url,
-            min_size=1,
-            max_size=limits.pool_size,
-            command_timeout=COMMAND_TIMEOUT_S,
-        )
-    except DATABASE_ERRORS as exc:
-        raise DatabaseUnavailable(f"cannot reach the queue's database: {exc}") from None
-    assert pool is not None
-    return pool
+    return await open_pool(
+        settings.database_url, max_size=limits.pool_size, command_timeout=COMMAND_TIMEOUT_S
+    )
 
 
 async def _prune_idempotency_keys(pool: asyncpg.Pool, keep_hours: float) -> None:
