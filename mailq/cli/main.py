@@ -80,7 +80,9 @@ def _parse_kinds(raw: str | None) -> list[str] | None:
     return kinds
 
 
-async def _run_worker(settings: Settings, config: Config, kinds: list[str] | None) -> None:
+async def _run_worker(
+    settings: Settings, config: Config, kinds: list[str] | None, early: list[int]
+) -> None:
     from mailq.delivery.backends import sender_from_url
     from mailq.worker.worker import Worker
 
@@ -106,13 +108,25 @@ async def _run_worker(settings: Settings, config: Config, kinds: list[str] | Non
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal)
+    if early:  # told to stop while it started: it claims nothing and exits 0
+        await sender.close()
+        return
     await worker.run()
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    from mailq.startup import EARLY_SIGNALS, catch_early_signals, starting_a_worker
+
+    if not starting_a_worker():
+        catch_early_signals()  # `mailq worker`: from here on (python -m did it at import)
     kinds = _parse_kinds(args.kinds)
     settings, config = _configured(args)
-    asyncio.run(_run_worker(embedded.resolve(settings), config, kinds))
+    if EARLY_SIGNALS:
+        return 0  # told to stop before it started: nothing was claimed
+    resolved = embedded.resolve(settings)
+    if EARLY_SIGNALS:
+        return 0
+    asyncio.run(_run_worker(resolved, config, kinds, EARLY_SIGNALS))
     return 0
 
 
