@@ -1,26 +1,39 @@
 """What an operator does to the queue: retry, cancel, pause and resume a kind, prune.
 
-Called by the monitor CLI (mailq/monitor.py) and meant for the admin HTTP endpoints too. Each
-function takes an asyncpg connection (or pool) and changes all it was asked to or nothing.
+Called by the monitor CLI (mailq/cli/monitor.py), by the workers (the prune duty) and meant
+for the admin HTTP endpoints too. Each function takes an asyncpg connection (or pool) and
+changes all it was asked to or nothing.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TypeAlias
 
 import asyncpg
 
-from mailq.db.emails import email_cancel, email_retry, email_retry_failed, email_states
+from mailq.db.connection import PRUNE_LOCK_KEY, schema_try_duty_lock
+from mailq.db.emails import (
+    email_cancel,
+    email_delete_finished,
+    email_retry,
+    email_retry_failed,
+    email_states,
+)
 from mailq.db.paused_kinds import kind_list_paused, kind_pause, kind_resume
 from mailq.errors import EmailNotFound, NotAllowed, UsageError
 from mailq.kinds import KIND_NAME
-from mailq.worker import duties as maintenance
+from mailq.models import WAITING_STATES, EmailState
 
-RETRYABLE = ("failed", "cancelled", "unknown")
-CANCELLABLE = ("scheduled", "queued", "retrying", "unknown")
+logger = logging.getLogger(__name__)
+
+RETRYABLE = (EmailState.FAILED, EmailState.CANCELLED, EmailState.UNKNOWN)
+CANCELLABLE = (*WAITING_STATES, EmailState.UNKNOWN)
+
 RETRY_BATCH = 5000
+PRUNE_BATCH = 5000
 CANCEL_REASON = "cancelled by an operator"
 
 Connection: TypeAlias = asyncpg.Connection | asyncpg.Pool
@@ -91,17 +104,36 @@ async def prune(
     pool: asyncpg.Pool,
     older_than: timedelta,
     on_batch: Callable[[int], None] | None = None,
+    now: datetime | None = None,
+    batch: int = PRUNE_BATCH,
 ) -> int | None:
-    """Delete finished emails that finished longer than `older_than` ago, in batches.
-    None when another process is pruning right now."""
-    return await maintenance.prune_finished(pool, older_than, on_batch=on_batch)
+    """Delete emails that finished longer than `older_than` ago, in batches (each in a
+    transaction holding the prune lock, so one process at a time prunes); returns how many,
+    or None when another process is pruning right now. `mailq prune` and the workers' prune
+    duty both call it."""
+    before = (now or datetime.now(UTC)) - older_than
+    total = 0
+    while True:
+        async with pool.acquire() as conn, conn.transaction():
+            if not await schema_try_duty_lock(conn, PRUNE_LOCK_KEY):
+                return total if total else None
+            deleted = await email_delete_finished(conn, before, batch)
+        total += deleted
+        if on_batch is not None:
+            on_batch(deleted)
+        if deleted < batch:
+            if total:
+                logger.info(
+                    "pruned %d finished emails", total, extra={"action": "pruned", "count": total}
+                )
+            return total
 
 
 async def _change(
     conn: Connection,
     ids: Sequence[int],
     apply: Callable[[asyncpg.Connection, Sequence[int]], Awaitable[list[int]]],
-    allowed: tuple[str, ...],
+    allowed: tuple[EmailState, ...],
     verb: str,
 ) -> list[int]:
     wanted = list(dict.fromkeys(ids))

@@ -59,7 +59,6 @@ from mailq.validation import (
 # that a chunk's arrays stay a few MB.
 CHUNK = 10_000
 PAUSED_UNTIL = datetime(9999, 12, 31, tzinfo=UTC)
-STATUSES = ("active", "paused", "cancelled")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _JSON = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
 CANCEL_REASON = "campaign cancelled"

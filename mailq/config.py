@@ -64,6 +64,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from mailq.compose.dkim import DkimKey
 from mailq.compose.templates import DEFAULT_FOLDER, TEMPLATE_NAME, TemplateStore
 from mailq.delivery.replies import BUILTIN_QUIRKS, CLASSES, Quirk
 from mailq.errors import ConfigError
@@ -77,14 +78,6 @@ from mailq.kinds import (
 )
 from mailq.retry import RetryPolicy
 from mailq.settings import BATCH_LIMIT, HTTP_BODY_LIMIT_BYTES, RETENTION_DAYS, Settings
-
-
-@dataclass(frozen=True, slots=True)
-class DkimKey:
-    domain: str
-    selector: str
-    private_key: bytes
-    headers: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,13 +16,12 @@ import asyncpg
 import psycopg
 
 from mailq.compose.templates import DEFAULT_TEMPLATES, TemplateStore
-from mailq.db.connection import CONNECTION_ERRORS, driver_errors
-from mailq.db.emails import COPY_THRESHOLD, email_copy_record, email_insert, email_insert_arguments
-from mailq.db.queries import QUERIES
+from mailq.db.connection import DATABASE_ERRORS, driver_errors
+from mailq.db.emails import email_insert, email_insert_sync
 from mailq.kinds import BUILTIN_KINDS, KindPolicy
-from mailq.models import Email
+from mailq.models import Email, EmailRow
 from mailq.settings import DEFAULT_FROM
-from mailq.validation import EmailRow, to_row
+from mailq.validation import to_row
 
 
 def build_rows(
@@ -93,7 +92,7 @@ async def _insert_on_pool(pool: asyncpg.Pool, rows: Sequence[EmailRow]) -> list[
 
 # What leaves a connection in a state not to reuse: a lost connection, or a cancellation in
 # the middle of a statement.
-_BREAKING: tuple[type[BaseException], ...] = (*CONNECTION_ERRORS, asyncio.CancelledError)
+_BREAKING: tuple[type[BaseException], ...] = (*DATABASE_ERRORS, asyncio.CancelledError)
 
 
 def _discard(connection: Any) -> None:
@@ -113,22 +112,5 @@ def enqueue_sync(
     """`enqueue` on a psycopg 3 connection. Inside the caller's open transaction when there is
     one (the caller commits); otherwise in a transaction of its own, committed on return."""
     rows = build_rows(emails, default_from=default_from, kinds=kinds, templates=templates)
-    if not rows:
-        return []
     with driver_errors():
-        return _insert_sync(conn, rows)
-
-
-def _insert_sync(conn: psycopg.Connection[Any], rows: Sequence[EmailRow]) -> list[int]:
-    with conn.transaction(), psycopg.RawCursor(conn) as cur:
-        if len(rows) < COPY_THRESHOLD:
-            cur.execute(QUERIES["email_insert"], email_insert_arguments(rows))
-            return [int(r[0]) for r in cur.fetchall()]
-        cur.execute(QUERIES["email_reserve_ids"], (len(rows),))
-        reserved = cur.fetchall()
-        ids = [int(r[0]) for r in reserved]
-        now = reserved[0][1]
-        with cur.copy(QUERIES["email_copy"]) as copy:
-            for email_id, r in zip(ids, rows, strict=True):
-                copy.write_row(email_copy_record(email_id, r, now))
-        return ids
+        return email_insert_sync(conn, rows)

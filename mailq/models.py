@@ -1,4 +1,5 @@
-"""Values: the email a caller queues, the email a worker claims, and the states of SPEC.md."""
+"""Values: the email a caller queues, the row that stores it, the email a worker claims, and
+the states of SPEC.md."""
 
 from __future__ import annotations
 
@@ -22,6 +23,14 @@ class EmailState(enum.StrEnum):
     FAILED = "failed"
     CANCELLED = "cancelled"
     UNKNOWN = "unknown"
+
+
+# The states of an email that waits to be claimed (due now or later).
+WAITING_STATES: tuple[EmailState, ...] = (
+    EmailState.SCHEDULED,
+    EmailState.QUEUED,
+    EmailState.RETRYING,
+)
 
 
 class Outcome(enum.StrEnum):
@@ -75,6 +84,21 @@ class Email:
     from_address: str | None = None
     max_attempts: int | None = None
     # Not handed to the server by then: not sent at all (ends `failed`, `expired`).
+    expires_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EmailRow:
+    """An email as stored: the columns of mailq.emails that enqueue writes."""
+
+    kind: str
+    priority: int
+    send_at: datetime | None
+    max_attempts: int | None
+    to_address: str
+    message_id: str
+    content: str
+    metadata: str
     expires_at: datetime | None = None
 
 

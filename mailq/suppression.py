@@ -1,7 +1,7 @@
 """The suppression list: addresses mailq never sends to.
 
 An address is added by an operator (`suppress`, `import_suppressions`), by its owner
-(one-click unsubscribe, mailq.unsubscribe) or by itself when a server answers a permanent
+(one-click unsubscribe, `unsubscribe()` below) or by itself when a server answers a permanent
 "no such user". Suppressing an address cancels its emails that have not gone out yet
 (waiting or unknown, campaigns included) with the reason; an email queued later to a
 suppressed address is cancelled by the worker that claims it, never sent. Addresses are
@@ -20,6 +20,7 @@ from typing import Any
 
 import asyncpg
 
+from mailq.compose.unsubscribe import read_token
 from mailq.db.connection import transaction
 from mailq.db.emails import email_cancel_by_address
 from mailq.db.suppressions import (
@@ -35,6 +36,7 @@ from mailq.validation import check_address
 IMPORT_CHUNK = 10_000
 LIST_LIMIT_MAX = 10_000
 REASON_MAX_CHARS = 500
+ONE_CLICK_REASON = "unsubscribed (one-click link)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +83,19 @@ async def suppress(
         added = await suppression_add(tx, stored, [why] * len(stored))
         cancelled = await email_cancel_by_address(tx, stored, f"suppressed: {why}")
     return SuppressResult(added, cancelled)
+
+
+async def unsubscribe(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    secret: bytes,
+    token: str,
+    reason: str = ONE_CLICK_REASON,
+) -> tuple[str, SuppressResult]:
+    """Honour an unsubscribe token: check its signature, suppress its address (cancelling
+    what was waiting for it). Returns the address; InvalidToken for a bad token. Calling it
+    again with the same token is harmless (`added` is then 0)."""
+    address = read_token(secret, token)
+    return address, await suppress(conn, [address], reason)
 
 
 async def unsuppress(conn: asyncpg.Connection | asyncpg.Pool, addresses: Sequence[str]) -> int:

@@ -9,7 +9,6 @@ import base64
 import os
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any
@@ -20,7 +19,7 @@ from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, valida
 from mailq.compose.templates import DEFAULT_TEMPLATES, TemplateStore, check_context
 from mailq.errors import InvalidEmail
 from mailq.kinds import BUILTIN_KINDS, KIND_NAME, MAX_ATTEMPTS_LIMIT, KindPolicy, policy_for
-from mailq.models import Email
+from mailq.models import Email, EmailRow
 
 # Any C0 control character or DEL; TAB is allowed in text bodies but not in headers.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -47,21 +46,6 @@ _CONTENT_TYPE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9!#$&^_.+-]*/[a-zA-Z0-9][a-zA-
 MAX_SCHEDULE_AHEAD = timedelta(days=3660)
 MAX_SUBJECT_CHARS = 998
 MAX_RECIPIENTS = 100
-
-
-@dataclass(frozen=True, slots=True)
-class EmailRow:
-    """An email as stored: the columns of mailq.emails that enqueue writes."""
-
-    kind: str
-    priority: int
-    send_at: datetime | None
-    max_attempts: int | None
-    to_address: str
-    message_id: str
-    content: str
-    metadata: str
-    expires_at: datetime | None = None
 
 
 def check_address(field: str, address: object) -> str:
@@ -317,11 +301,6 @@ def content_json(content: Mapping[str, Any]) -> str:
     if "\\u0000" in text:
         raise InvalidEmail("context: NUL characters are not allowed")
     return text
-
-
-def new_message_id(from_address: str) -> str:
-    """A fresh Message-ID in the sender's domain (fixed at enqueue, kept on every retry)."""
-    return _message_id(from_address)
 
 
 def to_row(

@@ -5,11 +5,8 @@ line on stderr and exit 2 (raised as UsageError, EmailNotFound or NotAllowed).""
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from collections import defaultdict
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,9 +14,9 @@ import asyncpg
 
 from mailq import admin
 from mailq.cli import display
-from mailq.db import campaigns as repository_campaigns
-from mailq.db import embedded
-from mailq.db.breakers import backend_breaker_list
+from mailq.cli.backends import backends_report, backends_table
+from mailq.cli.options import add_command, connect, email_ids, moment, settings_for
+from mailq.db.campaigns import campaign_progress_open
 from mailq.db.emails import (
     email_count_by_state,
     email_count_finished_before,
@@ -27,80 +24,23 @@ from mailq.db.emails import (
     email_list_pending,
 )
 from mailq.db.leases import worker_lease_list
-from mailq.db.schema import ensure_current
-from mailq.delivery.breaker import breaker_report
 from mailq.errors import UsageError
 from mailq.kinds import BUILTIN_KINDS
-from mailq.settings import Settings
+from mailq.models import WAITING_STATES, EmailState
 
-STATES = ("scheduled", "queued", "sending", "retrying", "sent", "failed", "cancelled", "unknown")
-WAITING = ("scheduled", "queued", "retrying")
+# The columns of `mailq status`, in the order an email goes through them.
+STATES = (
+    EmailState.SCHEDULED,
+    EmailState.QUEUED,
+    EmailState.SENDING,
+    EmailState.RETRYING,
+    EmailState.SENT,
+    EmailState.FAILED,
+    EmailState.CANCELLED,
+    EmailState.UNKNOWN,
+)
 LIST_LIMIT = 50
 CAMPAIGNS_SHOWN = 20
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
-_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def settings_for(args: argparse.Namespace) -> Settings:
-    """Settings from the environment and the MAILQ_CONFIG file, with the command's flags on
-    top."""
-    from mailq.config import load_settings
-
-    return with_flags(load_settings()[0], args)
-
-
-def with_flags(settings: Settings, args: argparse.Namespace) -> Settings:
-    """`settings` with the command's --database-url and --concurrency on top."""
-    changes: dict[str, Any] = {}
-    if getattr(args, "database_url", None):
-        changes["database_url"] = args.database_url
-    if getattr(args, "concurrency", None) is not None:
-        changes["concurrency"] = args.concurrency
-    return settings.with_overrides(**changes) if changes else settings
-
-
-@asynccontextmanager
-async def connect(args: argparse.Namespace) -> AsyncIterator[asyncpg.Pool]:
-    settings = settings_for(args)
-    pool = await asyncpg.create_pool(embedded.database_url(settings), min_size=1, max_size=2)
-    assert pool is not None
-    try:
-        await ensure_current(pool)
-        yield pool
-    finally:
-        await pool.close()
-
-
-# -- parsing what operators type -----------------------------------------------------------
-
-
-def email_ids(raw: list[str]) -> list[int]:
-    ids = []
-    for value in raw:
-        if not value.isdigit() or int(value) == 0 or int(value) > 2**63 - 1:
-            raise UsageError(f"{value!r} is not an email id (ids are positive whole numbers)")
-        ids.append(int(value))
-    return ids
-
-
-def moment(raw: str, now: datetime | None = None) -> datetime:
-    """A time an operator typed: RFC 3339 with an offset, a date (midnight UTC), or a
-    duration ago (`90s`, `30m`, `6h`, `2d`)."""
-    now = now or datetime.now(UTC)
-    match = _DURATION.match(raw.strip())
-    if match:
-        return now - timedelta(seconds=float(match.group(1)) * _UNIT_S[match.group(2)])
-    try:
-        value = datetime.fromisoformat(raw.strip())
-    except ValueError:
-        raise UsageError(
-            f"{raw!r} is not a time: use e.g. 2h, 3d, 2025-05-01 or 2025-05-01T08:00:00+00:00"
-        ) from None
-    if value.tzinfo is None:
-        if len(raw.strip()) == 10:  # a bare date
-            return value.replace(tzinfo=UTC)
-        raise UsageError(f"{raw!r} has no UTC offset: add one, e.g. {raw.strip()}+00:00")
-    return value
 
 
 # -- status --------------------------------------------------------------------------------
@@ -111,8 +51,35 @@ async def cmd_status(args: argparse.Namespace) -> int:
         counts = await email_count_by_state(pool)
         workers = await worker_lease_list(pool)
         paused = await admin.paused_kinds(pool)
-        progress = await repository_campaigns.campaign_progress_open(pool, CAMPAIGNS_SHOWN)
-        backends = [breaker_report(b) for b in await backend_breaker_list(pool)]
+        progress = await campaign_progress_open(pool, CAMPAIGNS_SHOWN)
+        backends = await backends_report(pool)
+    report: dict[str, Any] = {
+        "kinds": kinds_by_state(counts, paused),
+        "workers": workers,
+        "paused": paused,
+        "campaigns": open_campaigns(progress),
+        "backends": backends,
+    }
+    if args.json:
+        display.print_json(report)
+        return 0
+    out = display.console()
+    out.print(kinds_table(report["kinds"]))
+    if not workers:
+        out.print("Live workers: none (start one with `python -m mailq.worker`)")
+    else:
+        out.print(workers_table(workers))
+    if paused:
+        out.print(f"Paused kinds: {', '.join(paused)} (resume with `mailq resume KIND`)")
+    if report["campaigns"]:
+        out.print(campaigns_table(report["campaigns"]))
+    if backends:
+        out.print(backends_table(backends))
+    return 0
+
+
+def kinds_by_state(counts: list[dict[str, Any]], paused: list[str]) -> list[dict[str, Any]]:
+    """Rows of email_count_by_state, one entry per kind (built-in kinds even when empty)."""
     kinds: dict[str, dict[str, Any]] = defaultdict(
         lambda: {"counts": dict.fromkeys(STATES, 0), "oldest_due_age_s": None}
     )
@@ -125,75 +92,39 @@ async def cmd_status(args: argparse.Namespace) -> int:
             entry["oldest_due_age_s"] = max(
                 entry["oldest_due_age_s"] or 0.0, row["oldest_due_age_s"]
             )
-    report: dict[str, Any] = {
-        "kinds": [
-            {"kind": name, "paused": name in paused, **kinds[name]} for name in sorted(kinds)
-        ],
-        "workers": workers,
-        "paused": paused,
-        "campaigns": open_campaigns(progress),
-        "backends": backends,
-    }
-    if args.json:
-        display.print_json(report)
-        return 0
-    out = display.console()
-    out.print(
-        display.table(
-            "Emails by kind and state",
-            ["kind", *STATES, "oldest due"],
+    return [{"kind": name, "paused": name in paused, **kinds[name]} for name in sorted(kinds)]
+
+
+def kinds_table(kinds: list[dict[str, Any]]) -> Any:
+    return display.table(
+        "Emails by kind and state",
+        ["kind", *STATES, "oldest due"],
+        [
             [
-                [
-                    k["kind"] + (" (paused)" if k["paused"] else ""),
-                    *(k["counts"][s] for s in STATES),
-                    display.age(k["oldest_due_age_s"]),
-                ]
-                for k in report["kinds"]
-            ],
-        )
-    )
-    if not workers:
-        out.print("Live workers: none (start one with `python -m mailq.worker`)")
-    else:
-        rows = [
-            [
-                str(w["id"])[:8],
-                w["hostname"],
-                w["pid"],
-                w["kinds"],
-                w["concurrency"],
-                w["in_flight"],
-                display.age(w["heartbeat_age_s"]) + " ago",
+                k["kind"] + (" (paused)" if k["paused"] else ""),
+                *(k["counts"][s] for s in STATES),
+                display.age(k["oldest_due_age_s"]),
             ]
-            for w in workers
-        ]
-        columns = ["worker", "host", "pid", "kinds", "concurrency", "in flight", "heartbeat"]
-        out.print(display.table(f"Live workers: {len(workers)}", columns, rows))
-    if paused:
-        out.print(f"Paused kinds: {', '.join(paused)} (resume with `mailq resume KIND`)")
-    if report["campaigns"]:
-        out.print(campaigns_table(report["campaigns"]))
-    if backends:
-        out.print(backends_table(backends))
-    return 0
+            for k in kinds
+        ],
+    )
 
 
-def backends_table(backends: list[dict[str, Any]]) -> Any:
-    """Backends that ever failed: their circuit breaker (open ones first)."""
+def workers_table(workers: list[dict[str, Any]]) -> Any:
     rows = [
         [
-            b["backend"],
-            b["state"],
-            display.age(b["open_for_s"]),
-            b["deferred"],
-            "-" if b["next_probe_in_s"] is None else f"in {display.age(b['next_probe_in_s'])}",
-            b["last_error"],
+            str(w["id"])[:8],
+            w["hostname"],
+            w["pid"],
+            w["kinds"],
+            w["concurrency"],
+            w["in_flight"],
+            display.age(w["heartbeat_age_s"]) + " ago",
         ]
-        for b in backends
+        for w in workers
     ]
-    columns = ["backend", "breaker", "open for", "deferred", "next probe", "last error"]
-    opened = sum(1 for b in backends if b["state"] == "open")
-    return display.table(f"Backends: {opened} unavailable", columns, rows)
+    columns = ["worker", "host", "pid", "kinds", "concurrency", "in flight", "heartbeat"]
+    return display.table(f"Live workers: {len(workers)}", columns, rows)
 
 
 def open_campaigns(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -217,11 +148,11 @@ def open_campaigns(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def campaigns_table(campaigns: list[dict[str, Any]]) -> Any:
-    shown = ("waiting", "sending", "sent", "failed", "cancelled", "unknown")
+    shown = ("waiting", *(s for s in STATES if s not in WAITING_STATES))
     rows = []
     for c in campaigns:
         counts = c["counts"]
-        waiting = sum(counts[s] for s in WAITING)
+        waiting = sum(counts[s] for s in WAITING_STATES)
         rows.append(
             [c["id"], c["name"], c["kind"], c["status"], c["send_at"], waiting]
             + [counts[s] for s in shown[1:]]
@@ -240,7 +171,9 @@ async def cmd_pending(args: argparse.Namespace) -> int:
     async with connect(args) as pool:
         rows = await email_list_pending(pool, kind, args.limit)
         counts = await email_count_by_state(pool)
-    total = sum(r["count"] for r in counts if r["state"] in WAITING and kind in (None, r["kind"]))
+    total = sum(
+        r["count"] for r in counts if r["state"] in WAITING_STATES and kind in (None, r["kind"])
+    )
     if args.json:
         display.print_json({"total": total, "emails": rows})
         return 0
@@ -414,21 +347,8 @@ async def cmd_prune(args: argparse.Namespace) -> int:
 # -- the parser ----------------------------------------------------------------------------
 
 
-def add_command(commands: Any, name: str, handler: Any, help: str) -> argparse.ArgumentParser:
-    """One monitor subcommand, with --json and --database-url."""
-    parser: argparse.ArgumentParser = commands.add_parser(name, help=help, description=help)
-    parser.add_argument("--json", action="store_true", help="print JSON (for machines)")
-    # Also after the command; SUPPRESS keeps a value given before it.
-    parser.add_argument(
-        "--database-url", default=argparse.SUPPRESS, help="overrides MAILQ_DATABASE_URL"
-    )
-    parser.set_defaults(handler=handler)
-    return parser
-
-
 def add_commands(commands: Any) -> None:
     """Add the monitor's subcommands to `mailq`'s parser."""
-    from mailq.cli import suppression as monitor_suppression
 
     def command(name: str, handler: Any, help: str) -> argparse.ArgumentParser:
         return add_command(commands, name, handler, help)
@@ -467,5 +387,3 @@ def add_commands(commands: Any) -> None:
         metavar="DAYS",
         help="finished more than DAYS ago (default: MAILQ_RETENTION_DAYS, 14)",
     )
-
-    monitor_suppression.add_commands(commands)

@@ -11,17 +11,15 @@ import csv
 import io
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any, TextIO
 
 from mailq import suppression
 from mailq.cli import display
-from mailq.cli.monitor import add_command, connect
+from mailq.cli.options import add_command, connect, counted, existing_file, plural
 from mailq.errors import InvalidEmail, UsageError
 
 OPERATOR_REASON = "suppressed by an operator"
 IMPORT_REASON = "imported"
-PROGRESS_EVERY = 1_000
 LIST_LIMIT = 100
 _ADDRESS_COLUMNS = ("email", "address")
 
@@ -45,10 +43,6 @@ def _why(exc: InvalidEmail) -> str:
     text = str(exc)
     _, _, rest = text.partition(": ")
     return rest or text
-
-
-def _plural(count: int, word: str, words: str | None = None) -> str:
-    return f"{count} {word if count == 1 else words or word + 's'}"
 
 
 # -- suppress ------------------------------------------------------------------------------
@@ -83,7 +77,7 @@ async def cmd_suppress(args: argparse.Namespace) -> int:
     out = display.console()
     out.print(
         display.table(
-            f"Suppressed: {_plural(result.added, 'new address', 'new addresses')}, "
+            f"Suppressed: {plural(result.added, 'new address', 'new addresses')}, "
             f"{len(rows) - result.added} already on the list",
             ["address", "", "reason", "since"],
             [
@@ -98,7 +92,7 @@ async def cmd_suppress(args: argparse.Namespace) -> int:
         )
     )
     out.print(
-        f"cancelled {_plural(result.cancelled, 'email')} to them that had not gone out"
+        f"cancelled {plural(result.cancelled, 'email')} to them that had not gone out"
         if result.cancelled
         else "no email to them was waiting"
     )
@@ -112,9 +106,7 @@ async def _import(args: argparse.Namespace) -> int:
         stream: TextIO = sys.stdin
         total = None
     else:
-        path = Path(name)
-        if not path.is_file():
-            raise UsageError(f"--import: {path} does not exist")
+        path = existing_file(name, "--import")
         try:
             text = path.read_text("utf-8")
         except (OSError, UnicodeDecodeError) as exc:
@@ -125,7 +117,7 @@ async def _import(args: argparse.Namespace) -> int:
     entries = read_entries(stream, name, reason)
     async with connect(args) as pool, pool.acquire() as conn:
         with display.progress(f"importing suppressions from {name}", total) as tracker:
-            result = await suppression.import_suppressions(conn, _counted(entries, tracker), reason)
+            result = await suppression.import_suppressions(conn, counted(entries, tracker), reason)
             read = tracker.done
     if args.json:
         display.print_json(
@@ -133,9 +125,9 @@ async def _import(args: argparse.Namespace) -> int:
         )
     else:
         print(
-            f"imported {name}: {_plural(read, 'address', 'addresses')} read, "
+            f"imported {name}: {plural(read, 'address', 'addresses')} read, "
             f"{result.added} new on the list, "
-            f"{_plural(result.cancelled, 'email')} to them cancelled"
+            f"{plural(result.cancelled, 'email')} to them cancelled"
         )
     return 0
 
@@ -180,19 +172,6 @@ def _csv_rows(stream: TextIO, header: list[str], column: str) -> Iterator[tuple[
         address = row[where] if where < len(row) else ""
         reason = row[why].strip() if why is not None and why < len(row) else ""
         yield number, address, reason
-
-
-def _counted(
-    entries: Iterator[tuple[str, str]], tracker: display.Tracker
-) -> Iterator[tuple[str, str]]:
-    pending = 0
-    for entry in entries:
-        yield entry
-        pending += 1
-        if pending == PROGRESS_EVERY:
-            tracker.advance(pending)
-            pending = 0
-    tracker.advance(pending)
 
 
 # -- unsuppress ----------------------------------------------------------------------------

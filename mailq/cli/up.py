@@ -12,8 +12,8 @@ each child gets exactly one SIGTERM from it (a second signal would make a worker
 
 from __future__ import annotations
 
+import argparse
 import contextlib
-import ctypes
 import importlib.util
 import json
 import os
@@ -28,14 +28,22 @@ import urllib.error
 import urllib.request
 from collections.abc import Mapping
 from types import FrameType
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from mailq.cli.children import (
+    SERVICE_APP,
+    STOP_SIGNALS,
+    WORKER_MODULE,
+    child_environment,
+    spawn,
+)
+from mailq.cli.options import settings_for
 from mailq.db import embedded
 from mailq.db.schema import HEAD, migrate
 from mailq.errors import ConfigError
 from mailq.settings import Settings, default_home
 
-SERVICE_APP = "mailq.service.app:app"
 READY_TIMEOUT_S = 60.0
 STOP_EXTRA_S = 10.0
 TOKENS_FILE = "tokens"
@@ -83,8 +91,7 @@ class Up:
             database = embedded.start(home)
             url = database.url
         # Ctrl-C, a stop request, or the terminal closing: all stop everything cleanly.
-        stops = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-        previous = {s: signal.signal(s, self._on_signal) for s in stops}
+        previous = {s: signal.signal(s, self._on_signal) for s in STOP_SIGNALS}
         try:
             migrate(url)
             env = self._child_env(url)
@@ -103,7 +110,7 @@ class Up:
                 env,
             )
             for _ in range(self.workers):
-                self._spawn("worker", [sys.executable, "-m", "mailq.worker"], env)
+                self._spawn("worker", [sys.executable, "-m", WORKER_MODULE], env)
             if not self._wait_ready():
                 return 1 if not self._stop.is_set() else 0
             self._print_summary(url, database)
@@ -119,8 +126,7 @@ class Up:
     # -- children --------------------------------------------------------------------------
 
     def _child_env(self, database_url: str) -> dict[str, str]:
-        env = dict(os.environ)
-        env.update(
+        return child_environment(
             {
                 "MAILQ_DATABASE_URL": database_url,
                 "MAILQ_HOME": str(self.settings.home),
@@ -131,16 +137,9 @@ class Up:
                 "PYTHONUNBUFFERED": "1",
             }
         )
-        return env
 
     def _spawn(self, name: str, argv: list[str], env: Mapping[str, str]) -> None:
-        process = subprocess.Popen(
-            argv,
-            env=dict(env),
-            start_new_session=True,
-            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
-        )
-        self._children.append((name, process))
+        self._children.append((name, spawn(argv, env)))
 
     def _wait_ready(self) -> bool:
         deadline = time.monotonic() + READY_TIMEOUT_S
@@ -174,7 +173,7 @@ class Up:
                 return f"{name} (pid {process.pid}, exit code {process.returncode})"
         return None
 
-    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+    def _on_signal(self, _signum: int, _frame: FrameType | None) -> None:
         self._signals += 1
         if self._signals == 1:
             _say("stopping (Ctrl-C again to kill at once)")
@@ -324,12 +323,24 @@ def _healthy(url: str) -> bool:
         return False
 
 
-def _die_with_parent() -> None:
-    """In the child, before exec: get SIGTERM if `mailq up` dies (even by kill -9)."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    pr_set_pdeathsig = 1
-    libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
-
-
 def _say(message: str) -> None:
     print(f"mailq up: {message}", file=sys.stderr, flush=True)
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    return Up(settings_for(args), host=args.host, port=args.port, workers=args.workers).run()
+
+
+def add_commands(commands: Any) -> None:
+    up = commands.add_parser(
+        "up", help="everything on this machine: database, service, worker, file outbox"
+    )
+    up.add_argument("--host", default="127.0.0.1", help="the service's address (127.0.0.1)")
+    up.add_argument("--port", type=int, default=8000, help="the service's port (8000)")
+    up.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes to run (1); 0: the service's embedded worker sends",
+    )
+    up.set_defaults(handler=cmd_up)

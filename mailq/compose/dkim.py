@@ -14,7 +14,6 @@ import re
 from collections.abc import Collection
 
 from mailq.compose.message import OutgoingMessage
-from mailq.config import DkimKey
 from mailq.errors import ConfigError, PermanentFailure
 
 # Signed when present (dkimpy leaves out the ones a message does not have).
@@ -31,6 +30,16 @@ SIGNED_HEADERS: tuple[str, ...] = (
     "List-Unsubscribe",
     "List-Unsubscribe-Post",
 )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DkimKey:
+    """A signing key: MAILQ_CONFIG [dkim] (mailq.config reads it)."""
+
+    domain: str
+    selector: str
+    private_key: bytes
+    headers: tuple[str, ...] | None = None
 
 
 class DkimSigner:

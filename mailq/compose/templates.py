@@ -148,14 +148,6 @@ class NamedTemplate:
     text: str | None
     html: str | None
 
-    def variables(self) -> frozenset[str]:
-        """Context variables the template needs (mailq's own, like unsubscribe_url, left out)."""
-        found: set[str] = set()
-        for source in (self.subject, self.text, self.html):
-            if source:
-                found |= variables_of(source)
-        return frozenset(found - PROVIDED_VARIABLES)
-
 
 class TemplateStore:
     """Named templates from folders, first match wins; each read once and kept."""

@@ -1,9 +1,10 @@
-"""Unsubscribe links: signed tokens, List-Unsubscribe headers (RFC 2369, RFC 8058), and the
-function that honours a token by suppressing its address.
+"""Unsubscribe links: signed tokens and List-Unsubscribe headers (RFC 2369, RFC 8058).
+Honouring a token (suppressing its address) is mailq.suppression.unsubscribe().
 
 A token is `<address, base64url>.<HMAC-SHA256 of it, truncated to 128 bits>`, signed with
 MAILQ_SECRET_KEY: it needs no database row, never expires, and only its signer can make
-one. The HTTP service serves `GET|POST /v1/unsubscribe/{token}` and calls `unsubscribe()`.
+one. The HTTP service serves `GET|POST /v1/unsubscribe/{token}` and calls
+`mailq.suppression.unsubscribe()`.
 
 Campaign emails (kinds with `list_unsubscribe`) carry::
 
@@ -27,15 +28,11 @@ import secrets
 from dataclasses import dataclass
 from urllib.parse import quote
 
-import asyncpg
-
 from mailq.errors import ConfigError, InvalidToken
 from mailq.settings import Settings
-from mailq.suppression import SuppressResult, suppress
 
 SIGNATURE_BYTES = 16
 SECRET_FILE = "secret_key"
-ONE_CLICK_REASON = "unsubscribed (one-click link)"
 PATH = "/v1/unsubscribe/"
 
 
@@ -118,16 +115,3 @@ class UnsubscribeLinks:
         if url.startswith("https://"):
             headers.append(("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"))
         return headers
-
-
-async def unsubscribe(
-    conn: asyncpg.Connection | asyncpg.Pool,
-    secret: bytes,
-    token: str,
-    reason: str = ONE_CLICK_REASON,
-) -> tuple[str, SuppressResult]:
-    """Honour an unsubscribe token: check its signature, suppress its address (cancelling
-    what was waiting for it). Returns the address; InvalidToken for a bad token. Calling it
-    again with the same token is harmless (`added` is then 0)."""
-    address = read_token(secret, token)
-    return address, await suppress(conn, [address], reason)

@@ -1,6 +1,6 @@
 """What every statement module shares: the Executor protocol, transactions on a pool or
-connection, the pool reset, the duty locks, and the one translation of a lost connection
-into DatabaseUnavailable."""
+connection, the pool reset, the duty locks, and the one definition of "the database is
+unavailable" (DATABASE_ERRORS) with its translation into DatabaseUnavailable."""
 
 from __future__ import annotations
 
@@ -14,27 +14,43 @@ import psycopg
 from mailq.db.queries import QUERIES
 from mailq.errors import DatabaseError, DatabaseUnavailable, MailqError, SchemaMismatch
 
-# What a lost, restarting or unreachable database raises through the drivers. asyncpg raises
-# InternalClientError from a connection that broke while it waited in a pool (the server's
-# FATAL half-read), InterfaceError from one closed under an operation.
-CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
-    OSError,
+# What a lost, restarting, overloaded or missing database raises through asyncpg or psycopg:
+# the worker waits and tries again, the service answers 503, the CLI prints one line. Any other
+# driver error (a constraint, a syntax error) is a bug in mailq and is reported as one.
+DATABASE_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,  # refused, reset, no route, DNS
     TimeoutError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.InternalClientError,
-    asyncpg.OperatorInterventionError,
-    asyncpg.InsufficientResourcesError,
-    asyncpg.InvalidCatalogNameError,
-    psycopg.OperationalError,
-    psycopg.InterfaceError,
+    asyncpg.InterfaceError,  # the connection is closed or was lost
+    asyncpg.InternalClientError,  # a connection cut in the middle of an operation
+    asyncpg.PostgresConnectionError,  # class 08: connection exceptions
+    asyncpg.TransactionRollbackError,  # class 40: serialization failure, deadlock (try again)
+    asyncpg.ReadOnlySQLTransactionError,  # 25006: connected to a standby after a failover
+    asyncpg.InsufficientResourcesError,  # class 53: too many connections, disk full
+    asyncpg.OperatorInterventionError,  # class 57: shutting down, starting up, statement timeout
+    asyncpg.InvalidAuthorizationSpecificationError,  # class 28: wrong user or password
+    asyncpg.InvalidCatalogNameError,  # 3D000: the database does not exist
+    asyncpg.PostgresSystemError,  # class 58: the server's own I/O failed
+    asyncpg.InvalidSchemaNameError,  # the schema is not there (never migrated)
+    asyncpg.UndefinedTableError,
+    psycopg.OperationalError,  # psycopg's (enqueue_sync, Alembic) for all of the above
+    psycopg.InterfaceError,  # psycopg: the connection is closed
+    DatabaseUnavailable,
 )
+# Of those, what means mailq's schema is not there (SchemaMismatch at the API's edge).
 _NO_SCHEMA: tuple[type[BaseException], ...] = (
     asyncpg.UndefinedTableError,
     asyncpg.InvalidSchemaNameError,
     psycopg.errors.UndefinedTable,
     psycopg.errors.InvalidSchemaName,
 )
+
+
+def unavailable(exc: BaseException) -> DatabaseUnavailable:
+    """The mailq error for one of DATABASE_ERRORS: one line with the driver's reason."""
+    if isinstance(exc, DatabaseUnavailable):
+        return exc
+    text = " ".join(str(exc).split())[:300] or type(exc).__name__
+    return DatabaseUnavailable(f"cannot reach the queue's database: {text}")
 
 
 class Executor(Protocol):
@@ -95,8 +111,8 @@ async def open_pool(
         except BaseException:
             pool.terminate()
             raise
-    except CONNECTION_ERRORS as exc:
-        raise DatabaseUnavailable(f"cannot reach the queue's database: {exc}") from exc
+    except DATABASE_ERRORS as exc:
+        raise unavailable(exc) from exc
     return pool
 
 
@@ -117,10 +133,6 @@ async def schema_try_duty_lock(conn: asyncpg.Connection, key: int) -> bool:
     return bool(await conn.fetchval(QUERIES["schema_try_duty_lock"], key))
 
 
-def connection_error(exc: BaseException) -> DatabaseUnavailable:
-    return DatabaseUnavailable(f"the queue's database is unreachable: {exc}")
-
-
 @contextmanager
 def driver_errors() -> Iterator[None]:
     """Driver errors as mailq errors, at the edge of the Python API: DatabaseUnavailable for
@@ -134,7 +146,7 @@ def driver_errors() -> Iterator[None]:
         raise SchemaMismatch(
             f"the database has no mailq schema, or an older one: run `mailq migrate` ({exc})"
         ) from exc
-    except CONNECTION_ERRORS as exc:
-        raise connection_error(exc) from exc
+    except DATABASE_ERRORS as exc:
+        raise unavailable(exc) from exc
     except (asyncpg.PostgresError, psycopg.Error) as exc:
         raise DatabaseError(f"the queue's database refused the statement: {exc}") from exc

@@ -1,54 +1,123 @@
-"""The only caller of the statements on mailq.emails and mailq.attempts (sql/emails.sql)."""
+"""The only caller of the statements on mailq.emails and mailq.attempts (sql/emails.sql).
+
+Enqueue has one plan (_insert_plan) and two thin drivers: email_insert (asyncpg) and
+email_insert_sync (psycopg, for enqueue_sync)."""
 
 from __future__ import annotations
 
+import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Generator, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, LiteralString, cast
 
 import asyncpg
+import psycopg
 
 from mailq.db.connection import Executor
-from mailq.db.queries import QUERIES
+from mailq.db.queries import QUERIES, SqlLoadError
 from mailq.kinds import ClaimPlan
-from mailq.models import AttemptResult, ClaimedEmail
-from mailq.validation import EmailRow
+from mailq.models import AttemptResult, ClaimedEmail, EmailRow
 
 # Above this many rows an enqueue goes through COPY; below, one INSERT ... unnest round trip.
 COPY_THRESHOLD = 500
 
 
-COPY_COLUMNS = (
-    "id",
-    "kind",
-    "priority",
-    "run_at",
-    "send_at",
-    "max_attempts",
-    "to_address",
-    "message_id",
-    "content",
-    "metadata",
-    "expires_at",
-)
+def _copy_columns(statement: str) -> tuple[str, ...]:
+    """The columns a `COPY table (a, b, ...) FROM STDIN` statement names."""
+    found = re.search(r"\(([^)]*)\)", statement)
+    if found is None:
+        raise SqlLoadError("email_copy names no columns")
+    return tuple(column.strip() for column in found.group(1).split(","))
+
+
+# psycopg runs email_copy; asyncpg writes its COPY from these same columns.
+COPY_COLUMNS = _copy_columns(QUERIES["email_copy"])
+
+
+@dataclass(frozen=True, slots=True)
+class _Fetch:
+    query: LiteralString
+    args: tuple[Any, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _Copy:
+    records: Iterator[tuple[Any, ...]]
+
+
+# One enqueue's statements, for either driver: the plan yields each step and is sent its rows.
+_InsertPlan = Generator[_Fetch | _Copy, Sequence[Sequence[Any]], list[int]]
+
+
+def _insert_plan(rows: Sequence[EmailRow]) -> _InsertPlan:
+    """INSERT ... unnest below COPY_THRESHOLD rows; above, ids reserved and then one COPY.
+    The ids come back in input order."""
+    if len(rows) < COPY_THRESHOLD:
+        inserted = yield _Fetch(QUERIES["email_insert"], email_insert_arguments(rows))
+        return [int(r[0]) for r in inserted]
+    reserved = yield _Fetch(QUERIES["email_reserve_ids"], (len(rows),))
+    ids = [int(r[0]) for r in reserved]
+    now = reserved[0][1]
+    yield _Copy(email_copy_record(i, row, now) for i, row in zip(ids, rows, strict=True))
+    return ids
+
+
+def _advance(
+    plan: _InsertPlan, result: Sequence[Sequence[Any]] | None
+) -> _Fetch | _Copy | list[int]:
+    """The plan's next step, or the ids once it is done."""
+    try:
+        return plan.send(result) if result is not None else next(plan)
+    except StopIteration as done:
+        return cast(list[int], done.value)
 
 
 async def email_insert(conn: asyncpg.Connection, rows: Sequence[EmailRow]) -> list[int]:
     """Insert emails in the caller's transaction (or one of its own); ids in input order."""
     if not rows:
         return []
-    if len(rows) >= COPY_THRESHOLD:
-        if conn.is_in_transaction():
-            return await _email_copy(conn, rows)
+    if len(rows) >= COPY_THRESHOLD and not conn.is_in_transaction():
         async with conn.transaction():
-            return await _email_copy(conn, rows)
-    records = await conn.fetch(QUERIES["email_insert"], *email_insert_arguments(rows))
-    return [r["id"] for r in records]
+            return await email_insert(conn, rows)
+    plan = _insert_plan(rows)
+    step = _advance(plan, None)
+    while not isinstance(step, list):
+        if isinstance(step, _Fetch):
+            result: Sequence[Sequence[Any]] = await conn.fetch(step.query, *step.args)
+        else:
+            await conn.copy_records_to_table(
+                "emails", schema_name="mailq", columns=COPY_COLUMNS, records=step.records
+            )
+            result = []
+        step = _advance(plan, result)
+    return step
+
+
+def email_insert_sync(conn: psycopg.Connection[Any], rows: Sequence[EmailRow]) -> list[int]:
+    """email_insert on a psycopg connection: in the caller's open transaction when there is
+    one (a savepoint; the caller commits), else in one of its own, committed on return."""
+    if not rows:
+        return []
+    with conn.transaction(), psycopg.RawCursor(conn) as cur:
+        plan = _insert_plan(rows)
+        step = _advance(plan, None)
+        while not isinstance(step, list):
+            if isinstance(step, _Fetch):
+                cur.execute(step.query, step.args)
+                result: Sequence[Sequence[Any]] = cur.fetchall()
+            else:
+                with cur.copy(QUERIES["email_copy"]) as copy:
+                    for record in step.records:
+                        copy.write_row(record)
+                result = []
+            step = _advance(plan, result)
+        return step
 
 
 def email_insert_arguments(rows: Sequence[EmailRow]) -> tuple[Any, ...]:
-    """The parameters of email_insert (parallel arrays), for asyncpg and psycopg alike."""
+    """The parameters of email_insert (parallel arrays)."""
     return (
         [r.kind for r in rows],
         [r.priority for r in rows],
@@ -79,21 +148,6 @@ def email_copy_record(email_id: int, row: EmailRow, now: datetime) -> tuple[Any,
         row.metadata,
         row.expires_at,
     )
-
-
-async def _email_copy(conn: asyncpg.Connection, rows: Sequence[EmailRow]) -> list[int]:
-    reserved = await conn.fetch(QUERIES["email_reserve_ids"], len(rows))
-    ids = [r["id"] for r in reserved]
-    now = reserved[0]["now"]
-    await conn.copy_records_to_table(
-        "emails",
-        schema_name="mailq",
-        columns=COPY_COLUMNS,
-        records=(
-            email_copy_record(email_id, r, now) for email_id, r in zip(ids, rows, strict=True)
-        ),
-    )
-    return ids
 
 
 async def email_claim_due(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from mailq.db.connection import Executor
@@ -40,8 +41,10 @@ async def worker_lease_delete(db: Executor, worker_id: uuid.UUID) -> None:
     await db.execute(QUERIES["worker_lease_delete"], worker_id)
 
 
-async def worker_lease_delete_expired(db: Executor, grace_s: float) -> int:
-    return len(await db.fetch(QUERIES["worker_lease_delete_expired"], grace_s))
+async def worker_lease_delete_expired(
+    db: Executor, grace_s: float, limit: int, now: datetime | None = None
+) -> int:
+    return len(await db.fetch(QUERIES["worker_lease_delete_expired"], grace_s, limit, now))
 
 
 async def worker_lease_list(db: Executor) -> list[dict[str, Any]]:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
+from mailq.db.connection import unavailable
 from mailq.db.queries import QUERIES
 from mailq.errors import SchemaMismatch
 
@@ -77,8 +78,12 @@ def alembic_config(database_url: str) -> Config:
 def migrate(database_url: str, revision: str = "head") -> None:
     """Bring the schema to `revision` with Alembic (what `mailq migrate` runs)."""
     from alembic import command
+    from sqlalchemy.exc import OperationalError
 
-    command.upgrade(alembic_config(database_url), revision)
+    try:
+        command.upgrade(alembic_config(database_url), revision)
+    except OperationalError as exc:  # SQLAlchemy's wrapper of psycopg's
+        raise unavailable(exc.orig or exc) from None
 
 
 def downgrade(database_url: str, revision: str = "base") -> None:

@@ -1,10 +1,10 @@
-"""The HTTP service: `uvicorn service.app:app --workers 4` (or `mailq serve`).
+"""The HTTP service: `uvicorn mailq.service.app:app --workers 4` (or `mailq serve`).
 
-`create_app(settings)` builds the app; the module-level `app` reads the settings once from
-the environment. The lifespan of each process opens its connection pool, checks the schema
-(refusing to start on one it does not know), loads the tokens and, unless
-MAILQ_EMBEDDED_WORKER=0, runs a worker beside the HTTP handlers; on shutdown the worker
-finishes what it is sending and the pool closes.
+`create_app(settings)` builds the app; the module-level `app` builds it from the environment
+on first use (in each process, never at import). The lifespan of each process opens its
+connection pool, checks the schema (refusing to start on one it does not know), loads the
+tokens and, unless MAILQ_EMBEDDED_WORKER=0, runs a worker beside the HTTP handlers; on
+shutdown the worker finishes what it is sending and the pool closes.
 """
 
 from __future__ import annotations
@@ -22,20 +22,26 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from mailq import __version__, logs
 from mailq.compose.unsubscribe import load_secret_key
 from mailq.config import DEFAULT_CONFIG, Config, load_settings
 from mailq.db import embedded
-from mailq.db.connection import IDEMPOTENCY_PRUNE_LOCK_KEY, open_pool, schema_try_duty_lock
+from mailq.db.connection import (
+    DATABASE_ERRORS,
+    IDEMPOTENCY_PRUNE_LOCK_KEY,
+    open_pool,
+    schema_try_duty_lock,
+)
 from mailq.db.idempotency_keys import idempotency_key_delete_expired
 from mailq.db.schema import ensure_current
 from mailq.errors import ConfigError
 from mailq.service.api import Handler, Operation, Router
 from mailq.service.auth import authorize, load_tokens
 from mailq.service.embedded import EmbeddedWorker, SenderFactory, default_sender
-from mailq.service.errors import DATABASE_ERRORS, EXCEPTION_HANDLERS, RetryAfterOn503
-from mailq.service.metrics import ROUTE_KEY, MetricsMiddleware, metrics
+from mailq.service.errors import EXCEPTION_HANDLERS, RetryAfterOn503
+from mailq.service.metrics import ROUTE_KEY, Metrics, MetricsMiddleware, metrics
 from mailq.service.openapi import document
 from mailq.service.routes import campaigns as routes_campaigns
 from mailq.service.routes import emails as routes_emails
@@ -119,49 +125,9 @@ def create_app(
     async def lifespan(_app: Starlette) -> AsyncIterator[dict[str, Any]]:
         if configure_logging:
             logs.configure()
-        # No MAILQ_DATABASE_URL: the embedded PostgreSQL under MAILQ_HOME (with a warning).
-        settings = (
-            configured
-            if configured.database_url
-            else await asyncio.to_thread(embedded.resolve, configured)
-        )
-        tokens = load_tokens(settings)
-        secret_key = load_secret_key(settings)
-        pool = await _open_pool(settings, limits)
-        worker: EmbeddedWorker | None = None
-        janitor: asyncio.Task[None] | None = None
-        try:
-            await ensure_current(pool)
-            if settings.embedded_worker:
-                worker = EmbeddedWorker(
-                    settings,
-                    make_sender=make_sender,
-                    observer=process_metrics.observe_attempt,
-                    config=config,
-                )
-                worker.start()
-            janitor = asyncio.create_task(
-                _prune_idempotency_keys(pool, limits.idempotency_hours), name="mailq-janitor"
-            )
-            logger.info(
-                "service started",
-                extra={"action": "service_started", "embedded_worker": worker is not None},
-            )
-            yield {
-                "service": Service(
-                    settings, limits, pool, tokens, process_metrics, worker, config, secret_key
-                ),
-            }
-        finally:
-            if worker is not None:
-                await worker.stop()
-            if janitor is not None:
-                janitor.cancel()
-                await asyncio.gather(janitor, return_exceptions=True)
-            try:
-                await asyncio.wait_for(pool.close(), POOL_CLOSE_TIMEOUT_S)
-            except TimeoutError:
-                pool.terminate()
+        running = _running(configured, config, limits, make_sender, process_metrics)
+        async with running as service:
+            yield {"service": service}
 
     app = Starlette(
         routes=[Route(op.path, _guarded(op), methods=[op.method]) for op in operations],
@@ -176,13 +142,87 @@ def create_app(
     return app
 
 
-def _app_from_environment() -> Starlette:
-    # The edge of the process: the only place the service reads MAILQ_* variables and the
-    # MAILQ_CONFIG file.
+@asynccontextmanager
+async def _running(
+    configured: Settings,
+    config: Config,
+    limits: Limits,
+    make_sender: SenderFactory,
+    process_metrics: Metrics,
+) -> AsyncIterator[Service]:
+    """One process of the service from start to shutdown: the pool, the schema check, the
+    tokens and key, the embedded worker and the idempotency janitor."""
+    # No MAILQ_DATABASE_URL: the embedded PostgreSQL under MAILQ_HOME (with a warning).
+    settings = (
+        configured
+        if configured.database_url
+        else await asyncio.to_thread(embedded.resolve, configured)
+    )
+    tokens = load_tokens(settings)
+    secret_key = load_secret_key(settings)
+    pool = await _open_pool(settings, limits)
+    worker: EmbeddedWorker | None = None
+    janitor: asyncio.Task[None] | None = None
+    try:
+        await ensure_current(pool)
+        if settings.embedded_worker:
+            worker = EmbeddedWorker(
+                settings,
+                make_sender=make_sender,
+                observer=process_metrics.observe_attempt,
+                config=config,
+            )
+            worker.start()
+        janitor = asyncio.create_task(
+            _prune_idempotency_keys(pool, limits.idempotency_hours), name="mailq-janitor"
+        )
+        logger.info(
+            "service started",
+            extra={"action": "service_started", "embedded_worker": worker is not None},
+        )
+        yield Service(settings, limits, pool, tokens, process_metrics, worker, config, secret_key)
+    finally:
+        if worker is not None:
+            await worker.stop()
+        if janitor is not None:
+            janitor.cancel()
+            await asyncio.gather(janitor, return_exceptions=True)
+        try:
+            await asyncio.wait_for(pool.close(), POOL_CLOSE_TIMEOUT_S)
+        except TimeoutError:
+            pool.terminate()
+
+
+def app_from_environment() -> Starlette:
+    """The app of this process's environment. The edge of the process: the only place the
+    service reads MAILQ_* variables and the MAILQ_CONFIG file."""
     settings, config = load_settings()
     return create_app(settings, config=config, configure_logging=True)
 
 
-app = _app_from_environment()
+class EnvironmentApp:
+    """The module-level `app`: built by app_from_environment() on its first call, in the
+    process that serves it, never at import. `uvicorn mailq.service.app:app --workers 4` so
+    builds one app in each of its processes, and importing this module reads nothing."""
 
-__all__ = ["Limits", "app", "create_app"]
+    def __init__(self) -> None:
+        self._app: Starlette | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._app is None:
+            try:
+                self._app = app_from_environment()
+            except Exception as exc:
+                if scope["type"] != "lifespan":
+                    raise
+                # Fail the start (uvicorn exits): under lifespan "auto" an exception here
+                # would read as "no lifespan support" and the service would serve on.
+                await receive()
+                await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                return
+        await self._app(scope, receive, send)
+
+
+app = EnvironmentApp()
+
+__all__ = ["EnvironmentApp", "Limits", "app", "app_from_environment", "create_app"]

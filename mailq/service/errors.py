@@ -8,35 +8,20 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
-import asyncpg
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from mailq.db.connection import DATABASE_ERRORS
 from mailq.errors import (
     CampaignClosed,
     CampaignNotFound,
-    DatabaseUnavailable,
     InvalidEmail,
     SchemaMismatch,
 )
 
 logger = logging.getLogger(__name__)
-
-# What a lost database raises through asyncpg: answered with 503, never 500.
-DATABASE_ERRORS = (
-    OSError,
-    TimeoutError,
-    asyncpg.InterfaceError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.OperatorInterventionError,
-    asyncpg.InsufficientResourcesError,
-    asyncpg.InvalidCatalogNameError,
-    asyncpg.InvalidSchemaNameError,
-    asyncpg.UndefinedTableError,
-    DatabaseUnavailable,
-)
 
 
 class ApiError(Exception):
@@ -122,6 +107,7 @@ EXCEPTION_HANDLERS = {
     CampaignClosed: on_campaign_closed,
     HTTPException: on_http_exception,
     SchemaMismatch: on_schema_mismatch,
+    # The database is unavailable (mailq.db.connection): 503, never 500.
     **dict.fromkeys(DATABASE_ERRORS, on_database_error),
     Exception: on_unexpected,
 }

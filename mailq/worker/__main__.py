@@ -6,6 +6,6 @@ CLI layer above it (see the import-linter contract in pyproject.toml).
 
 from __future__ import annotations
 
-from mailq.cli.main import worker_main
+from mailq.cli.worker import worker_main
 
 raise SystemExit(worker_main())

@@ -14,7 +14,9 @@ from collections.abc import Callable
 
 import asyncpg
 
+from mailq.db.connection import DATABASE_ERRORS
 from mailq.db.leases import WorkerIdentity, worker_lease_register, worker_lease_renew
+from mailq.worker.backoff import Backoff
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +45,14 @@ class Heartbeat:
         self.registered = asyncio.Event()
         self._stopping = asyncio.Event()
         self.reconnects = 0
+        self._backoff = Backoff(
+            logger,
+            "control connection lost; reconnecting",
+            "connection_lost",
+            min_s=RECONNECT_MIN_S,
+            max_s=RECONNECT_MAX_S,
+            extra={"worker_id": str(identity.id)},
+        )
         # Loop time until which our lease is known to hold, from the last renewal's start.
         self._lease_until = 0.0
 
@@ -75,7 +85,6 @@ class Heartbeat:
         self._on_due_in(due_in)
 
     async def run(self) -> None:
-        delay = RECONNECT_MIN_S
         first = True
         while not self._stopping.is_set():
             lost = asyncio.Event()
@@ -93,29 +102,19 @@ class Heartbeat:
                         extra={"action": "reconnected", "worker_id": str(self._identity.id)},
                     )
                 first = False
-                delay = RECONNECT_MIN_S
+                self._backoff.succeeded()
                 self._on_connected()
                 await self._beat(conn, lost)
-            except (
-                OSError,
-                TimeoutError,
-                asyncpg.PostgresError,
-                asyncpg.InterfaceError,
-                asyncpg.InternalClientError,
-            ) as exc:
+            except DATABASE_ERRORS as exc:
                 if self._stopping.is_set():
                     break
-                logger.warning(
-                    "control connection lost; reconnecting in %.1fs: %s",
-                    delay,
-                    exc,
-                    extra={"action": "connection_lost", "worker_id": str(self._identity.id)},
-                )
-                await _wait(self._stopping, delay)
-                delay = min(RECONNECT_MAX_S, delay * 2)
+                await self._backoff.pause(exc, sleep=self._sleep)
             finally:
                 if conn is not None and not conn.is_closed():
                     conn.terminate()
+
+    async def _sleep(self, timeout: float) -> None:
+        await _wait(self._stopping, timeout)
 
     async def _beat(self, conn: asyncpg.Connection, lost: asyncio.Event) -> None:
         while not self._stopping.is_set():

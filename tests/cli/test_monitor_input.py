@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from mailq.cli.display import age
-from mailq.cli.monitor import email_ids, moment
+from mailq.cli.options import email_ids, moment
 from mailq.cli.up import _parse_tokens, read_tokens
 from mailq.errors import ConfigError, UsageError
 from mailq.settings import Settings

@@ -14,10 +14,9 @@ import dkim
 import pytest
 
 from mailq import Email, PermanentFailure
-from mailq.compose.dkim import DkimSigner
+from mailq.compose.dkim import DkimKey, DkimSigner
 from mailq.compose.message import OutgoingMessage, build_message
 from mailq.compose.unsubscribe import UnsubscribeLinks
-from mailq.config import DkimKey
 from mailq.models import ClaimedEmail
 from mailq.validation import to_row
 

@@ -3,18 +3,19 @@ configured. Its data outlives the processes that use it; the last of them stops 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import psycopg
 
 from mailq.db import embedded
 from tests.support.processes import REPO
+from tests.support.waiting import eventually
 
 
 def test_start_stop_start_keeps_the_data(mailq_home: Path) -> None:
@@ -78,11 +79,12 @@ def test_commands_and_a_worker_use_the_embedded_default(mailq_home: Path, tmp_pa
         )
     try:
         outbox = home / "outbox"
-        deadline = time.monotonic() + 60
-        while not list(outbox.glob("*.eml")):
+
+        def delivered() -> list[Path]:
             assert worker.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, f"nothing in the outbox; log:\n{log.read_text()}"
-            time.sleep(0.1)
+            return list(outbox.glob("*.eml"))
+
+        asyncio.run(eventually(delivered, timeout=60, message="nothing in the outbox"))
         (eml,) = outbox.glob("*.eml")
         assert b"Subject: Hello Ann" in eml.read_bytes()
 

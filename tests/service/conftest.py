@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -55,9 +55,6 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
 @pytest.fixture
 def limits() -> Limits:
     return Limits()
-
-
-AppFactory = Callable[..., Any]
 
 
 @pytest.fixture

@@ -186,6 +186,10 @@ class SmtpSink:
         with self._handler.lock:
             return list(self._handler.received)
 
+    def arrived_at(self, to: str) -> float | None:
+        """When the message sent to `to` alone arrived (None: not yet)."""
+        return next((r.received_at for r in self.received if r.recipients == [to]), None)
+
     def count_by_message_id(self) -> Counter[str]:
         return Counter(r.message_id for r in self.received)
 

@@ -11,7 +11,7 @@ REPO = Path(__file__).resolve().parents[2]
 TEST_COMMAND = (
     "python3 -m venv .venv && .venv/bin/pip install -e '.[test]' && .venv/bin/python -m pytest"
 )
-RUN_COMMAND = "python3 -m venv .venv && .venv/bin/pip install -e . && .venv/bin/mailq up"
+RUN_COMMAND = "python3 -m venv .venv && .venv/bin/pip install . && .venv/bin/mailq up"
 
 
 def test_ci_runs_the_readme_test_command() -> None:

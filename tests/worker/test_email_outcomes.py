@@ -11,11 +11,12 @@ import pytest
 
 from mailq import MailqError, Settings, enqueue, suppression
 from mailq.campaigns import NewCampaign, Recipient, create_campaign
-from mailq.compose.unsubscribe import UnsubscribeLinks, make_token, unsubscribe
+from mailq.compose.unsubscribe import UnsubscribeLinks, make_token
 from mailq.config import Config, load_config
 from mailq.delivery.backends import sender_from_url
 from mailq.delivery.sender import Sender
 from mailq.retry import RetryPolicy
+from mailq.suppression import unsubscribe
 from mailq.worker.worker import Worker
 from tests.support.emails import campaign, welcome
 from tests.support.smtp import SmtpSink

@@ -16,7 +16,7 @@ from mailq import Email, Settings, enqueue
 from mailq.config import load_config
 from mailq.db.emails import email_attempts, email_get, email_retry
 from mailq.delivery.backends import sender_from_url
-from mailq.worker import duties as maintenance
+from mailq.worker.duties import RescueExpired
 from mailq.worker.worker import Worker
 from tests.support import processes
 from tests.support.emails import welcome
@@ -53,7 +53,7 @@ async def test_a_killed_worker_leaves_hold_sends_unknown_and_retries_the_rest(
     worker = processes.start_worker(env, log=tmp_path / "worker.log")
     try:
         await eventually(
-            lambda: _true(smtp_sink.stalled("data") == 2 and smtp_sink.stalled("rcpt") == 1),
+            lambda: smtp_sink.stalled("data") == 2 and smtp_sink.stalled("rcpt") == 1,
             timeout=30,
             message="the sends did not reach DATA/RCPT",
         )
@@ -64,12 +64,15 @@ async def test_a_killed_worker_leaves_hold_sends_unknown_and_retries_the_rest(
     finally:
         processes.stop(worker, signal.SIGKILL)
 
+    # The lease really runs out here (the point: a killed process stops heartbeating), so
+    # this waits up to its 2 s; tests/worker/test_duties.py rescues with `now` instead.
     pool = await asyncpg.create_pool(database_url, min_size=1, max_size=2)
     assert pool is not None
+    rescue = RescueExpired(lease_s=2)
     try:
 
         async def rescued() -> bool:
-            await maintenance.rescue_expired(pool)
+            await rescue.run(pool)
             count = await conn.fetchval(
                 "SELECT count(*) FROM mailq.emails WHERE status = 'sending'"
             )
@@ -101,7 +104,3 @@ async def test_a_killed_worker_leaves_hold_sends_unknown_and_retries_the_rest(
     assert outcomes == ["lost", "sent"]
     assert (await email_get(conn, in_data) or {})["state"] == "unknown"
     assert await email_retry(conn, [in_data]) == [in_data]  # the operator decides
-
-
-async def _true(value: bool) -> bool:
-    return value

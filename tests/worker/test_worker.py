@@ -6,13 +6,17 @@ import asyncio
 import itertools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 import asyncpg
+import pytest
 
 from mailq import Settings, enqueue
 from mailq.compose.message import OutgoingMessage
 from mailq.delivery.backends import sender_from_url
+from mailq.delivery.local import RecordingSender
 from mailq.delivery.sender import Sender, SendReceipt
+from mailq.errors import DatabaseUnavailable
 from mailq.retry import RetryPolicy
 from mailq.worker.worker import Worker
 from tests.support.emails import campaign, welcome
@@ -92,6 +96,27 @@ async def test_a_4xx_is_retried_with_backoff_then_sent(
     assert len(smtp_sink.received) == 1
 
 
+async def test_a_4xx_schedules_the_next_attempt_one_backoff_after_the_last(
+    database_url: str, conn: asyncpg.Connection, smtp_sink: SmtpSink
+) -> None:
+    """The backoff as the database records it, without waiting it out: a drain returns
+    once the retry is due only in a minute."""
+    (email_id,) = await enqueue(conn, welcome(1, to="tempfail-2-ann@example.com"))
+    policy = RetryPolicy(base_s=60.0, cap_s=600.0, jitter=0.0)
+    settings = Settings(database_url=database_url, lease_s=5.0)
+    worker = Worker(settings, sender_from_url(smtp_sink.url), retry_policy=policy)
+    await asyncio.wait_for(worker.run(until_empty=True), timeout=30)
+    row = await conn.fetchrow(
+        "SELECT e.run_at - a.finished_at AS wait, a.outcome, "
+        "mailq.email_state(e.status, e.run_at, e.attempts) AS state "
+        "FROM mailq.emails e JOIN mailq.attempts a ON a.email_id = e.id WHERE e.id = $1",
+        email_id,
+    )
+    assert (row["outcome"], row["state"]) == ("retry", "retrying")
+    assert row["wait"] == timedelta(seconds=policy.delay_s(1)) == timedelta(seconds=60)
+    assert smtp_sink.received == []
+
+
 async def test_a_5xx_fails_at_once_with_the_reply_recorded(
     database_url: str, conn: asyncpg.Connection, smtp_sink: SmtpSink
 ) -> None:
@@ -147,11 +172,67 @@ async def test_a_transient_failure_on_the_last_attempt_fails_the_email(
     assert [r["outcome"] for r in outcomes] == ["retry", "failed"]
 
 
-async def test_stop_before_run_and_twice_is_safe(database_url: str) -> None:
-    worker = worker_for(database_url, sender_from_url("null://"))
+# A URL where nothing listens: a run that tried to connect would raise DatabaseUnavailable.
+UNREACHABLE = "postgresql://postgres@127.0.0.1:9/nowhere"
+
+
+class ClosingSender(RecordingSender):
+    """Records what it sends and whether the worker closed it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.closed = False
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+async def test_stop_before_run_and_twice_is_safe() -> None:
+    sender = ClosingSender()
+    worker = worker_for(UNREACHABLE, sender)
     worker.stop()
     worker.stop()
+    assert worker.stopping
     await asyncio.wait_for(worker.run(), timeout=10)
+    await asyncio.wait_for(worker.run(), timeout=10)  # and again
+    assert worker.totals.any() is False
+    assert sender.closed is False, "a run that never started closes nothing"
+    # The same worker not stopped first does try, and finds nothing there.
+    with pytest.raises(DatabaseUnavailable):
+        await asyncio.wait_for(worker_for(UNREACHABLE, sender).run(), timeout=30)
+
+
+async def test_a_finished_run_can_be_stopped_and_run_again_harmlessly(
+    database_url: str, conn: asyncpg.Connection
+) -> None:
+    (email_id,) = await enqueue(conn, welcome(1))
+    sender = ClosingSender()
+    worker = worker_for(database_url, sender)
+    await asyncio.wait_for(worker.run(until_empty=True), timeout=30)
+    assert sender.closed and [m.to for m in sender.sent] == ["user1@example.com"]
+    worker.stop()
+    worker.stop()
+    await asyncio.wait_for(worker.run(until_empty=True), timeout=10)  # returns at once
+    assert len(sender.sent) == 1
+    assert (await states(conn)) == {email_id: "sent"}
+    assert await conn.fetchval("SELECT count(*) FROM mailq.worker_leases") == 0
+
+
+async def test_run_while_running_is_refused(database_url: str, conn: asyncpg.Connection) -> None:
+    worker = worker_for(database_url, sender_from_url("null://"))
+    task = asyncio.create_task(worker.run())
+    try:
+
+        async def registered() -> bool:
+            return bool(await conn.fetchval("SELECT count(*) FROM mailq.worker_leases") == 1)
+
+        await eventually(registered, timeout=20, message="the worker did not register")
+        with pytest.raises(RuntimeError, match="already running"):
+            await worker.run()
+    finally:
+        worker.stop()
+        await asyncio.wait_for(task, timeout=30)
+    assert await conn.fetchval("SELECT count(*) FROM mailq.worker_leases") == 0
 
 
 class GatedSender:

@@ -20,12 +20,20 @@ RETURNING id;
 DELETE FROM mailq.worker_leases WHERE id = $1::uuid;
 
 -- name: worker_lease_delete_expired
--- Forget workers whose lease expired over $1 seconds ago and that hold no email any more.
+-- Forget up to $2 workers whose lease expired over $1 seconds before $3 (default now) and
+-- that hold no email any more.
 DELETE FROM mailq.worker_leases AS w
-WHERE w.lease_expires_at < now() - make_interval(secs => $1::float8)
-  AND NOT EXISTS (
-      SELECT 1 FROM mailq.emails AS e WHERE e.status = 'sending' AND e.worker_id = w.id
-  )
+WHERE w.id IN (
+    SELECT l.id FROM mailq.worker_leases AS l
+    WHERE l.lease_expires_at
+              < coalesce($3::timestamptz, now()) - make_interval(secs => $1::float8)
+      AND NOT EXISTS (
+          SELECT 1 FROM mailq.emails AS e WHERE e.status = 'sending' AND e.worker_id = l.id
+      )
+    ORDER BY l.lease_expires_at
+    LIMIT $2::integer
+    FOR UPDATE OF l SKIP LOCKED
+)
 RETURNING w.id;
 
 -- name: worker_lease_list

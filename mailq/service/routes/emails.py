@@ -18,6 +18,7 @@ from mailq.db.emails import (
     email_retry,
 )
 from mailq.enqueue import enqueue_rows
+from mailq.models import EmailRow
 from mailq.service import idempotency
 from mailq.service.api import Role, Router
 from mailq.service.body import read_json
@@ -26,7 +27,6 @@ from mailq.service.openapi import errors
 from mailq.service.schemas import emails as schemas
 from mailq.service.state import MAX_ID, Service, service_of
 from mailq.settings import BATCH_LIMIT
-from mailq.validation import EmailRow
 
 router = Router("emails")
 

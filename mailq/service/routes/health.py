@@ -9,12 +9,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from mailq.db.breakers import backend_breaker_list
+from mailq.db.connection import DATABASE_ERRORS
 from mailq.db.emails import email_count_by_state
 from mailq.db.leases import worker_lease_list
 from mailq.db.schema import HEAD, check_revision, current_revision
 from mailq.errors import SchemaMismatch
 from mailq.service.api import Role, Router
-from mailq.service.errors import DATABASE_ERRORS, error_response
+from mailq.service.errors import error_response
 from mailq.service.metrics import CONTENT_TYPE, QueueState
 from mailq.service.openapi import errors
 from mailq.service.state import service_of

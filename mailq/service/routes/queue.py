@@ -10,9 +10,11 @@ from starlette.responses import JSONResponse, Response
 from mailq.db.breakers import backend_breaker_list
 from mailq.db.emails import email_count_by_state, email_sent_recently
 from mailq.db.leases import worker_lease_list
+from mailq.models import WAITING_STATES, EmailState
 from mailq.service.api import Role, Router
 from mailq.service.openapi import errors
-from mailq.service.schemas import emails as schemas
+from mailq.service.schemas import queue as schemas
+from mailq.service.schemas.emails import TIMESTAMP, iso
 from mailq.service.state import service_of
 
 router = Router("queue")
@@ -32,13 +34,13 @@ PROCESSOR_STATUS: dict[str, Any] = {
     "properties": {
         "running": {"type": "boolean"},
         "workers": {"type": "integer"},
-        "last_cycle": schemas.TIMESTAMP,
+        "last_cycle": TIMESTAMP,
         "interval": {"type": "number"},
         "embedded_worker": {"type": "object"},
     },
 }
 # The old processor reported these; a waiting or sending email is "pending" there.
-PENDING_STATES = ("scheduled", "queued", "retrying", "sending")
+PENDING_STATES = (*WAITING_STATES, EmailState.SENDING)
 
 
 @router.route(
@@ -104,7 +106,7 @@ async def processor_status(request: Request) -> Response:
         {
             "running": bool(rows),
             "workers": len(rows),
-            "last_cycle": schemas.iso(last),
+            "last_cycle": iso(last),
             "interval": service.settings.poll_interval_s,
             "embedded_worker": {
                 "enabled": embedded is not None,

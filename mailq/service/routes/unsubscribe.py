@@ -15,13 +15,14 @@ from urllib.parse import parse_qs
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
-from mailq.compose.unsubscribe import read_token, unsubscribe
+from mailq.compose.unsubscribe import read_token
 from mailq.errors import InvalidToken
 from mailq.service.api import Role, Router
 from mailq.service.body import read_body
 from mailq.service.errors import ApiError
 from mailq.service.openapi import errors
 from mailq.service.state import service_of
+from mailq.suppression import unsubscribe
 
 router = Router("unsubscribe")
 

@@ -15,12 +15,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from mailq.config import Config
-from mailq.delivery.breaker import breaker_report
 from mailq.errors import InvalidEmail
 from mailq.kinds import KIND_NAME, KindPolicy
-from mailq.models import EmailState
+from mailq.models import NOT_ATTEMPTED, EmailRow, EmailState, Outcome
 from mailq.service.errors import ApiError
-from mailq.validation import MAX_RECIPIENTS, MAX_SUBJECT_CHARS, EmailRow, check_kind, to_row
+from mailq.validation import MAX_RECIPIENTS, MAX_SUBJECT_CHARS, check_kind, to_row
 from mailq.wire import email_from_json
 
 # -- requests ------------------------------------------------------------------------------
@@ -197,56 +196,7 @@ def email_detail(row: Mapping[str, Any], attempts: Sequence[Mapping[str, Any]]) 
     return view
 
 
-def worker_view(row: Mapping[str, Any]) -> dict[str, Any]:
-    return {
-        "id": str(row["id"]),
-        "hostname": row["hostname"],
-        "pid": row["pid"],
-        "kinds": list(row["kinds"]),
-        "concurrency": row["concurrency"],
-        "started_at": iso(row["started_at"]),
-        "heartbeat_at": iso(row["heartbeat_at"]),
-        "heartbeat_age_s": row["heartbeat_age_s"],
-        "in_flight": row["in_flight"],
-    }
-
-
 STATES = tuple(state.value for state in EmailState)
-
-
-def stats_view(
-    counts: Sequence[Mapping[str, Any]],
-    sent_last_minute: Mapping[str, int],
-    breakers: Sequence[Mapping[str, Any]] = (),
-) -> dict[str, Any]:
-    """Per kind; and every backend that ever failed, its circuit breaker (open ones first)."""
-    kinds: dict[str, dict[str, Any]] = {}
-
-    def kind(name: str) -> dict[str, Any]:
-        return kinds.setdefault(
-            name,
-            {"states": dict.fromkeys(STATES, 0), "oldest_due_age_s": None, "sent_last_minute": 0},
-        )
-
-    for row in counts:
-        entry = kind(row["kind"])
-        entry["states"][row["state"]] = entry["states"].get(row["state"], 0) + row["count"]
-        age = row["oldest_due_age_s"]
-        if age is not None and (
-            entry["oldest_due_age_s"] is None or age > entry["oldest_due_age_s"]
-        ):
-            entry["oldest_due_age_s"] = age
-    for name, sent in sent_last_minute.items():
-        kind(name)["sent_last_minute"] = sent
-    totals = dict.fromkeys(STATES, 0)
-    for entry in kinds.values():
-        for state, count in entry["states"].items():
-            totals[state] = totals.get(state, 0) + count
-    return {
-        "kinds": dict(sorted(kinds.items())),
-        "totals": totals,
-        "backends": [breaker_report(b) for b in breakers],
-    }
 
 
 # -- JSON Schemas (OpenAPI 3.1) ------------------------------------------------------------
@@ -355,7 +305,11 @@ ATTEMPT: dict[str, Any] = {
     "required": ["attempt", "outcome"],
     "properties": {
         "attempt": {"type": "integer"},
-        "outcome": {"type": "string", "enum": ["sent", "retry", "failed", "lost", "deferred"]},
+        # Outcomes that are not attempts (cancelled, expired, released) write no attempt row.
+        "outcome": {
+            "type": "string",
+            "enum": [o.value for o in Outcome if o not in NOT_ATTEMPTED],
+        },
         "smtp_code": {"type": ["integer", "null"]},
         "smtp_reply": {"type": ["string", "null"]},
         "error": {"type": ["string", "null"]},
@@ -386,46 +340,4 @@ EMAIL_LIST: dict[str, Any] = {
         "emails": {"type": "array", "items": EMAIL_SUMMARY},
         "next_before_id": {"type": ["integer", "null"]},
     },
-}
-STATE_COUNTS: dict[str, Any] = {"type": "object", "additionalProperties": {"type": "integer"}}
-STATS: dict[str, Any] = {
-    "type": "object",
-    "required": ["kinds", "totals"],
-    "properties": {
-        "kinds": {
-            "type": "object",
-            "additionalProperties": {
-                "type": "object",
-                "properties": {
-                    "states": STATE_COUNTS,
-                    "oldest_due_age_s": {"type": ["number", "null"]},
-                    "sent_last_minute": {"type": "integer"},
-                },
-            },
-        },
-        "totals": STATE_COUNTS,
-        "backends": {
-            "type": "array",
-            "description": "backends that ever failed: their circuit breaker, open ones first",
-            "items": {
-                "type": "object",
-                "properties": {
-                    "backend": {"type": "string"},
-                    "state": {"type": "string", "enum": ["open", "closed"]},
-                    "opened_at": TIMESTAMP,
-                    "closed_at": TIMESTAMP,
-                    "open_for_s": {"type": "number"},
-                    "last_error": {"type": "string"},
-                    "deferred": {"type": "integer"},
-                    "probes_failed": {"type": "integer"},
-                    "next_probe_in_s": {"type": ["number", "null"]},
-                },
-            },
-        },
-    },
-}
-WORKERS: dict[str, Any] = {
-    "type": "object",
-    "required": ["workers"],
-    "properties": {"workers": {"type": "array", "items": {"type": "object"}}},
 }

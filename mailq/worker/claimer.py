@@ -1,0 +1,187 @@
+"""The claim loop: takes due emails in batches into the worker's free send slots.
+
+Each turn shares the free slots among the worker's kinds (mailq.kinds.plan_claim), takes
+rate-limit tokens for what it means to claim, claims with SKIP LOCKED, hands the claimed
+emails to the send lanes and learns when the next email is due. Between turns it sleeps
+until woken: by NOTIFY (through the control connection), by a slot coming free, at the next
+due time, and at the latest every poll interval.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import Counter
+from collections.abc import Callable, Sequence
+
+import asyncpg
+
+from mailq.db.emails import email_claim_due, email_count_due, email_next_due, email_release_orphans
+from mailq.db.leases import WorkerIdentity
+from mailq.kinds import ClaimPlan, KindPolicy, plan_claim
+from mailq.models import ClaimedEmail
+from mailq.settings import Settings
+from mailq.worker.backoff import Backoff
+from mailq.worker.lanes import Lanes
+from mailq.worker.ratelimit import RateLimiter
+from mailq.worker.slots import SlotLedger
+
+logger = logging.getLogger(__name__)
+
+# Most emails one claim takes; smaller than a large concurrency so claims and sends overlap.
+CLAIM_BATCH_MAX = 100
+
+
+class Wakeup:
+    """What the claim loop sleeps on between turns; anyone may wake it, now or later."""
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+
+    def wake(self) -> None:
+        self._event.set()
+
+    def wake_in(self, due_in: float) -> None:
+        """Wake at a due time `due_in` seconds away (a NOTIFY payload)."""
+        if due_in <= 0:
+            self._event.set()
+        else:
+            asyncio.get_running_loop().call_later(due_in, self._event.set)
+
+    def clear(self) -> None:
+        self._event.clear()
+
+    async def sleep(self, timeout: float) -> None:
+        """Until woken, or `timeout` seconds."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._event.wait(), timeout)
+
+
+class Claimer:
+    """Owns the claim plan's turn, the rate-limit tokens and the next due time."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        identity: WorkerIdentity,
+        settings: Settings,
+        kinds: Sequence[KindPolicy],
+        *,
+        limiter: RateLimiter,
+        ledger: SlotLedger,
+        lanes: Lanes,
+        wakeup: Wakeup,
+        stopping: asyncio.Event,
+        lease_left_s: Callable[[], float],
+        settled: Callable[[], bool],
+        on_turn: Callable[[], None],
+    ) -> None:
+        """`settled()` is true when no outcome waits to be recorded; `on_turn` is called
+        after every claim (the periodic summary)."""
+        self._pool = pool
+        self._identity = identity
+        self._settings = settings
+        self._kinds = list(kinds)
+        self._kind_names = [k.name for k in kinds]
+        self._limiter = limiter
+        self._ledger = ledger
+        self._lanes = lanes
+        self._wakeup = wakeup
+        self._stopping = stopping
+        self._lease_left_s = lease_left_s
+        self._settled = settled
+        self._on_turn = on_turn
+        self._turn = 0
+        self._backoff = Backoff(logger, "claiming failed; retrying", "claim_failed")
+
+    async def run(self, until_empty: bool) -> None:
+        """Claim until the worker stops; with `until_empty`, also return once nothing is due
+        or in flight."""
+        settings = self._settings
+        unsure = False  # a claim failed: it may have committed without us learning of it
+        while not self._stopping.is_set():
+            self._wakeup.clear()
+            lease_ok = self._lease_left_s() > settings.lease_s / 2
+            try:
+                if unsure:
+                    await self._release_orphans()
+                    unsure = False
+                claimed, asked, due_in = await self._claim(lease_ok)
+                self._backoff.succeeded()
+            except Exception as exc:
+                # The worker outlives any one failure (see mailq.worker.backoff).
+                unsure = True
+                await self._backoff.pause(exc, sleep=self._wakeup.sleep)
+                continue
+            self._on_turn()
+            if asked > 0 and claimed == asked:
+                continue  # more may be due right now
+            if until_empty and self._drained(due_in, asked):
+                return
+            timeout = settings.poll_interval_s
+            if due_in is not None:
+                timeout = min(timeout, max(due_in, 0.0))
+            if not lease_ok:
+                timeout = min(timeout, settings.heartbeat_interval_s)
+            await self._wakeup.sleep(timeout)
+
+    async def _claim(self, lease_ok: bool) -> tuple[int, int, float | None]:
+        """One claim: how many were claimed, how many that claim counts as full at, and the
+        seconds until the next due email (None: unknown, or none waits)."""
+        plan = plan_claim(self._settings.concurrency, self._ledger.by_kind, self._kinds, self._turn)
+        self._turn += 1
+        total = min(plan.total, CLAIM_BATCH_MAX)
+        if total <= 0 or not lease_ok:
+            return 0, total, None
+        limits = [min(n, total) for n in plan.limits]
+        asked = total
+        due_in: float | None = None
+        if self._limiter.active:
+            limits, due_in = await self._take_tokens(plan.kinds, limits)
+            total = min(total, sum(limits))
+        throttled = due_in is not None
+        plan = ClaimPlan(plan.kinds, limits, total)
+        claimed = await email_claim_due(self._pool, plan, self._identity.id)
+        self._start(claimed)
+        if self._limiter.active:
+            got = Counter(e.kind for e in claimed)
+            unused = {k: n - got[k] for k, n in zip(plan.kinds, limits, strict=True)}
+            await self._limiter.refund(self._pool, unused)
+        if not throttled and (len(claimed) < total or total == 0):
+            due_in = await email_next_due(self._pool, self._kind_names)
+        # Full when it used all its tokens (throttled), else all it asked.
+        return len(claimed), total if throttled else asked, due_in
+
+    def _start(self, claimed: list[ClaimedEmail]) -> None:
+        if claimed:
+            self._lanes.submit(self._ledger.take(claimed))
+
+    async def _take_tokens(
+        self, kinds: list[str], limits: list[int]
+    ) -> tuple[list[int], float | None]:
+        """Under a rate limit: tokens (shared with every worker) for the emails of each kind
+        that are due now; the emails each kind may claim, and the wait when tokens ran short."""
+        due = await email_count_due(self._pool, kinds, limits)
+        wants = [(k, min(n, due.get(k, 0))) for k, n in zip(kinds, limits, strict=True)]
+        if not any(n for _k, n in wants):
+            return [0] * len(kinds), None
+        grant = await self._limiter.acquire(self._pool, wants)
+        return [grant.allowed[k] for k in kinds], grant.wait_s
+
+    async def _release_orphans(self) -> None:
+        """After a failed claim: hand back what this worker holds without knowing it (the
+        claim committed, its reply was lost)."""
+        orphans = await email_release_orphans(
+            self._pool, self._identity.id, self._ledger.held_ids()
+        )
+        if orphans:
+            logger.info(
+                "handed back %d emails claimed while the connection was lost",
+                len(orphans),
+                extra={"action": "orphans_released", "count": len(orphans)},
+            )
+
+    def _drained(self, due_in: float | None, asked: int) -> bool:
+        nothing_due = asked > 0 and (due_in is None or due_in > 0)
+        return nothing_due and not self._ledger and self._settled()

@@ -1,0 +1,83 @@
+"""The in-flight ledger: which claimed emails a worker holds, and the one rule that bounds
+what a kill -9 can send twice.
+
+Every email a worker claims takes a send slot, from its claim until its outcome is
+committed. A slot whose email was handed to the sender is freed only once that email's
+outcome is committed (`free_committed`), never earlier; a slot whose email never started is
+freed once the hand-back is committed (`free_handed_back`). So at any moment at most
+`concurrency` emails of a worker have gone to SMTP without their outcome committed.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from mailq.models import ClaimedEmail
+
+
+@dataclass(slots=True)
+class Slot:
+    """One claimed email; `started` once a lane hands it to the sender."""
+
+    email: ClaimedEmail
+    started: bool = False
+
+
+class SlotLedger:
+    """The worker's slots, by email id, and how many each kind holds (the claim plan)."""
+
+    def __init__(self) -> None:
+        self._slots: dict[int, Slot] = {}
+        self._by_kind: Counter[str] = Counter()
+
+    def __len__(self) -> int:
+        return len(self._slots)
+
+    def __contains__(self, email_id: object) -> bool:
+        return email_id in self._slots
+
+    @property
+    def by_kind(self) -> Mapping[str, int]:
+        """Slots held per kind (kinds holding none are absent)."""
+        return self._by_kind
+
+    def held_ids(self) -> list[int]:
+        return list(self._slots)
+
+    def unstarted(self) -> list[ClaimedEmail]:
+        return [s.email for s in self._slots.values() if not s.started]
+
+    def take(self, claimed: Iterable[ClaimedEmail]) -> list[Slot]:
+        """A slot for each email just claimed."""
+        slots = self._slots
+        taken = []
+        for email in claimed:
+            slot = Slot(email)
+            slots[email.id] = slot
+            taken.append(slot)
+        self._by_kind.update(s.email.kind for s in taken)
+        return taken
+
+    def free_committed(self, emails: Iterable[ClaimedEmail]) -> None:
+        """The outcomes of these emails are committed (or were refused by the database, which
+        is as final): their slots are free."""
+        for email in emails:
+            self._free(email)
+
+    def free_handed_back(self, emails: Iterable[ClaimedEmail]) -> None:
+        """These emails were handed back before they started (committed): their slots are free.
+        A started email is not freed this way: only its committed outcome frees it."""
+        emails = list(emails)
+        started = [e.id for e in emails if (s := self._slots.get(e.id)) is not None and s.started]
+        if started:
+            raise ValueError(f"emails {started} started: only their committed outcome frees them")
+        for email in emails:
+            self._free(email)
+
+    def _free(self, email: ClaimedEmail) -> None:
+        if self._slots.pop(email.id, None) is not None:
+            self._by_kind[email.kind] -= 1
+            if self._by_kind[email.kind] <= 0:
+                del self._by_kind[email.kind]

@@ -1,0 +1,57 @@
+"""The in-flight ledger: a send slot is freed only after its outcome is committed."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from mailq.models import ClaimedEmail
+from mailq.worker.slots import SlotLedger
+
+
+def claimed(email_id: int, kind: str = "welcome") -> ClaimedEmail:
+    return ClaimedEmail(
+        id=email_id,
+        kind=kind,
+        priority=0,
+        attempt=1,
+        max_attempts=5,
+        to=f"user{email_id}@example.com",
+        message_id=f"<{email_id}@example.com>",
+        content={},
+        claimed_at=datetime.now(UTC),
+    )
+
+
+def test_a_claim_takes_a_slot_per_email_counted_by_kind() -> None:
+    ledger = SlotLedger()
+    slots = ledger.take([claimed(1), claimed(2, "news"), claimed(3, "news")])
+    assert [s.email.id for s in slots] == [1, 2, 3]
+    assert len(ledger) == 3 and 2 in ledger
+    assert dict(ledger.by_kind) == {"welcome": 1, "news": 2}
+    assert ledger.held_ids() == [1, 2, 3]
+
+
+def test_a_started_slot_is_freed_by_its_committed_outcome_only() -> None:
+    ledger = SlotLedger()
+    first, second = ledger.take([claimed(1), claimed(2)])
+    first.started = True  # handed to the sender
+    assert ledger.unstarted() == [second.email]
+    with pytest.raises(ValueError, match=r"\[1\] started"):
+        ledger.free_handed_back([first.email, second.email])
+    assert len(ledger) == 2, "a refused hand-back frees nothing"
+    ledger.free_handed_back([second.email])
+    assert ledger.held_ids() == [1]
+    ledger.free_committed([first.email])
+    assert len(ledger) == 0 and dict(ledger.by_kind) == {}
+
+
+def test_freeing_is_idempotent_and_kinds_holding_none_disappear() -> None:
+    ledger = SlotLedger()
+    (slot,) = ledger.take([claimed(7, "news")])
+    ledger.free_committed([slot.email])
+    ledger.free_committed([slot.email])  # a retried batch: nothing freed twice
+    ledger.take([claimed(8, "news")])
+    assert dict(ledger.by_kind) == {"news": 1}
+    assert 7 not in ledger
