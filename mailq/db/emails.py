@@ -324,6 +324,18 @@ async def email_cancel_by_address(db: Executor, addresses: Sequence[str], reason
     return len(await db.fetch(QUERIES["email_cancel_by_address"], list(addresses), reason, None))
 
 
+async def email_still_held(
+    db: Executor, worker_id: uuid.UUID, emails: Sequence[ClaimedEmail]
+) -> set[int]:
+    """Which of these claims of the worker its attempts still hold."""
+    if not emails:
+        return set()
+    rows = await db.fetch(
+        QUERIES["email_still_held"], worker_id, [e.id for e in emails], [e.attempt for e in emails]
+    )
+    return {r["id"] for r in rows}
+
+
 async def email_mark_data_started(
     db: Executor, email_id: int, worker_id: uuid.UUID, attempt: int
 ) -> bool:

@@ -42,6 +42,8 @@ PROBE_FACTOR = 1.5
 PROBE_CAP_S = 300.0
 # How long a probe's holder keeps it, beyond its own timeout, before another may probe.
 PROBE_HOLD_MARGIN_S = 5.0
+# While open, a worker looks again at least this often (another worker may be probing).
+RECHECK_S = 0.5
 
 
 def backend_name(sender: object) -> str:
@@ -78,6 +80,10 @@ class Breaker:
         """Seconds until the next probe is due (0: now), as far as this worker knows."""
         return max(0.0, self._probe_due - asyncio.get_running_loop().time())
 
+    def wait_s(self) -> float:
+        """How long a worker whose breaker is open sleeps before it looks again."""
+        return max(RECHECK_S, self.probe_in_s())
+
     def _learn(self, is_open: bool, probe_in_s: float) -> None:
         self.open = is_open
         self._probe_due = asyncio.get_running_loop().time() + max(0.0, probe_in_s)
@@ -96,6 +102,11 @@ class Breaker:
                 reason,
                 extra={"action": "breaker_opened", "backend": self.backend},
             )
+
+    def open_here(self) -> None:
+        """Open in this worker's view only (the database could not be told): sends pause
+        here, and the first probe comes after the base backoff."""
+        self._learn(True, self._base_s)
 
     async def refresh(self, db: Executor) -> bool:
         """Read the shared state; True when the breaker is open."""

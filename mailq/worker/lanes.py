@@ -21,11 +21,14 @@ from mailq.compose.unsubscribe import UnsubscribeLinks
 from mailq.db.connection import DATABASE_ERRORS
 from mailq.db.emails import email_mark_data_started
 from mailq.db.leases import WorkerIdentity
+from mailq.deadlines import EXPIRED, after_failure, is_expired
+from mailq.delivery.breaker import Breaker
 from mailq.delivery.sender import BeforeData, Sender
-from mailq.errors import RetryLater, SendFailure
+from mailq.errors import NotSent, RetryLater, SendFailure
 from mailq.kinds import LOST_HOLD, KindPolicy, policy_for
 from mailq.models import AttemptResult, ClaimedEmail, Outcome
 from mailq.retry import RetryPolicy
+from mailq.worker.lease import LeaseProof
 from mailq.worker.slots import Slot
 
 logger = logging.getLogger(__name__)
@@ -35,7 +38,13 @@ AttemptObserver = Callable[[AttemptResult, float], None]
 
 
 class SendAttempts:
-    """One attempt at one email: build, sign, send (with the `hold` hook), and the outcome."""
+    """One attempt at one email: build, sign, send, and the outcome.
+
+    Before the send starts and again right before DATA (or the ESP request) the worker proves
+    that it still holds the email (`proof`); an email past its expiry is not sent; while the
+    backend's breaker is open nothing is sent; a failure of the backend itself is `deferred`
+    and trips the breaker; a transient failure is retried until the email's deadline
+    (mailq.deadlines)."""
 
     def __init__(
         self,
@@ -48,6 +57,8 @@ class SendAttempts:
         redirect_all_to: str | None,
         unsubscribe: UnsubscribeLinks,
         dkim: DkimSigner | None,
+        proof: LeaseProof | None = None,
+        breaker: Breaker | None = None,
     ) -> None:
         self._pool = pool
         self._identity = identity
@@ -57,6 +68,8 @@ class SendAttempts:
         self._redirect_all_to = redirect_all_to
         self._unsubscribe = unsubscribe
         self._dkim = dkim
+        self._proof = proof
+        self._breaker = breaker
 
     async def attempt(self, email: ClaimedEmail, started_at: datetime) -> AttemptResult:
         policy = policy_for(email.kind, self._policies)
@@ -65,7 +78,12 @@ class SendAttempts:
             return AttemptResult(
                 email, Outcome.CANCELLED, started_at, error=f"suppressed: {email.suppressed}"
             )
+        if is_expired(email, policy, started_at):
+            return AttemptResult(email, Outcome.EXPIRED, started_at, error=EXPIRED)
         try:
+            if self._breaker is not None and self._breaker.open:
+                raise NotSent(f"the backend {self._breaker.backend} is unavailable (breaker open)")
+            await self._prove(email)
             message = build_message(
                 email,
                 self._redirect_all_to,
@@ -74,10 +92,9 @@ class SendAttempts:
             )
             if self._dkim is not None:
                 message = self._dkim.sign(message)
-            before_data = self._mark_data_started(email) if policy.lost == LOST_HOLD else None
-            receipt = await self._sender.send(message, before_data)
+            receipt = await self._sender.send(message, self._before_data(email, policy))
         except SendFailure as failure:
-            return self._failed(email, started_at, failure, policy)
+            return await self._failed(email, started_at, failure, policy)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -100,28 +117,51 @@ class SendAttempts:
             f"refused recipients: {refused}" if refused else None,
         )
 
-    def _failed(
+    async def _failed(
         self, email: ClaimedEmail, started_at: datetime, failure: SendFailure, policy: KindPolicy
     ) -> AttemptResult:
-        if failure.permanent or email.is_last_attempt:
-            return AttemptResult(
-                email,
-                Outcome.FAILED,
-                started_at,
-                failure.smtp_code,
-                failure.smtp_reply,
-                failure.reason,
-                suppress=failure.suppress and not self._redirect_all_to,
-            )
+        if isinstance(failure, NotSent):
+            return AttemptResult(email, Outcome.RELEASED, started_at, error=failure.reason)
+        step = after_failure(email, policy, failure, datetime.now(UTC), self._retry_policy)
+        if step.outcome is Outcome.DEFERRED:
+            await self._trip(failure.reason)
         return AttemptResult(
             email,
-            Outcome.RETRY,
+            step.outcome,
             started_at,
             failure.smtp_code,
             failure.smtp_reply,
-            failure.reason,
-            retry_in_s=(self._retry_policy or policy.retry).delay_s(email.attempt),
+            step.error,
+            retry_in_s=step.retry_in_s,
+            suppress=failure.suppress and failure.permanent and not self._redirect_all_to,
         )
+
+    async def _trip(self, reason: str) -> None:
+        """The backend itself failed: open its breaker (shared through the database)."""
+        if self._breaker is None:
+            return
+        try:
+            await self._breaker.trip(self._pool, reason)
+        except DATABASE_ERRORS as exc:
+            # Open in this worker's eyes at least; a later trip or probe tells the others.
+            self._breaker.open_here()
+            logger.warning("could not record that the backend failed: %s", exc)
+
+    async def _prove(self, email: ClaimedEmail) -> None:
+        if self._proof is not None:
+            await self._proof.prove(email.id)
+
+    def _before_data(self, email: ClaimedEmail, policy: KindPolicy) -> BeforeData:
+        """Right before DATA (or the ESP request): the lease proven again and, for the
+        `hold` policy, DATA recorded durably as begun."""
+        mark = self._mark_data_started(email) if policy.lost == LOST_HOLD else None
+
+        async def before_data() -> None:
+            await self._prove(email)
+            if mark is not None:
+                await mark()
+
+        return before_data
 
     def _mark_data_started(self, email: ClaimedEmail) -> BeforeData:
         """The `hold` policy's hook: DATA begins only once that is recorded durably, so a

@@ -40,11 +40,6 @@ RECOVERY_BOUND_S = 45.0
 BURNT_BOUND = WORKERS * CONCURRENCY
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 12: a relay outage burns attempts (each refused connection, 421 or greeting "
-    "timeout is a counted `retry`) and the backlog then waits out 30/60/120 s backoffs",
-)
 async def test_a_relay_outage_burns_no_attempts_and_recovers_by_itself(
     database_url: str, relay: RecordingRelay, workers_log: Path
 ) -> None:
