@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+# First: a worker process catches SIGTERM from here on (see mailq.startup).
+from mailq import startup  # noqa: F401  # isort: skip
 from mailq.enqueue import enqueue, enqueue_sync
 from mailq.errors import (
     CampaignClosed,

@@ -46,6 +46,7 @@ from mailq.models import Email
 from mailq.streams import each
 from mailq.validation import (
     build_content,
+    check_expires_at,
     check_kind,
     check_max_attempts,
     check_priority,
@@ -89,6 +90,8 @@ class NewCampaign:
     headers: Mapping[str, str] = field(default_factory=dict)
     priority: int | None = None
     max_attempts: int | None = None
+    # Its emails not handed to the server by then are not sent (failed, `expired`).
+    expires_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,10 +111,11 @@ class Campaign:
     status: str
     send_at: datetime
     priority: int
-    max_attempts: int
+    max_attempts: int | None
     content: Mapping[str, Any]
     created_at: datetime
     updated_at: datetime
+    expires_at: datetime | None = None
     # Emails by public state (scheduled, queued, sending, sent, ...), when asked for.
     progress: Mapping[str, int] = field(default_factory=dict)
 
@@ -134,6 +138,7 @@ class Campaign:
             content=json.loads(row["content"]),
             created_at=row["created_at"],
             updated_at=row["updated_at"],
+            expires_at=row.get("expires_at"),
             progress=dict(progress or {}),
         )
 
@@ -206,6 +211,7 @@ async def create_campaign(
     )
     priority = check_priority(campaign.priority, policy)
     max_attempts = check_max_attempts(campaign.max_attempts, policy)
+    expires_at = check_expires_at(campaign.expires_at, datetime.now(UTC), send_at)
     async with conn.transaction():
         row = await db.campaign_insert(
             conn,
@@ -215,6 +221,7 @@ async def create_campaign(
             priority,
             max_attempts,
             json.dumps(content, separators=(",", ":")),
+            expires_at,
         )
         added = await _add(conn, row, recipients)
     return Campaign.from_row(row), added
@@ -265,6 +272,7 @@ async def _add(
             run_at=run_at,
             send_at=row["send_at"],
             names=names,
+            expires_at=row.get("expires_at"),
         )
         added += inserted
         suppressed += held

@@ -28,8 +28,10 @@ file, the line and the reason. Every section is optional::
     [kinds.search_engine]              # a built-in kind: given fields override its defaults
     priority = 5                       # 0-9, lower is sooner
     concurrency = 8                    # per worker
-    max_attempts = 8
-    backoff = { base = 30, cap = 21600, jitter = 0.25 }   # seconds
+    max_attempts = 8                   # an extra cap (default: none, retry_for decides)
+    retry_for = 432000                 # seconds from first due: retry transient failures
+    expire_after = 600                 # seconds from first due: not sent after (default: never)
+    backoff = { base = 30, cap = 3600, jitter = 0.25 }    # seconds
     rate = 10                          # per second, all workers together
     burst = 10
     template = "search_engine"         # used when an email gives no content or template
@@ -74,7 +76,14 @@ from mailq.compose.dkim import DkimKey
 from mailq.compose.templates import DEFAULT_FOLDER, TEMPLATE_NAME, TemplateStore
 from mailq.delivery.replies import BUILTIN_QUIRKS, CLASSES, Quirk
 from mailq.errors import ConfigError
-from mailq.kinds import BUILTIN_KINDS, KIND_NAME, LOST_POLICIES, KindPolicy, RateLimit
+from mailq.kinds import (
+    BUILTIN_KINDS,
+    KIND_NAME,
+    LOST_POLICIES,
+    MAX_ATTEMPTS_LIMIT,
+    KindPolicy,
+    RateLimit,
+)
 from mailq.retry import RetryPolicy
 from mailq.settings import BATCH_LIMIT, HTTP_BODY_LIMIT_BYTES, RETENTION_DAYS, Settings
 
@@ -118,6 +127,8 @@ _KIND_KEYS = frozenset(
         "priority",
         "concurrency",
         "max_attempts",
+        "retry_for",
+        "expire_after",
         "backoff",
         "rate",
         "burst",
@@ -305,8 +316,15 @@ def _kind(name: str, table: Mapping[str, Any], base: KindPolicy | None) -> KindP
             raise _Problem((*where, "concurrency"), "must be at least 1")
     if "max_attempts" in table:
         changes["max_attempts"] = int(_number(table, "max_attempts", where, 1, whole=True))
-        if not 1 <= changes["max_attempts"] <= 100:
-            raise _Problem((*where, "max_attempts"), "must be a whole number from 1 to 100")
+        if not 1 <= changes["max_attempts"] <= MAX_ATTEMPTS_LIMIT:
+            raise _Problem(
+                (*where, "max_attempts"), f"must be a whole number from 1 to {MAX_ATTEMPTS_LIMIT}"
+            )
+    for key, name in (("retry_for", "retry_for_s"), ("expire_after", "expire_after_s")):
+        if key in table:
+            changes[name] = _number(table, key, where, 0)
+            if changes[name] <= 0:
+                raise _Problem((*where, key), "must be a positive number of seconds")
     if "backoff" in table:
         changes["retry"] = _backoff(_table(table["backoff"], (*where, "backoff")), where)
     if "rate" in table or "burst" in table:

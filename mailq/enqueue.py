@@ -10,6 +10,8 @@ CLI and the HTTP service apply.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -18,6 +20,7 @@ import asyncpg
 import psycopg
 
 from mailq.compose.templates import TemplateStore
+from mailq.db.connection import DATABASE_ERRORS, driver_errors
 from mailq.db.emails import email_insert, email_insert_sync
 from mailq.kinds import KindPolicy
 from mailq.models import Email, EmailRow
@@ -80,12 +83,46 @@ async def enqueue(
 async def enqueue_rows(
     conn: asyncpg.Connection | asyncpg.Pool, rows: Sequence[EmailRow]
 ) -> list[int]:
+    """Insert rows already checked. Raises only mailq errors: DatabaseUnavailable when the
+    connection is lost or the database cannot be reached (nothing was queued, or, if the
+    connection broke after the commit, the emails were: see the README's Guarantees)."""
     if not rows:
         return []
-    if isinstance(conn, asyncpg.Pool):
-        async with conn.acquire() as acquired:
-            return await email_insert(acquired, rows)
-    return await email_insert(conn, rows)
+    with driver_errors():
+        if isinstance(conn, asyncpg.Pool):
+            return await _insert_on_pool(conn, rows)
+        return await email_insert(conn, rows)
+
+
+async def _insert_on_pool(pool: asyncpg.Pool, rows: Sequence[EmailRow]) -> list[int]:
+    """On a connection of the pool; a connection found broken is terminated (the pool then
+    replaces it), never handed back for reuse. One that broke while it waited in the pool
+    (asyncpg: InternalClientError, raised before anything is sent) is replaced and the
+    insert tried once more on a fresh one."""
+    for tries_left in (1, 0):
+        async with pool.acquire() as acquired:
+            try:
+                return await email_insert(acquired, rows)
+            except asyncpg.InternalClientError:
+                _discard(acquired)
+                if not tries_left:
+                    raise
+            except _BREAKING:
+                _discard(acquired)
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+# What leaves a connection in a state not to reuse: a lost connection, or a cancellation in
+# the middle of a statement.
+_BREAKING: tuple[type[BaseException], ...] = (*DATABASE_ERRORS, asyncio.CancelledError)
+
+
+def _discard(connection: Any) -> None:
+    """Terminate a connection of the pool so that it is replaced; one that asyncpg already
+    took back (it was closed under the operation) needs nothing more."""
+    with contextlib.suppress(asyncpg.InterfaceError):
+        connection.terminate()
 
 
 def enqueue_sync(
@@ -98,4 +135,5 @@ def enqueue_sync(
     """`enqueue` on a psycopg 3 connection. Inside the caller's open transaction when there is
     one (the caller commits); otherwise in a transaction of its own, committed on return."""
     rows = build_rows(emails, default_from=default_from, kinds=kinds, templates=templates)
-    return email_insert_sync(conn, rows)
+    with driver_errors():
+        return email_insert_sync(conn, rows)

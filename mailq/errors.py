@@ -16,7 +16,12 @@ class ConfigError(MailqError):
 
 
 class DatabaseUnavailable(MailqError):
-    """The queue's database cannot be reached."""
+    """The queue's database cannot be reached (or the connection was lost): try again."""
+
+
+class DatabaseError(MailqError):
+    """The database refused one of mailq's statements for a reason other than a lost
+    connection (the message has the database's own words)."""
 
 
 class SchemaMismatch(MailqError):
@@ -97,6 +102,16 @@ class BackendUnavailable(SendFailure):
     ) -> None:
         super().__init__(reason, permanent=False, smtp_code=smtp_code, smtp_reply=smtp_reply)
         self.retry_after_s = retry_after_s
+
+
+class NotSent(SendFailure):
+    """The worker did not hand the email to the backend and gives it back, due where it was:
+    it could not prove that it still holds the email (its lease unconfirmed: cut off from the
+    database, or frozen past the lease), or the backend's circuit breaker is open. No attempt
+    is counted or recorded."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason, permanent=False)
 
 
 class PermanentFailure(SendFailure):

@@ -7,13 +7,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from mailq.retry import RetryPolicy
+from mailq.retry import RETRY_FOR_S, RetryPolicy
 
 DEFAULT_RETRY = RetryPolicy()
 KIND_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 
 WELCOME = "welcome"
-DEFAULT_MAX_ATTEMPTS = 8
+# The most a kind or an email may set max_attempts to (unset by default: retries are
+# time-based, see retry_for). Hourly attempts for 5 days are about 125.
+MAX_ATTEMPTS_LIMIT = 1000
 CAMPAIGN_PRIORITY = 5
 CAMPAIGN_KINDS = ("search_engine", "portfolio_builder", "platform_complete")
 
@@ -45,7 +47,12 @@ class KindPolicy:
 
     name: str
     priority: int
-    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    # An extra cap on attempts (deferred ones not counted); None: none but retry_for.
+    max_attempts: int | None = None
+    # Seconds from when an email is first due during which transient failures are retried.
+    retry_for_s: float = RETRY_FOR_S
+    # Seconds from when an email is first due after which it is not sent at all; None: never.
+    expire_after_s: float | None = None
     # At most this many sends of the kind in flight per worker; None: no cap of its own.
     concurrency: int | None = None
     retry: RetryPolicy = DEFAULT_RETRY

@@ -40,8 +40,19 @@ class Outcome(enum.StrEnum):
     RETRY = "retry"
     FAILED = "failed"
     LOST = "lost"
-    # Not attempted: the address is on the suppression list (no attempt is recorded).
+    # The backend failed, not the email: tried again once it is back, not counted.
+    DEFERRED = "deferred"
+    # Not attempted, so no attempt is recorded for these: the address is on the suppression
+    # list (`cancelled`); the email's time ran out (`expired`: it ends `failed`); the worker
+    # could not send it now (its lease unproven, its backend's breaker open) and hands it
+    # back, due as before (`released`).
     CANCELLED = "cancelled"
+    EXPIRED = "expired"
+    RELEASED = "released"
+
+
+# The outcomes that write no attempt row (and give back the claim's attempt number).
+NOT_ATTEMPTED = frozenset({Outcome.CANCELLED, Outcome.EXPIRED, Outcome.RELEASED})
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +89,8 @@ class Email:
     metadata: Mapping[str, Any] = field(default_factory=dict)
     from_address: str | None = None
     max_attempts: int | None = None
+    # Not handed to the server by then: not sent at all (ends `failed`, `expired`).
+    expires_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,13 +100,14 @@ class EmailRow:
     kind: str
     priority: int
     send_at: datetime | None
-    max_attempts: int
+    max_attempts: int | None
     to_address: str
     message_id: str
     content: str
     metadata: str
     # The display name of `to` (to_address is the bare address); None when none was given.
     to_name: str | None = None
+    expires_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +118,7 @@ class ClaimedEmail:
     kind: str
     priority: int
     attempt: int
-    max_attempts: int
+    max_attempts: int | None
     to: str
     message_id: str
     content: Mapping[str, Any]
@@ -114,6 +128,11 @@ class ClaimedEmail:
     suppressed: str | None = None
     # The display name given with `to` (which is the bare address), if any.
     to_name: str | None = None
+    expires_at: datetime | None = None
+    # When its deadlines start: first due (send_at, else created), or an operator's retry.
+    first_due_at: datetime | None = None
+    # Earlier attempts that were deferred (the backend's failure): not counted.
+    deferrals: int = 0
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> ClaimedEmail:
@@ -130,11 +149,19 @@ class ClaimedEmail:
             campaign_id=row.get("campaign_id"),
             suppressed=row.get("suppressed"),
             to_name=row.get("to_name"),
+            expires_at=row.get("expires_at"),
+            first_due_at=row.get("first_due_at"),
+            deferrals=row.get("deferrals") or 0,
         )
 
     @property
+    def counted_attempts(self) -> int:
+        """Attempts that count toward max_attempts, this one included."""
+        return self.attempt - self.deferrals
+
+    @property
     def is_last_attempt(self) -> bool:
-        return self.attempt >= self.max_attempts
+        return self.max_attempts is not None and self.counted_attempts >= self.max_attempts
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,7 +24,7 @@ from mailq.addresses import (
 from mailq.attachments import check_attachments
 from mailq.compose.templates import DEFAULT_TEMPLATES, TemplateStore, check_context
 from mailq.errors import InvalidEmail
-from mailq.kinds import BUILTIN_KINDS, KIND_NAME, KindPolicy
+from mailq.kinds import BUILTIN_KINDS, KIND_NAME, MAX_ATTEMPTS_LIMIT, KindPolicy
 from mailq.models import Email, EmailRow
 
 # Any C0 control character or DEL; TAB is allowed in text bodies but not in headers.
@@ -122,6 +122,25 @@ def check_send_at(send_at: object, now: datetime) -> datetime | None:
     return send_at
 
 
+def check_expires_at(
+    expires_at: object, now: datetime, send_at: datetime | None = None
+) -> datetime | None:
+    """An email's (or a campaign's) expiry: aware, in the future, after its send_at."""
+    if expires_at is None:
+        return None
+    if not isinstance(expires_at, datetime):
+        raise InvalidEmail("expires_at: must be a datetime")
+    if expires_at.tzinfo is None or expires_at.utcoffset() is None:
+        raise InvalidEmail("expires_at: must carry a time zone offset")
+    if expires_at <= now:
+        raise InvalidEmail("expires_at: already past")
+    if send_at is not None and expires_at <= send_at:
+        raise InvalidEmail("expires_at: must be after send_at")
+    if expires_at - now > MAX_SCHEDULE_AHEAD:
+        raise InvalidEmail("expires_at: more than 10 years ahead")
+    return expires_at
+
+
 def _check_metadata(metadata: Mapping[str, Any]) -> dict[str, Any]:
     if not isinstance(metadata, Mapping):
         raise InvalidEmail("metadata: must be a flat object")
@@ -181,14 +200,17 @@ def check_priority(priority: object, policy: KindPolicy) -> int:
     return priority
 
 
-def check_max_attempts(max_attempts: object, policy: KindPolicy) -> int:
+def check_max_attempts(max_attempts: object, policy: KindPolicy) -> int | None:
+    """The cap on attempts (the kind's when not given); None: no cap (retry_for decides)."""
     max_attempts = policy.max_attempts if max_attempts is None else max_attempts
+    if max_attempts is None:
+        return None
     if (
         isinstance(max_attempts, bool)
         or not isinstance(max_attempts, int)
-        or not 1 <= max_attempts <= 100
+        or not 1 <= max_attempts <= MAX_ATTEMPTS_LIMIT
     ):
-        raise InvalidEmail("max_attempts: must be a whole number from 1 to 100")
+        raise InvalidEmail(f"max_attempts: must be a whole number from 1 to {MAX_ATTEMPTS_LIMIT}")
     return max_attempts
 
 
@@ -283,14 +305,16 @@ def to_row(
     priority = check_priority(email.priority, policy)
     max_attempts = check_max_attempts(email.max_attempts, policy)
     content_text = content_json(content)
+    send_at = check_send_at(email.send_at, now)
     return EmailRow(
         kind=email.kind,
         priority=priority,
-        send_at=check_send_at(email.send_at, now),
+        send_at=send_at,
         max_attempts=max_attempts,
         to_address=to_address,
         message_id=f"<{os.urandom(16).hex()}@{_sender_domain(content['from'])}>",
         content=content_text,
         metadata=orjson.dumps(_check_metadata(email.metadata)).decode(),
         to_name=to_name,
+        expires_at=check_expires_at(email.expires_at, now, send_at),
     )

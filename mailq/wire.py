@@ -29,6 +29,7 @@ FIELDS = frozenset(
         "attachments",
         "metadata",
         "from",
+        "expires_at",
     }
 )
 
@@ -42,21 +43,26 @@ _RFC3339 = re.compile(
 )
 
 
-def parse_send_at(value: object) -> datetime | None:
+def parse_time(value: object, field: str = "send_at") -> datetime | None:
+    """An RFC 3339 date-time with an offset (or None); InvalidEmail names `field`."""
     if value is None:
         return None
     if not isinstance(value, str):
-        raise InvalidEmail("send_at: must be an RFC 3339 date-time string")
+        raise InvalidEmail(f"{field}: must be an RFC 3339 date-time string")
     match = _RFC3339.fullmatch(value)
     if match is None:
-        raise InvalidEmail(f"send_at: {value[:40]!r} is not an RFC 3339 date-time")
+        raise InvalidEmail(f"{field}: {value[:40]!r} is not an RFC 3339 date-time")
     if match.group("offset") is None:
-        raise InvalidEmail("send_at: must carry a time zone offset (e.g. Z or +02:00)")
+        raise InvalidEmail(f"{field}: must carry a time zone offset (e.g. Z or +02:00)")
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
     except (ValueError, OverflowError):
-        raise InvalidEmail(f"send_at: {value!r} is not an RFC 3339 date-time") from None
+        raise InvalidEmail(f"{field}: {value!r} is not an RFC 3339 date-time") from None
     return parsed
+
+
+def parse_send_at(value: object) -> datetime | None:
+    return parse_time(value, "send_at")
 
 
 def _attachments(raw: object) -> tuple[Attachment, ...]:
@@ -123,4 +129,5 @@ def email_from_json(data: dict[str, Any]) -> Email:
         attachments=_attachments(data.get("attachments")),
         metadata=data.get("metadata") or {},
         from_address=data.get("from"),
+        expires_at=parse_time(data.get("expires_at"), "expires_at"),
     )

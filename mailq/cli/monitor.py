@@ -14,6 +14,7 @@ import asyncpg
 
 from mailq import admin
 from mailq.cli import display
+from mailq.cli.backends import backends_report, backends_table
 from mailq.cli.options import add_command, connect, email_ids, moment, settings_for
 from mailq.db.campaigns import campaign_progress_open
 from mailq.db.emails import (
@@ -51,12 +52,14 @@ async def cmd_status(args: argparse.Namespace) -> int:
         workers = await worker_lease_list(pool)
         paused = await admin.paused_kinds(pool)
         progress = await campaign_progress_open(pool, CAMPAIGNS_SHOWN)
+        backends = await backends_report(pool)
     report: dict[str, Any] = {
         "kinds": kinds_by_state(counts, paused),
         "workers": workers,
         "paused": paused,
         "campaigns": open_campaigns(progress),
         "unserved_kinds": admin.unserved_kinds(counts, workers, paused),
+        "backends": backends,
     }
     if args.json:
         display.print_json(report)
@@ -77,6 +80,8 @@ async def cmd_status(args: argparse.Namespace) -> int:
         )
     if report["campaigns"]:
         out.print(campaigns_table(report["campaigns"]))
+    if backends:
+        out.print(backends_table(backends))
     return 0
 
 

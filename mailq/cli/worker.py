@@ -1,5 +1,6 @@
 """`mailq worker` and `python -m mailq.worker`: one worker process. The first SIGTERM or
-SIGINT stops it gracefully (in-flight sends finish), a second one exits at once."""
+SIGINT stops it gracefully (in-flight sends finish), a second one exits at once; one that
+comes while the process starts (mailq.startup) stops it before it claims anything, exit 0."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from mailq.config import Config
 from mailq.db import embedded
 from mailq.kinds import KIND_NAME
 from mailq.settings import Settings
+from mailq.startup import EARLY_SIGNALS, catch_early_signals, starting_a_worker
 
 
 def parse_kinds(raw: str | None) -> list[str] | None:
@@ -57,13 +59,23 @@ async def run_worker(settings: Settings, config: Config, kinds: list[str] | None
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal)
+    if EARLY_SIGNALS:  # told to stop while it started: it claims nothing and exits 0
+        await sender.close()
+        return
     await worker.run()
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    if not starting_a_worker():
+        catch_early_signals()  # `mailq worker`: from here on (python -m did it at import)
     kinds = parse_kinds(args.kinds)
     settings, config = configured(args)
-    asyncio.run(run_worker(embedded.resolve(settings), config, kinds))
+    if EARLY_SIGNALS:
+        return 0  # told to stop before it started: nothing was claimed
+    resolved = embedded.resolve(settings)
+    if EARLY_SIGNALS:
+        return 0
+    asyncio.run(run_worker(resolved, config, kinds))
     return 0
 
 

@@ -19,11 +19,12 @@ async def campaign_insert(
     kind: str,
     send_at: datetime,
     priority: int,
-    max_attempts: int,
+    max_attempts: int | None,
     content: str,
+    expires_at: datetime | None = None,
 ) -> dict[str, Any]:
     row = await conn.fetchrow(
-        QUERIES["campaign_insert"], name, kind, send_at, priority, max_attempts, content
+        QUERIES["campaign_insert"], name, kind, send_at, priority, max_attempts, content, expires_at
     )
     return dict(row)
 
@@ -65,10 +66,11 @@ async def email_insert_recipients(
     *,
     kind: str,
     priority: int,
-    max_attempts: int,
+    max_attempts: int | None,
     run_at: datetime,
     send_at: datetime,
     names: Sequence[str | None] | None = None,
+    expires_at: datetime | None = None,
 ) -> tuple[int, int]:
     """Insert one chunk; returns (inserted, of which suppressed). Duplicates are skipped.
     `names`: the recipients' display names (None where none was given)."""
@@ -85,6 +87,7 @@ async def email_insert_recipients(
         send_at,
         # No names at all (the common case): a null array, which unnest pads with nulls.
         None if names is None or not any(names) else list(names),
+        expires_at,
     )
     return int(row["added"]), int(row["suppressed"])
 

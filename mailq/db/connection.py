@@ -4,15 +4,15 @@ unavailable" (DATABASE_ERRORS) with its translation into DatabaseUnavailable."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any, Protocol
 
 import asyncpg
 import psycopg
 
 from mailq.db.queries import QUERIES
-from mailq.errors import DatabaseUnavailable
+from mailq.errors import DatabaseError, DatabaseUnavailable, MailqError, SchemaMismatch
 
 # What a lost, restarting, overloaded or missing database raises through asyncpg or psycopg:
 # the worker waits and tries again, the service answers 503, the CLI prints one line. Any other
@@ -33,7 +33,15 @@ DATABASE_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.InvalidSchemaNameError,  # the schema is not there (never migrated)
     asyncpg.UndefinedTableError,
     psycopg.OperationalError,  # psycopg's (enqueue_sync, Alembic) for all of the above
+    psycopg.InterfaceError,  # psycopg: the connection is closed
     DatabaseUnavailable,
+)
+# Of those, what means mailq's schema is not there (SchemaMismatch at the API's edge).
+_NO_SCHEMA: tuple[type[BaseException], ...] = (
+    asyncpg.UndefinedTableError,
+    asyncpg.InvalidSchemaNameError,
+    psycopg.errors.UndefinedTable,
+    psycopg.errors.InvalidSchemaName,
 )
 
 
@@ -78,6 +86,36 @@ async def transaction(conn: asyncpg.Connection | asyncpg.Pool) -> AsyncIterator[
             yield conn
 
 
+async def open_pool(
+    dsn: str,
+    *,
+    max_size: int,
+    command_timeout: float,
+    reset: Any = None,
+) -> asyncpg.Pool:
+    """A pool of mailq's own, with no connection floor (min_size 0). With a floor, asyncpg
+    reconnects in the background whenever a connection is lost and logs every failed try
+    with a traceback ("Failed to restore the pool connection floor"), a dozen per database
+    restart; without one, a connection is made when it is needed, and a failure reaches the
+    loop that asked, which logs one warning line and retries. One connection is made at once
+    (and kept while it is used), so an unreachable database fails here: DatabaseUnavailable."""
+    options: dict[str, Any] = {"reset": reset} if reset is not None else {}
+    try:
+        pool = await asyncpg.create_pool(
+            dsn, min_size=0, max_size=max_size, command_timeout=command_timeout, **options
+        )
+        assert pool is not None
+        try:
+            async with pool.acquire():
+                pass
+        except BaseException:
+            pool.terminate()
+            raise
+    except DATABASE_ERRORS as exc:
+        raise unavailable(exc) from exc
+    return pool
+
+
 async def keep_session(conn: asyncpg.Connection) -> None:
     """Pool `reset` for mailq's own pools: hand a connection back without a round trip.
 
@@ -93,3 +131,22 @@ async def keep_session(conn: asyncpg.Connection) -> None:
 async def schema_try_duty_lock(conn: asyncpg.Connection, key: int) -> bool:
     """Inside a transaction: take a duty's advisory lock, False when another worker has it."""
     return bool(await conn.fetchval(QUERIES["schema_try_duty_lock"], key))
+
+
+@contextmanager
+def driver_errors() -> Iterator[None]:
+    """Driver errors as mailq errors, at the edge of the Python API: DatabaseUnavailable for
+    a lost or unreachable database (the caller may try again), SchemaMismatch for a database
+    without mailq's schema, DatabaseError for any other refusal."""
+    try:
+        yield
+    except MailqError:
+        raise
+    except _NO_SCHEMA as exc:
+        raise SchemaMismatch(
+            f"the database has no mailq schema, or an older one: run `mailq migrate` ({exc})"
+        ) from exc
+    except DATABASE_ERRORS as exc:
+        raise unavailable(exc) from exc
+    except (asyncpg.PostgresError, psycopg.Error) as exc:
+        raise DatabaseError(f"the queue's database refused the statement: {exc}") from exc

@@ -131,6 +131,7 @@ def email_insert_arguments(rows: Sequence[EmailRow]) -> tuple[Any, ...]:
         None,
         # No names at all (the common case): a null array, which unnest pads with nulls.
         [r.to_name for r in rows] if any(r.to_name for r in rows) else None,
+        [r.expires_at for r in rows],
     )
 
 
@@ -148,16 +149,22 @@ def email_copy_record(email_id: int, row: EmailRow, now: datetime) -> tuple[Any,
         row.content,
         row.metadata,
         row.to_name,
+        row.expires_at,
     )
 
 
 async def email_claim_due(
-    db: Executor, plan: ClaimPlan, worker_id: uuid.UUID, now: datetime | None = None
+    db: Executor,
+    plan: ClaimPlan,
+    worker_id: uuid.UUID,
+    now: datetime | None = None,
+    backend: str | None = None,
 ) -> list[ClaimedEmail]:
+    """Claim what the plan allows; nothing while `backend`'s circuit breaker is open."""
     if plan.total <= 0 or not plan.kinds:
         return []
     rows = await db.fetch(
-        QUERIES["email_claim_due"], plan.kinds, plan.limits, worker_id, now, plan.total
+        QUERIES["email_claim_due"], plan.kinds, plan.limits, worker_id, now, plan.total, backend
     )
     return [ClaimedEmail.from_row(r) for r in rows]
 
@@ -168,15 +175,25 @@ async def email_next_due(db: Executor, kinds: Sequence[str]) -> float | None:
     return None if value is None else float(value)
 
 
+class Applied(set[int]):
+    """The ids of a batch of outcomes that are committed; `reconciled` are those among them
+    that an earlier try of the batch had committed (its reply lost with the connection)."""
+
+    def __init__(self, ids: Sequence[int] = (), reconciled: Sequence[int] = ()) -> None:
+        super().__init__(ids)
+        self.update(reconciled)
+        self.reconciled = frozenset(reconciled)
+
+
 async def email_finish(
     db: Executor,
     results: Sequence[AttemptResult],
     worker_id: uuid.UUID,
     now: datetime | None = None,
-) -> set[int]:
-    """Write a batch of outcomes in one statement; returns the ids that were applied."""
+) -> Applied:
+    """Write a batch of outcomes in one statement; returns the ids that are applied."""
     if not results:
-        return set()
+        return Applied()
     columns = zip(
         *(
             (
@@ -196,7 +213,7 @@ async def email_finish(
     )
     *outcomes, provider_ids = map(list, columns)
     rows = await db.fetch(QUERIES["email_finish"], *outcomes, worker_id, now, provider_ids)
-    return {r[0] for r in rows}
+    return Applied([r[0] for r in rows if not r[1]], [r[0] for r in rows if r[1]])
 
 
 async def email_release(
@@ -220,8 +237,11 @@ async def email_release_orphans(
     return [r["id"] for r in rows]
 
 
-async def email_rescue_expired(db: Executor, limit: int, now: datetime | None = None) -> list[int]:
-    rows = await db.fetch(QUERIES["email_rescue_expired"], limit, now)
+async def email_rescue_expired(
+    db: Executor, limit: int, now: datetime | None = None, grace_s: float = 0.0
+) -> list[int]:
+    """Take back emails of workers whose lease expired more than `grace_s` before `now`."""
+    rows = await db.fetch(QUERIES["email_rescue_expired"], limit, now, grace_s)
     return [r["id"] for r in rows]
 
 
@@ -307,6 +327,18 @@ async def email_cancel_by_address(db: Executor, addresses: Sequence[str], reason
     if not addresses:
         return 0
     return len(await db.fetch(QUERIES["email_cancel_by_address"], list(addresses), reason, None))
+
+
+async def email_still_held(
+    db: Executor, worker_id: uuid.UUID, emails: Sequence[ClaimedEmail]
+) -> set[int]:
+    """Which of these claims of the worker its attempts still hold."""
+    if not emails:
+        return set()
+    rows = await db.fetch(
+        QUERIES["email_still_held"], worker_id, [e.id for e in emails], [e.attempt for e in emails]
+    )
+    return {r["id"] for r in rows}
 
 
 async def email_mark_data_started(

@@ -20,20 +20,23 @@ class WorkerIdentity:
     concurrency: int
 
 
-async def worker_lease_register(db: Executor, worker: WorkerIdentity, lease_s: float) -> None:
-    await db.execute(
-        QUERIES["worker_lease_register"],
-        worker.id,
-        worker.hostname,
-        worker.pid,
-        list(worker.kinds),
-        worker.concurrency,
-        lease_s,
+async def worker_lease_register(db: Executor, worker: WorkerIdentity, lease_s: float) -> bool:
+    """(Re)register; True when the worker had no lease that still held (it lapsed)."""
+    return bool(
+        await db.fetchval(
+            QUERIES["worker_lease_register"],
+            worker.id,
+            worker.hostname,
+            worker.pid,
+            list(worker.kinds),
+            worker.concurrency,
+            lease_s,
+        )
     )
 
 
 async def worker_lease_renew(db: Executor, worker_id: uuid.UUID, lease_s: float) -> bool:
-    """Extend the lease; False when the row is gone (the worker was taken for dead)."""
+    """Extend the lease; False when it was lost (it had expired, or the row is gone)."""
     return await db.fetchval(QUERIES["worker_lease_renew"], worker_id, lease_s) is not None
 
 

@@ -23,6 +23,7 @@ REVISIONS: tuple[str, ...] = (
     "0003_operators",
     "0004_service",
     "0005_display_names",
+    "0006_outages",
     "0007_bounces",
     "0008_dashboard",
 )

@@ -16,6 +16,8 @@ from mailq.delivery.sender import BeforeData, SendReceipt
 class NullSender:
     """Builds and serialises each message, then drops it (benchmarks)."""
 
+    backend_name = "null://"
+
     async def send(
         self, message: OutgoingMessage, before_data: BeforeData | None = None
     ) -> SendReceipt:
@@ -27,6 +29,8 @@ class NullSender:
 
 class ConsoleSender:
     """Prints each message to standard output (development)."""
+
+    backend_name = "console://"
 
     def __init__(self, stream: TextIO | None = None) -> None:
         self._stream = stream or sys.stdout
@@ -48,6 +52,7 @@ class FileSender:
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
+        self.backend_name = f"file://{folder}"
         self.folder.mkdir(parents=True, exist_ok=True)
 
     def path_for(self, message: OutgoingMessage) -> Path:

@@ -17,7 +17,13 @@ import aiosmtplib
 from mailq.compose.message import OutgoingMessage
 from mailq.delivery.replies import BUILTIN_QUIRKS, Quirk, classify
 from mailq.delivery.sender import BeforeData, SendReceipt
-from mailq.errors import BackendError, PermanentFailure, RetryLater, SendFailure
+from mailq.errors import (
+    BackendError,
+    BackendUnavailable,
+    PermanentFailure,
+    RetryLater,
+    SendFailure,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +68,20 @@ class SmtpTarget:
         )
 
 
+class _Stale(Exception):
+    """A kept connection turned out dead before MAIL FROM was answered: try a fresh one."""
+
+
+class _Closing(Exception):
+    """The server answered MAIL FROM with 421: it is closing the connection."""
+
+
 class SmtpSender:
+    """Failures of the server itself (it cannot be reached; the greeting, TLS or AUTH fails;
+    it answers 421 on connect; the connection drops or times out before DATA) raise
+    BackendUnavailable: they are not the email's (its attempt is deferred) and open the
+    backend's breaker. A reply to the email's own commands is classified (mailq.replies)."""
+
     def __init__(
         self,
         target: SmtpTarget,
@@ -77,6 +96,8 @@ class SmtpSender:
         self.target = target
         self.helo_name = helo_name
         self.quirks = tuple(quirks)
+        scheme = "smtps" if target.implicit_tls else "smtp"
+        self.backend_name = f"{scheme}://{target.host}:{target.port}"
         self._connect_timeout_s = connect_timeout_s
         self._reply_timeout_s = reply_timeout_s
         self._slots = asyncio.Semaphore(max(1, connections))
@@ -84,6 +105,8 @@ class SmtpSender:
         self._closed = False
 
     async def _connect(self) -> aiosmtplib.SMTP:
+        """A new connection: greeting, STARTTLS and AUTH as configured (aiosmtplib does them
+        in `connect`); BackendUnavailable when any of them fails."""
         start_tls: bool | None = {"auto": None, "starttls": True, "none": False}[self.target.tls]
         client = aiosmtplib.SMTP(
             hostname=self.target.host,
@@ -96,32 +119,69 @@ class SmtpSender:
             cert_bundle=self.target.cafile,
             local_hostname=self.helo_name,
         )
-        await client.connect(timeout=self._connect_timeout_s)
+        try:
+            await client.connect(timeout=self._connect_timeout_s)
+        except aiosmtplib.SMTPAuthenticationError as exc:
+            client.close()
+            raise BackendUnavailable(
+                f"SMTP authentication failed ({exc.code} {exc.message}): check the credentials "
+                "in MAILQ_BACKEND",
+                smtp_code=exc.code,
+                smtp_reply=exc.message,
+            ) from None
+        except aiosmtplib.SMTPResponseException as exc:
+            client.close()
+            raise BackendUnavailable(
+                f"the SMTP server refused the connection: {exc.code} {exc.message}",
+                smtp_code=exc.code,
+                smtp_reply=exc.message,
+            ) from None
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+            client.close()
+            raise BackendUnavailable(
+                f"cannot reach the SMTP server {self.backend_name}: {exc or type(exc).__name__}"
+            ) from None
         return client
+
+    async def probe(self) -> None:
+        """Connect with EHLO, STARTTLS and AUTH as a send would, then QUIT: sends nothing.
+        BackendUnavailable when the server is not usable."""
+        client = await self._connect()
+        try:
+            if client.is_ehlo_or_helo_needed:
+                await client.ehlo()
+        except aiosmtplib.SMTPResponseException as exc:
+            client.close()
+            raise BackendUnavailable(f"EHLO refused: {exc.code} {exc.message}") from None
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+            client.close()
+            raise BackendUnavailable(f"EHLO failed: {exc or type(exc).__name__}") from None
+        try:
+            await asyncio.wait_for(client.quit(), timeout=self._connect_timeout_s)
+        except (aiosmtplib.SMTPException, OSError, TimeoutError):
+            client.close()
 
     async def send(
         self, message: OutgoingMessage, before_data: BeforeData | None = None
     ) -> SendReceipt:
         async with self._slots:
             client = self._idle.pop() if self._idle else None
+            if client is not None and not client.is_connected:
+                client = None
             try:
-                if client is None or not client.is_connected:
+                try:
+                    if client is None:
+                        client = await self._connect()
+                        receipt = await self._transaction(client, message, before_data)
+                    else:
+                        receipt = await self._transaction(client, message, before_data, True)
+                except _Stale:
+                    await self._discard(client)
                     client = await self._connect()
-                receipt = await self._transaction(client, message, before_data)
+                    receipt = await self._transaction(client, message, before_data)
             except SendFailure:
                 await self._recycle(client)
                 raise
-            except aiosmtplib.SMTPAuthenticationError as exc:
-                # Wrong credentials are the backend's fault, not the email's: retry (with
-                # backoff) so the emails go out once MAILQ_BACKEND is fixed.
-                await self._discard(client)
-                logger.error(
-                    "SMTP authentication failed: check the credentials in MAILQ_BACKEND",
-                    extra={"action": "smtp_auth_failed", "smtp_code": exc.code},
-                )
-                raise RetryLater(
-                    f"SMTP authentication failed ({exc.code} {exc.message})", smtp_code=exc.code
-                ) from None
             except aiosmtplib.SMTPResponseException as exc:
                 await self._discard(client)
                 raise classify(exc.code, exc.message, self.quirks) from None
@@ -132,8 +192,48 @@ class SmtpSender:
             return receipt
 
     async def _transaction(
-        self, client: aiosmtplib.SMTP, message: OutgoingMessage, before_data: BeforeData | None
+        self,
+        client: aiosmtplib.SMTP,
+        message: OutgoingMessage,
+        before_data: BeforeData | None,
+        reused: bool = False,
     ) -> SendReceipt:
+        try:
+            options = await self._mail(client, message)
+        except (aiosmtplib.SMTPServerDisconnected, OSError, TimeoutError, _Closing) as exc:
+            # Before MAIL FROM was answered nothing of the email reached the server.
+            if reused:
+                raise _Stale() from None
+            raise BackendUnavailable(
+                f"the SMTP server dropped the connection before MAIL FROM: "
+                f"{exc or type(exc).__name__}"
+            ) from None
+        encoding = "utf-8" if options else "ascii"
+        refused: dict[str, str] = {}
+        try:
+            await client.rcpt(message.to, encoding=encoding)
+            for recipient in message.other_recipients:
+                try:
+                    await client.rcpt(recipient, encoding=encoding)
+                except aiosmtplib.SMTPRecipientRefused as exc:
+                    refused[recipient] = f"{exc.code} {exc.message}"
+        except aiosmtplib.SMTPResponseException as exc:
+            raise classify(exc.code, exc.message, self.quirks) from None
+        except (aiosmtplib.SMTPServerDisconnected, OSError, TimeoutError) as exc:
+            # Before DATA: the server does not have the email, and the fault is its own.
+            raise BackendUnavailable(
+                f"the SMTP server dropped the connection before DATA: {exc or type(exc).__name__}"
+            ) from None
+        if before_data is not None:
+            await before_data()
+        try:
+            response = await client.data(message.data)
+        except aiosmtplib.SMTPResponseException as exc:
+            raise classify(exc.code, exc.message, self.quirks) from None
+        return SendReceipt(response.code, response.message, refused)
+
+    async def _mail(self, client: aiosmtplib.SMTP, message: OutgoingMessage) -> list[str]:
+        """EHLO when needed and MAIL FROM; the options the transaction uses."""
         options: list[str] = []
         if message.needs_smtputf8:
             if client.is_ehlo_or_helo_needed:
@@ -147,22 +247,11 @@ class SmtpSender:
         encoding = "utf-8" if options else "ascii"
         try:
             await client.mail(message.mail_from, options=options, encoding=encoding)
-            await client.rcpt(message.to, encoding=encoding)
         except aiosmtplib.SMTPResponseException as exc:
+            if exc.code == 421:  # the server is closing the connection, not refusing the email
+                raise _Closing(f"{exc.code} {exc.message}") from None
             raise classify(exc.code, exc.message, self.quirks) from None
-        refused: dict[str, str] = {}
-        for recipient in message.other_recipients:
-            try:
-                await client.rcpt(recipient, encoding=encoding)
-            except aiosmtplib.SMTPRecipientRefused as exc:
-                refused[recipient] = f"{exc.code} {exc.message}"
-        if before_data is not None:
-            await before_data()
-        try:
-            response = await client.data(message.data)
-        except aiosmtplib.SMTPResponseException as exc:
-            raise classify(exc.code, exc.message, self.quirks) from None
-        return SendReceipt(response.code, response.message, refused)
+        return options
 
     async def _recycle(self, client: aiosmtplib.SMTP | None) -> None:
         """After a refused transaction the connection is still good once RSET is accepted."""

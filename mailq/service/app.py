@@ -31,8 +31,8 @@ from mailq.db import embedded
 from mailq.db.connection import (
     DATABASE_ERRORS,
     IDEMPOTENCY_PRUNE_LOCK_KEY,
+    open_pool,
     schema_try_duty_lock,
-    unavailable,
 )
 from mailq.db.idempotency_keys import idempotency_key_delete_expired
 from mailq.db.schema import ensure_current
@@ -41,7 +41,7 @@ from mailq.service.api import Handler, Operation, Router
 from mailq.service.auth import authorize, load_tokens
 from mailq.service.dashboard import routes as dashboard_routes
 from mailq.service.embedded import EmbeddedWorker, SenderFactory, default_sender
-from mailq.service.errors import EXCEPTION_HANDLERS
+from mailq.service.errors import EXCEPTION_HANDLERS, RetryAfterOn503
 from mailq.service.metrics import ROUTE_KEY, Metrics, MetricsMiddleware, metrics
 from mailq.service.openapi import document
 from mailq.service.routes import campaigns as routes_campaigns
@@ -87,17 +87,9 @@ def _guarded(op: Operation) -> Handler:
 async def _open_pool(settings: Settings, limits: Limits) -> asyncpg.Pool:
     if not settings.database_url:
         raise ConfigError("the service has no database URL")
-    try:
-        pool = await asyncpg.create_pool(
-            settings.database_url,
-            min_size=1,
-            max_size=limits.pool_size,
-            command_timeout=COMMAND_TIMEOUT_S,
-        )
-    except DATABASE_ERRORS as exc:
-        raise unavailable(exc) from None
-    assert pool is not None
-    return pool
+    return await open_pool(
+        settings.database_url, max_size=limits.pool_size, command_timeout=COMMAND_TIMEOUT_S
+    )
 
 
 async def _prune_idempotency_keys(pool: asyncpg.Pool, keep_hours: float) -> None:
@@ -143,7 +135,10 @@ def create_app(
         + dashboard_routes(),
         lifespan=lifespan,
         exception_handlers=EXCEPTION_HANDLERS,
-        middleware=[Middleware(MetricsMiddleware, metrics=process_metrics)],
+        middleware=[
+            Middleware(MetricsMiddleware, metrics=process_metrics),
+            Middleware(RetryAfterOn503),
+        ],
     )
     app.state.openapi = document(operations, __version__)
     return app

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mailq.db.connection import DATABASE_ERRORS
 from mailq.errors import (
@@ -33,7 +34,14 @@ class ApiError(Exception):
         self.headers = headers
 
 
+# A 503 (the database unreachable or its schema not current) tells the client when to try
+# again (RFC 9110 §10.2.3): about the time a restart or failover of Postgres takes.
+RETRY_AFTER_S = 5
+
+
 def error_response(status: int, message: str, headers: Mapping[str, str] | None = None) -> Response:
+    if status == 503 and not any(k.lower() == "retry-after" for k in headers or {}):
+        headers = {**(headers or {}), "Retry-After": str(RETRY_AFTER_S)}
     return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
@@ -103,3 +111,26 @@ EXCEPTION_HANDLERS = {
     **dict.fromkeys(DATABASE_ERRORS, on_database_error),
     Exception: on_unexpected,
 }
+
+
+class RetryAfterOn503:
+    """ASGI middleware: every 503 the app answers carries `Retry-After` (SPEC.md), whichever
+    route or handler produced it."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def sending(message: Message) -> None:
+            if message["type"] == "http.response.start" and message["status"] == 503:
+                headers = list(message.get("headers", []))
+                if not any(name.lower() == b"retry-after" for name, _value in headers):
+                    headers.append((b"retry-after", str(RETRY_AFTER_S).encode()))
+                    message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, sending)

@@ -164,9 +164,11 @@ class QueueState(Collector):
         self,
         counts: Sequence[Mapping[str, Any]] | None,
         workers: Sequence[Mapping[str, Any]] | None,
+        breakers: Sequence[Mapping[str, Any]] = (),
     ) -> None:
         self._counts = counts
         self._workers = workers
+        self._breakers = breakers
 
     def collect(self) -> Iterable[Metric]:
         up = GaugeMetricFamily("mailq_database_up", "1 when the queue's database answered.")
@@ -199,6 +201,30 @@ class QueueState(Collector):
         )
         in_flight.add_metric([], sum(w["in_flight"] for w in self._workers))
         yield from (emails, oldest, live, in_flight)
+        yield from self._breaker_metrics()
+
+    def _breaker_metrics(self) -> Iterable[Metric]:
+        is_open = GaugeMetricFamily(
+            "mailq_backend_breaker_open",
+            "1 while the backend's circuit breaker is open (its sends paused, probed).",
+            labels=["backend"],
+        )
+        deferred = GaugeMetricFamily(
+            "mailq_backend_breaker_deferred",
+            "Attempts deferred since the backend's breaker last opened.",
+            labels=["backend"],
+        )
+        open_for = GaugeMetricFamily(
+            "mailq_backend_breaker_open_seconds",
+            "How long the backend's breaker has been open (0 when closed).",
+            labels=["backend"],
+        )
+        for row in self._breakers:
+            opened = row["state"] == "open"
+            is_open.add_metric([row["backend"]], 1 if opened else 0)
+            deferred.add_metric([row["backend"]], row["deferred"])
+            open_for.add_metric([row["backend"]], row["open_for_s"] if opened else 0.0)
+        yield from (is_open, deferred, open_for)
 
 
 class MetricsMiddleware:

@@ -5,6 +5,9 @@ rate-limit tokens for what it means to claim, claims with SKIP LOCKED, hands the
 emails to the send lanes and learns when the next email is due. Between turns it sleeps
 until woken: by NOTIFY (through the control connection), by a slot coming free, at the next
 due time, and at the latest every poll interval.
+
+While the backend's circuit breaker is open (mailq.delivery.breaker) it claims nothing: it
+probes the backend when the probe is due (one worker at a time), and sleeps until then.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import asyncpg
 
 from mailq.db.emails import email_claim_due, email_count_due, email_next_due, email_release_orphans
 from mailq.db.leases import WorkerIdentity
+from mailq.delivery.breaker import Breaker
 from mailq.kinds import ClaimPlan, KindPolicy, plan_claim
 from mailq.models import ClaimedEmail
 from mailq.settings import Settings
@@ -76,6 +80,7 @@ class Claimer:
         lease_left_s: Callable[[], float],
         settled: Callable[[], bool],
         on_turn: Callable[[], None],
+        breaker: Breaker | None = None,
     ) -> None:
         """`settled()` is true when no outcome waits to be recorded; `on_turn` is called
         after every claim (the periodic summary)."""
@@ -92,6 +97,7 @@ class Claimer:
         self._lease_left_s = lease_left_s
         self._settled = settled
         self._on_turn = on_turn
+        self._breaker = breaker
         self._turn = 0
         self._backoff = Backoff(logger, "claiming failed; retrying", "claim_failed")
 
@@ -134,6 +140,9 @@ class Claimer:
         total = min(plan.total, CLAIM_BATCH_MAX)
         if total <= 0 or not lease_ok:
             return 0, total, None
+        breaker = self._breaker
+        if breaker is not None and breaker.open and not await breaker.probe_if_due(self._pool):
+            return 0, total, breaker.wait_s()
         limits = [min(n, total) for n in plan.limits]
         asked = total
         due_in: float | None = None
@@ -142,7 +151,8 @@ class Claimer:
             total = min(total, sum(limits))
         throttled = due_in is not None
         plan = ClaimPlan(plan.kinds, limits, total)
-        claimed = await email_claim_due(self._pool, plan, self._identity.id)
+        backend = breaker.backend if breaker is not None else None
+        claimed = await email_claim_due(self._pool, plan, self._identity.id, backend=backend)
         self._start(claimed)
         if self._limiter.active:
             got = Counter(e.kind for e in claimed)
@@ -150,6 +160,9 @@ class Claimer:
             await self._limiter.refund(self._pool, unused)
         if not throttled and (len(claimed) < total or total == 0):
             due_in = await email_next_due(self._pool, self._kind_names)
+            overdue = due_in is not None and due_in <= 0 and len(claimed) < total
+            if overdue and breaker is not None and await breaker.refresh(self._pool):
+                due_in = breaker.wait_s()  # another worker opened it: wait for its probe
         # Full when it used all its tokens (throttled), else all it asked.
         return len(claimed), total if throttled else asked, due_in
 
@@ -184,4 +197,5 @@ class Claimer:
 
     def _drained(self, due_in: float | None, asked: int) -> bool:
         nothing_due = asked > 0 and (due_in is None or due_in > 0)
-        return nothing_due and not self._ledger and self._settled()
+        paused = self._breaker is not None and self._breaker.open
+        return nothing_due and not paused and not self._ledger and self._settled()

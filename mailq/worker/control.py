@@ -1,8 +1,17 @@
 """A worker's control connection: LISTEN for wake-ups and renew the worker's lease.
 
 One dedicated connection per worker process (LISTEN needs its own). It reconnects by itself
-when Postgres restarts or the connection is cut, listens again and wakes the worker, so that
-nothing enqueued while it was away waits for the fallback poll.
+when Postgres restarts or the connection is cut, registers the lease again, listens again and
+wakes the worker, so that nothing enqueued while it was away waits for the fallback poll.
+
+The lease is what the worker's sends stand on (mailq.worker.lease): it counts as proven
+until the start of the last successful renewal plus the lease. A renewal of a lease that had
+expired fails (the statement says so), and a registration after a lost connection says
+whether the lease had lapsed: either way the worker is told it lost its lease, and the lease
+counts as proven again only once `on_lapsed` has checked which claims it still holds.
+Reconnecting is quick (at most a quarter of a lease between tries), so that a worker cut off
+with its database registers again well before a rescuer may take its claims (the rescue
+waits until the rescuer itself has been connected for a whole lease).
 """
 
 from __future__ import annotations
@@ -10,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import asyncpg
 
@@ -23,6 +32,7 @@ logger = logging.getLogger(__name__)
 CHANNEL = "mailq_emails"
 RECONNECT_MIN_S = 0.2
 RECONNECT_MAX_S = 5.0
+CONNECT_TIMEOUT_S = 10.0
 
 
 class Heartbeat:
@@ -35,44 +45,79 @@ class Heartbeat:
         interval_s: float,
         on_due_in: Callable[[float], None],
         on_connected: Callable[[], None],
+        on_lapsed: Callable[[asyncpg.Connection], Awaitable[None]] | None = None,
     ) -> None:
+        """`on_lapsed(conn)` runs when the lease is registered again after it lapsed, before
+        it counts as proven (the worker checks which claims it still holds)."""
         self._dsn = dsn
         self._identity = identity
         self._lease_s = lease_s
         self._interval_s = interval_s
         self._on_due_in = on_due_in
         self._on_connected = on_connected
+        self._on_lapsed = on_lapsed
         self.registered = asyncio.Event()
         self._stopping = asyncio.Event()
+        self._renewed = asyncio.Event()
         self.reconnects = 0
+        self.lapses = 0
         self._backoff = Backoff(
             logger,
             "control connection lost; reconnecting",
             "connection_lost",
             min_s=RECONNECT_MIN_S,
-            max_s=RECONNECT_MAX_S,
+            max_s=min(RECONNECT_MAX_S, lease_s / 4),
             extra={"worker_id": str(identity.id)},
         )
         # Loop time until which our lease is known to hold, from the last renewal's start.
         self._lease_until = 0.0
+        # Loop time since which the control connection has been up (None: it is not).
+        self._connected_at: float | None = None
 
     def lease_left_s(self) -> float:
-        """Seconds our lease surely has left; the worker claims only while it has plenty."""
+        """Seconds our lease surely has left: the worker claims only while it has plenty, and
+        sends only while it has some (mailq.worker.lease)."""
         return self._lease_until - asyncio.get_running_loop().time()
+
+    def connected_for_s(self) -> float:
+        """Seconds the control connection has been up without a break (0: it is down)."""
+        if self._connected_at is None:
+            return 0.0
+        return asyncio.get_running_loop().time() - self._connected_at
+
+    async def wait_renewed(self, timeout: float) -> bool:
+        """Wait up to `timeout` seconds for the next successful renewal; True if it came."""
+        try:
+            await asyncio.wait_for(self._renewed.wait(), max(0.0, timeout))
+        except TimeoutError:
+            return False
+        return True
+
+    def _proven(self, since: float) -> None:
+        self._lease_until = since + self._lease_s
+        renewed, self._renewed = self._renewed, asyncio.Event()
+        renewed.set()
 
     async def _renew(self, conn: asyncpg.Connection, register: bool) -> bool:
         started = asyncio.get_running_loop().time()
-        if register:
-            await worker_lease_register(conn, self._identity, self._lease_s)
-            renewed = True
-        else:
+        if not register:
             renewed = await asyncio.wait_for(
                 worker_lease_renew(conn, self._identity.id, self._lease_s),
                 timeout=self._interval_s,
             )
-        if renewed:
-            self._lease_until = started + self._lease_s
-        return renewed
+            if renewed:
+                self._proven(started)
+            return renewed
+        lapsed = await asyncio.wait_for(
+            worker_lease_register(conn, self._identity, self._lease_s),
+            timeout=max(self._interval_s, CONNECT_TIMEOUT_S),
+        )
+        if lapsed and self.registered.is_set():
+            self.lapses += 1
+            if self._on_lapsed is not None:
+                await self._on_lapsed(conn)
+        self._proven(started)
+        return True
 
     def stop(self) -> None:
         self._stopping.set()
@@ -90,10 +135,13 @@ class Heartbeat:
             lost = asyncio.Event()
             conn: asyncpg.Connection | None = None
             try:
-                conn = await asyncpg.connect(self._dsn, timeout=10)
+                conn = await asyncpg.connect(
+                    self._dsn, timeout=min(CONNECT_TIMEOUT_S, max(1.0, self._lease_s / 2))
+                )
                 conn.add_termination_listener(_setter(lost))
                 await conn.add_listener(CHANNEL, self._notified)
                 await self._renew(conn, register=True)
+                self._connected_at = asyncio.get_running_loop().time()
                 self.registered.set()
                 if not first:
                     self.reconnects += 1
@@ -106,6 +154,7 @@ class Heartbeat:
                 self._on_connected()
                 await self._beat(conn, lost)
             except DATABASE_ERRORS as exc:
+                self._connected_at = None
                 if self._stopping.is_set():
                     break
                 await self._backoff.pause(exc, sleep=self._sleep)
@@ -124,10 +173,12 @@ class Heartbeat:
             if lost.is_set() or conn.is_closed():
                 raise ConnectionResetError("the control connection was closed")
             if not await self._renew(conn, register=False):
-                # Taken for dead (lease expired while we were cut off): the claims we held
-                # were handed to other workers, and our late results will be refused.
+                # The lease had expired (the worker was frozen, or its renewals were late): its
+                # claims may have been taken back. Unproven until they are checked.
+                self._lease_until = 0.0
                 logger.warning(
-                    "lease was lost and is registered again",
+                    "lease lost: it expired before the heartbeat renewed it; registering again "
+                    "and checking which claims are still held before sending more",
                     extra={"action": "lease_lost", "worker_id": str(self._identity.id)},
                 )
                 await self._renew(conn, register=True)

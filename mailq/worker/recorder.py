@@ -29,21 +29,30 @@ logger = logging.getLogger(__name__)
 SUMMARY_INTERVAL_S = 10.0
 
 
+_COUNTED = ("sent", "retried", "failed", "cancelled", "deferred", "expired", "released")
+
+
 @dataclass(slots=True)
 class Tally:
     sent: Counter[str] = field(default_factory=Counter)
     retried: Counter[str] = field(default_factory=Counter)
     failed: Counter[str] = field(default_factory=Counter)
     cancelled: Counter[str] = field(default_factory=Counter)
+    deferred: Counter[str] = field(default_factory=Counter)
+    expired: Counter[str] = field(default_factory=Counter)
+    released: Counter[str] = field(default_factory=Counter)
     rejected: int = 0
+    # Outcomes found already committed by an earlier try of their batch (its reply lost).
+    reconciled: int = 0
 
     def any(self) -> bool:
-        return bool(self.sent or self.retried or self.failed or self.cancelled or self.rejected)
+        return bool(any(getattr(self, name) for name in _COUNTED) or self.rejected)
 
     def add(self, other: Tally) -> None:
-        for name in ("sent", "retried", "failed", "cancelled"):
+        for name in _COUNTED:
             getattr(self, name).update(getattr(other, name))
         self.rejected += other.rejected
+        self.reconciled += other.reconciled
 
     def by_outcome(self) -> dict[Outcome, Counter[str]]:
         return {
@@ -51,6 +60,9 @@ class Tally:
             Outcome.RETRY: self.retried,
             Outcome.FAILED: self.failed,
             Outcome.CANCELLED: self.cancelled,
+            Outcome.DEFERRED: self.deferred,
+            Outcome.EXPIRED: self.expired,
+            Outcome.RELEASED: self.released,
         }
 
 
@@ -125,13 +137,23 @@ class Recorder:
             email = result.email
             if email.id in applied:
                 counters[result.outcome][email.kind] += 1
+            elif result.outcome is Outcome.RELEASED:
+                pass  # not sent, and taken back meanwhile: nothing is lost
             else:
                 tally.rejected += 1
                 logger.warning(
-                    "outcome of email %d refused: the attempt no longer holds it (lease lost)",
+                    "outcome of email %d refused: the attempt no longer holds it (taken back "
+                    "after this worker's lease expired)",
                     email.id,
                     extra={"action": "outcome_refused", "email_id": email.id},
                 )
+        if applied.reconciled:
+            tally.reconciled += len(applied.reconciled)
+            logger.info(
+                "%d outcomes were already recorded (a commit whose reply was lost)",
+                len(applied.reconciled),
+                extra={"action": "outcome_reconciled", "count": len(applied.reconciled)},
+            )
         # Committed (or refused, which is as final): only now are the slots free.
         self._ledger.free_committed(r.email for r in batch)
         self._signal.emit(len(applied))
@@ -162,15 +184,23 @@ class Recorder:
             f"{k}: {tally.sent[k]} sent/{tally.retried[k]} retry/{tally.failed[k]} failed"
             for k in kinds
         )
+        others = [
+            f"{sum(getattr(tally, name).values())} {name}"
+            for name in ("deferred", "expired", "released")
+            if getattr(tally, name)
+        ]
+        if tally.rejected:
+            others.append(f"{tally.rejected} late outcomes refused")
         logger.info(
             "cycle: %s%s",
             per_kind,
-            f"; {tally.rejected} late outcomes refused" if tally.rejected else "",
+            "".join(f"; {o}" for o in others),
             extra={
                 "action": "cycle",
                 "sent": dict(tally.sent),
                 "retried": dict(tally.retried),
                 "failed": dict(tally.failed),
+                "deferred": dict(tally.deferred),
             },
         )
         self.totals.add(tally)

@@ -19,10 +19,13 @@ from mailq.models import ClaimedEmail
 
 @dataclass(slots=True)
 class Slot:
-    """One claimed email; `started` once a lane hands it to the sender."""
+    """One claimed email; `started` once a lane hands it to the sender; `revoked` once the
+    worker learnt that its attempt no longer holds the email (taken back after its lease
+    lapsed): it must not be sent by this worker."""
 
     email: ClaimedEmail
     started: bool = False
+    revoked: bool = False
 
 
 class SlotLedger:
@@ -45,6 +48,25 @@ class SlotLedger:
 
     def held_ids(self) -> list[int]:
         return list(self._slots)
+
+    def emails(self) -> list[ClaimedEmail]:
+        return [s.email for s in self._slots.values()]
+
+    def revoked(self, email_id: int) -> bool:
+        slot = self._slots.get(email_id)
+        return slot is not None and slot.revoked
+
+    def revoke_unheld(self, asked: Iterable[int], held: set[int]) -> int:
+        """Asked about `asked`, the database says the worker's attempts hold only `held`: the
+        other slots among them are revoked (their emails are not to be sent by this worker).
+        Returns how many were revoked now."""
+        revoked = 0
+        for email_id in asked:
+            slot = self._slots.get(email_id)
+            if slot is not None and email_id not in held and not slot.revoked:
+                slot.revoked = True
+                revoked += 1
+        return revoked
 
     def unstarted(self) -> list[ClaimedEmail]:
         return [s.email for s in self._slots.values() if not s.started]

@@ -31,21 +31,23 @@ import asyncpg
 from mailq.compose.dkim import DkimSigner
 from mailq.compose.unsubscribe import UnsubscribeLinks, load_secret_key
 from mailq.config import DEFAULT_CONFIG, Config
-from mailq.db.connection import DATABASE_ERRORS, keep_session
+from mailq.db.connection import DATABASE_ERRORS, keep_session, open_pool
 from mailq.db.emails import email_release
 from mailq.db.leases import WorkerIdentity, worker_lease_delete
 from mailq.db.schema import ensure_current
+from mailq.delivery.breaker import Breaker
 from mailq.delivery.sender import Sender
-from mailq.errors import DatabaseUnavailable
 from mailq.kinds import KindPolicy, policy_for
 from mailq.models import ClaimedEmail
 from mailq.retry import RetryPolicy
 from mailq.settings import Settings
+from mailq.worker.attempts import AttemptObserver, SendAttempts
 from mailq.worker.backend_hold import BackendHold
 from mailq.worker.claimer import Claimer, Wakeup
 from mailq.worker.control import Heartbeat
 from mailq.worker.duties import Duty, DutyRunner, ForgetDeadWorkers, PruneFinished, RescueExpired
-from mailq.worker.lanes import AttemptObserver, Lanes, SendAttempts
+from mailq.worker.lanes import Lanes
+from mailq.worker.lease import LeaseProof
 from mailq.worker.ratelimit import RateLimiter, limits_of
 from mailq.worker.recorder import Recorder, Tally
 from mailq.worker.signals import WorkerSignals
@@ -56,6 +58,8 @@ __all__ = ["AttemptObserver", "Worker"]
 logger = logging.getLogger(__name__)
 
 POOL_SIZE = 4
+# A probe of the backend may take its connect timeout and this much more (EHLO, AUTH).
+PROBE_TIMEOUT_MARGIN_S = 5.0
 
 
 class Worker:
@@ -135,17 +139,9 @@ class Worker:
             raise RuntimeError("this worker is already running")
         if self._stopping.is_set():
             return
-        try:
-            pool = await asyncpg.create_pool(
-                self._dsn,
-                min_size=1,
-                max_size=POOL_SIZE,
-                command_timeout=60,
-                reset=keep_session,
-            )
-        except DATABASE_ERRORS as exc:
-            raise DatabaseUnavailable(f"cannot reach the queue's database: {exc}") from exc
-        assert pool is not None
+        pool = await _open_unless_stopped(self._dsn, self._stopping)
+        if pool is None:
+            return  # stopped while it was connecting
         self._running = True
         try:
             await ensure_current(pool)
@@ -161,6 +157,7 @@ class Worker:
 
     async def _work(self, pool: asyncpg.Pool, until_empty: bool) -> None:
         """Start every loop, claim until stopped (or drained), then shut down in order."""
+        proof = LeaseProof(self._ledger, self.identity.id)
         heartbeat = Heartbeat(
             self._dsn,
             self.identity,
@@ -168,6 +165,13 @@ class Worker:
             interval_s=self.settings.heartbeat_interval_s,
             on_due_in=self._wakeup.wake_in,
             on_connected=self._wakeup.wake,
+            on_lapsed=proof.check_claims,
+        )
+        proof.watch(heartbeat)
+        breaker = Breaker(
+            self.sender,
+            self.identity.id,
+            probe_timeout_s=self.settings.smtp_connect_timeout_s + PROBE_TIMEOUT_MARGIN_S,
         )
         recorder = self._recorder = Recorder(
             pool,
@@ -176,12 +180,15 @@ class Worker:
             on_freed=self._wakeup.wake,
             signal=self.signals.recorded,
         )
-        lanes = self._lanes(pool, recorder)
-        claimer = self._claimer(pool, heartbeat, lanes, recorder)
+        lanes = self._lanes(pool, recorder, proof, breaker)
+        claimer = self._claimer(pool, heartbeat, lanes, recorder, breaker)
         control = asyncio.create_task(heartbeat.run(), name="mailq-heartbeat")
         recording = asyncio.create_task(recorder.run(), name="mailq-recorder")
         lanes.start()
-        duties = asyncio.create_task(DutyRunner(pool, self._duties()).run(), name="mailq-duties")
+        duties = asyncio.create_task(
+            DutyRunner(pool, _duties(self.settings, heartbeat, self.signals)).run(),
+            name="mailq-duties",
+        )
         try:
             await self._wait_registered(heartbeat, control)
             logger.info(
@@ -199,9 +206,11 @@ class Worker:
             duties.cancel()
             heartbeat.stop()
             await asyncio.gather(duties, control, return_exceptions=True)
-            await self._forget_lease(pool)
+            await _forget_lease(pool, self.identity.id)
 
-    def _lanes(self, pool: asyncpg.Pool, recorder: Recorder) -> Lanes:
+    def _lanes(
+        self, pool: asyncpg.Pool, recorder: Recorder, proof: LeaseProof, breaker: Breaker
+    ) -> Lanes:
         attempts = SendAttempts(
             pool,
             self.identity,
@@ -213,6 +222,8 @@ class Worker:
             dkim=self._dkim,
             feedback_sender_id=self.config.feedback_sender_id,
             on_retry_after=lambda seconds: self._backend_hold.request(pool, seconds),
+            proof=proof,
+            breaker=breaker,
         )
         return Lanes(
             self._lane_count,
@@ -223,7 +234,12 @@ class Worker:
         )
 
     def _claimer(
-        self, pool: asyncpg.Pool, heartbeat: Heartbeat, lanes: Lanes, recorder: Recorder
+        self,
+        pool: asyncpg.Pool,
+        heartbeat: Heartbeat,
+        lanes: Lanes,
+        recorder: Recorder,
+        breaker: Breaker,
     ) -> Claimer:
         return Claimer(
             pool,
@@ -238,15 +254,8 @@ class Worker:
             lease_left_s=heartbeat.lease_left_s,
             settled=lambda: recorder.settled,
             on_turn=recorder.log_summary,
+            breaker=breaker,
         )
-
-    def _duties(self) -> list[Duty]:
-        signals = self.signals
-        return [
-            RescueExpired(self.settings.lease_s, signal=signals.rescued),
-            ForgetDeadWorkers(signal=signals.forgotten),
-            PruneFinished(timedelta(days=self.settings.retention_days), signal=signals.pruned),
-        ]
 
     async def _wait_registered(self, heartbeat: Heartbeat, control: asyncio.Task[None]) -> None:
         registered = asyncio.ensure_future(heartbeat.registered.wait())
@@ -302,11 +311,12 @@ class Worker:
             extra={"action": "handed_back", "count": len(released)},
         )
 
-    async def _forget_lease(self, pool: asyncpg.Pool) -> None:
-        try:
-            await worker_lease_delete(pool, self.identity.id)
-        except DATABASE_ERRORS as exc:
-            logger.warning("could not remove the worker's lease: %s", exc)
+
+async def _forget_lease(pool: asyncpg.Pool, worker_id: uuid.UUID) -> None:
+    try:
+        await worker_lease_delete(pool, worker_id)
+    except DATABASE_ERRORS as exc:
+        logger.warning("could not remove the worker's lease: %s", exc)
 
 
 def _identity(settings: Settings, kinds: Sequence[KindPolicy]) -> WorkerIdentity:
@@ -317,3 +327,34 @@ def _identity(settings: Settings, kinds: Sequence[KindPolicy]) -> WorkerIdentity
         kinds=tuple(k.name for k in kinds),
         concurrency=settings.concurrency,
     )
+
+
+async def _open_unless_stopped(dsn: str, stopping: asyncio.Event) -> asyncpg.Pool | None:
+    """The worker's pool; None when the worker was stopped first (a worker told to stop while
+    it starts exits at once, exit 0)."""
+    opening = asyncio.ensure_future(
+        open_pool(dsn, max_size=POOL_SIZE, command_timeout=60, reset=keep_session)
+    )
+    stopped = asyncio.ensure_future(stopping.wait())
+    await asyncio.wait({opening, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    stopped.cancel()
+    if not opening.done():
+        opening.cancel()
+        await asyncio.gather(opening, return_exceptions=True)
+        return None
+    return opening.result()
+
+
+def _duties(settings: Settings, heartbeat: Heartbeat, signals: WorkerSignals) -> list[Duty]:
+    lease_s = settings.lease_s
+
+    def may_rescue() -> bool:
+        # Not a worker just back from an outage of its own (or of the database): the others
+        # it was cut off with must first have had the time to register again.
+        return heartbeat.connected_for_s() > lease_s and heartbeat.lease_left_s() > 0
+
+    return [
+        RescueExpired(lease_s, signal=signals.rescued, may_rescue=may_rescue),
+        ForgetDeadWorkers(signal=signals.forgotten),
+        PruneFinished(timedelta(days=settings.retention_days), signal=signals.pruned),
+    ]

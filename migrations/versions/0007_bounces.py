@@ -8,7 +8,7 @@ Revises: 0004_service
 from alembic import op
 
 revision = "0007_bounces"
-down_revision = "0005_display_names"
+down_revision = "0006_outages"
 branch_labels = None
 depends_on = None
 

@@ -36,12 +36,6 @@ DOWN_S = 2 * LEASE_S
 RECOVERY_BOUND_S = 30.0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 12: when Postgres comes back the first worker to reconnect takes back "
-    "every claim by lease_expires_at alone, before the heartbeats re-register, and they "
-    "are sent again",
-)
 async def test_postgres_down_longer_than_the_lease_sends_nothing_twice(
     private_pg: PrivatePostgres, relay: RecordingRelay, workers_log: Path
 ) -> None:

@@ -40,11 +40,6 @@ TAKE_BACK_BOUND_S = 30.0
 RECOVERY_BOUND_S = 30.0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 12: a worker woken after its lease expired goes on sending the emails taken "
-    "back from it (it never checks its lease before DATA)",
-)
 async def test_a_worker_frozen_past_its_lease_does_not_send_its_old_claims_when_it_wakes(
     database_url: str, relay: RecordingRelay, workers_log: Path
 ) -> None:

@@ -13,6 +13,7 @@ from asgi_lifespan import LifespanManager
 
 from mailq.errors import DatabaseUnavailable, SchemaMismatch
 from mailq.service.app import create_app
+from mailq.service.errors import RETRY_AFTER_S, RetryAfterOn503
 from mailq.settings import Settings
 from tests.service.conftest import AS_CLIENT, email
 from tests.service.test_auth import EXPECTED
@@ -34,6 +35,7 @@ async def test_readyz_is_503_when_the_schema_is_behind(
     response = await client.get("/readyz")
     assert response.status_code == 503
     assert "mailq migrate" in response.json()["error"]
+    assert int(response.headers["retry-after"]) > 0
 
 
 async def test_readyz_is_503_when_the_database_is_gone(
@@ -44,6 +46,7 @@ async def test_readyz_is_503_when_the_database_is_gone(
     response = await client.get("/readyz")
     assert response.status_code == 503
     assert "unreachable" in response.json()["error"]
+    assert int(response.headers["retry-after"]) > 0
     assert (await client.get("/healthz")).status_code == 200
     scraped = await client.get("/metrics")
     assert scraped.status_code == 200
@@ -51,6 +54,35 @@ async def test_readyz_is_503_when_the_database_is_gone(
     down = await client.get("/v1/emails/1", headers=AS_CLIENT)
     assert down.status_code == 503
     assert down.json()["error"].startswith("the queue's database is unavailable")
+    assert down.headers["retry-after"] == str(RETRY_AFTER_S)
+    posted = await client.post("/v1/emails", json=email(), headers=AS_CLIENT)
+    assert posted.status_code == 503
+    assert posted.headers.get_list("retry-after") == [str(RETRY_AFTER_S)]
+
+
+async def test_any_503_gets_retry_after_once() -> None:
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    async def busy(_request: object) -> PlainTextResponse:
+        return PlainTextResponse("busy", status_code=503)
+
+    async def named(_request: object) -> PlainTextResponse:
+        return PlainTextResponse("later", status_code=503, headers={"Retry-After": "120"})
+
+    async def fine(_request: object) -> PlainTextResponse:
+        return PlainTextResponse("ok")
+
+    app = RetryAfterOn503(
+        Starlette(routes=[Route("/busy", busy), Route("/named", named), Route("/ok", fine)])
+    )
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://test"
+    ) as http:
+        assert (await http.get("/busy")).headers["retry-after"] == str(RETRY_AFTER_S)
+        assert (await http.get("/named")).headers.get_list("retry-after") == ["120"]
+        assert "retry-after" not in (await http.get("/ok")).headers
 
 
 def _sample(text: str, name: str, labels: str) -> float:

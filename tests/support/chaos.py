@@ -343,7 +343,17 @@ class Checks:
 
 
 # Worker log events worth counting in a chaos run (the `action=` key of mailq's log lines).
-LOG_ACTIONS = ("rescued", "outcome_refused", "lease_lost", "record_failed", "connection_lost")
+LOG_ACTIONS = (
+    "rescued",
+    "outcome_refused",
+    "outcome_reconciled",
+    "lease_lost",
+    "lease_lapsed",
+    "record_failed",
+    "connection_lost",
+    "breaker_opened",
+    "breaker_closed",
+)
 
 
 def log_summary(log: Path) -> dict[str, int]:

@@ -63,11 +63,15 @@ async def test_rescue_takes_back_a_dead_workers_emails_once_its_lease_is_over(
     dead = await register(conn, lease_s=30)
     assert len(await email_claim_due(conn, EVERYTHING, dead)) == 3
     rescue = RescueExpired(lease_s=30, batch=2, signal=Signal[int]().enable())
+    assert rescue.grace_s == 15  # half a lease
     now = await db_now(conn)
     assert await rescue.run(pool, now=now + timedelta(seconds=29)) == 0  # the lease holds
     assert await rescue.signal.wait() == 0
+    # Expired, but not for the grace yet: a worker whose heartbeat is late keeps its claims.
+    assert await rescue.run(pool, now=now + timedelta(seconds=44)) == 0
+    assert await rescue.signal.wait() == 0
     assert set((await states(conn)).values()) == {"sending"}
-    assert await rescue.run(pool, now=now + timedelta(seconds=31)) == 3  # batches of 2, 1
+    assert await rescue.run(pool, now=now + timedelta(seconds=46)) == 3  # batches of 2, 1
     assert await rescue.signal.wait() == 3
     assert await states(conn) == dict.fromkeys(ids, "retrying")
     outcomes = await conn.fetch("SELECT outcome, worker_id FROM mailq.attempts")
@@ -86,6 +90,41 @@ async def test_rescue_is_done_by_one_worker_at_a_time(
         assert await schema_try_duty_lock(conn, RESCUE_LOCK_KEY)  # another worker rescuing
         assert await rescue.run(pool, now=later) == 0
     assert await rescue.run(pool, now=later) == 1
+
+
+async def test_a_worker_that_may_not_rescue_takes_nothing_back(
+    conn: asyncpg.Connection, pool: asyncpg.Pool
+) -> None:
+    # Back from an outage itself (connected for less than a lease): the workers cut off with
+    # it must first register again; it takes back nothing, however long their leases expired.
+    await enqueue(conn, welcome(1))
+    dead = await register(conn, lease_s=1)
+    await email_claim_due(conn, EVERYTHING, dead)
+    later = await db_now(conn) + timedelta(seconds=60)
+    allowed = False
+    rescue = RescueExpired(lease_s=1, may_rescue=lambda: allowed)
+    assert await rescue.run(pool, now=later) == 0
+    assert set((await states(conn)).values()) == {"sending"}
+    allowed = True
+    assert await rescue.run(pool, now=later) == 1
+
+
+async def test_a_rescued_email_keeps_its_place_in_its_queue(
+    conn: asyncpg.Connection, pool: asyncpg.Pool
+) -> None:
+    (early,) = await enqueue(conn, welcome(1))
+    due = await conn.fetchval("SELECT run_at FROM mailq.emails WHERE id = $1", early)
+    await enqueue(conn, *[welcome(n) for n in range(2, 12)])
+    dead = await register(conn, lease_s=1)
+    first = await email_claim_due(conn, ClaimPlan(["welcome"], [1], 1), dead)
+    assert [e.id for e in first] == [early]
+    later = await db_now(conn) + timedelta(seconds=60)
+    assert await RescueExpired(lease_s=1).run(pool, now=later) == 1
+    row = await conn.fetchrow("SELECT run_at, priority FROM mailq.emails WHERE id = $1", early)
+    assert (row["run_at"], row["priority"]) == (due, 0)
+    alive = await register(conn, lease_s=60)
+    (again,) = await email_claim_due(conn, ClaimPlan(["welcome"], [1], 1), alive, now=later)
+    assert again.id == early  # first in line again, not behind the ten queued after it
 
 
 def test_rescue_runs_every_fifth_of_a_lease_and_at_least_every_5_s() -> None:
@@ -166,16 +205,20 @@ async def test_a_worker_runs_its_duties_at_start_and_signals_each(
     database_url: str, conn: asyncpg.Connection
 ) -> None:
     (email_id,) = await enqueue(conn, welcome(1))
-    # Claimed by a worker that left no lease at all: the first rescue takes it back.
+    # Claimed by a worker that left no lease at all: a rescue takes it back, once this worker
+    # has been connected for longer than a lease (its first runs, at start, may not).
     await email_claim_due(conn, EVERYTHING, uuid.uuid4())
     signals = WorkerSignals.enabled()
-    settings = Settings(database_url=database_url, lease_s=5.0)
+    settings = Settings(database_url=database_url, lease_s=2.0)
     worker = Worker(settings, sender_from_url("null://"), signals=signals)
     task = asyncio.create_task(worker.run())
     try:
-        assert await signals.rescued.wait(timeout=20) == 1
+        assert await signals.rescued.wait(timeout=20) == 0  # at start: just connected
         assert await signals.forgotten.wait() == 0
         assert await signals.pruned.wait() == 0
+        while (rescued := await signals.rescued.wait(timeout=20)) == 0:
+            pass
+        assert rescued == 1
         assert await signals.recorded.wait() == 1  # the rescued email, sent again
 
         async def sent() -> bool:

@@ -1,14 +1,15 @@
 -- name: campaign_insert
 -- Create a campaign; its recipients are added after, in the same transaction.
-INSERT INTO mailq.campaigns (name, kind, send_at, priority, max_attempts, content)
-VALUES ($1::text, $2::text, $3::timestamptz, $4::smallint, $5::integer, $6::jsonb)
+INSERT INTO mailq.campaigns (name, kind, send_at, priority, max_attempts, content, expires_at)
+VALUES ($1::text, $2::text, $3::timestamptz, $4::smallint, $5::integer, $6::jsonb,
+        $7::timestamptz)
 RETURNING id, name, kind, status, send_at, priority, max_attempts, content::text AS content,
-          created_at, updated_at;
+          created_at, updated_at, expires_at;
 
 -- name: campaign_lock
 -- Inside a transaction: one campaign, locked against concurrent pause/resume/cancel/adds.
 SELECT id, name, kind, status, send_at, priority, max_attempts, content::text AS content,
-       created_at, updated_at
+       created_at, updated_at, expires_at
 FROM mailq.campaigns
 WHERE id = $1::bigint
 FOR UPDATE;
@@ -16,14 +17,14 @@ FOR UPDATE;
 -- name: campaign_get
 -- One campaign.
 SELECT id, name, kind, status, send_at, priority, max_attempts, content::text AS content,
-       created_at, updated_at
+       created_at, updated_at, expires_at
 FROM mailq.campaigns
 WHERE id = $1::bigint;
 
 -- name: campaign_list
 -- Campaigns, newest first, $1 at most, older than id $2 when given (keyset paging).
 SELECT id, name, kind, status, send_at, priority, max_attempts, content::text AS content,
-       created_at, updated_at
+       created_at, updated_at, expires_at
 FROM mailq.campaigns
 WHERE $2::bigint IS NULL OR id < $2::bigint
 ORDER BY id DESC

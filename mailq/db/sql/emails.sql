@@ -3,14 +3,14 @@
 -- holds the display names of `to` (null where none was given).
 INSERT INTO mailq.emails
     (kind, priority, run_at, send_at, max_attempts, to_address, message_id, content, metadata,
-     to_name)
+     to_name, expires_at)
 SELECT r.kind, r.priority, coalesce(r.send_at, coalesce($10::timestamptz, now())), r.send_at,
        r.max_attempts, r.to_address, r.message_id, r.content::jsonb, r.metadata::jsonb,
-       r.to_name
+       r.to_name, r.expires_at
 FROM unnest($1::text[], $2::smallint[], $3::timestamptz[], $4::integer[], $5::text[],
-            $6::text[], $7::text[], $8::text[], $9::integer[], $11::text[])
+            $6::text[], $7::text[], $8::text[], $9::integer[], $11::text[], $12::timestamptz[])
      AS r(kind, priority, send_at, max_attempts, to_address, message_id, content, metadata, ord,
-          to_name)
+          to_name, expires_at)
 ORDER BY r.ord
 RETURNING id;
 
@@ -20,13 +20,16 @@ SELECT nextval(pg_get_serial_sequence('mailq.emails', 'id'))::bigint AS id, now(
 FROM generate_series(1, $1::integer);
 
 -- name: email_claim_due
--- Claim up to $2[i] due emails of kind $1[i], $5 in all, for worker $3: lowest priority
--- number, then earliest due, then lowest id first.
+-- Claim up to $2[i] due emails of kind $1[i], $5 in all, for worker $3 sending through
+-- backend $6: lowest priority number, then earliest due, then lowest id first.
 WITH wanted AS (
-    -- A kind an operator paused (mailq.paused_kinds) is not claimed at all.
+    -- A kind an operator paused (mailq.paused_kinds) is not claimed at all, nor anything
+    -- while the worker's backend has its circuit breaker open (mailq.backend_breakers).
     SELECT w.kind, w.n FROM unnest($1::text[], $2::integer[]) AS w(kind, n)
     WHERE w.n > 0
       AND NOT EXISTS (SELECT 1 FROM mailq.paused_kinds AS p WHERE p.kind = w.kind)
+      AND NOT EXISTS (SELECT 1 FROM mailq.backend_breakers AS b
+                      WHERE b.backend = $6::text AND b.state = 'open')
 ),
 picked AS MATERIALIZED (
     -- MATERIALIZED is the optimisation fence: the locking subquery runs once, before the
@@ -75,7 +78,10 @@ RETURNING e.id, e.kind, e.priority, e.attempts, e.max_attempts, e.to_address, e.
           e.claimed_at, e.campaign_id,
           -- Suppressed since it was queued: the worker cancels it instead of sending.
           (SELECT s.reason FROM mailq.suppressions AS s
-           WHERE s.address = lower(e.to_address)) AS suppressed;
+           WHERE s.address = lower(e.to_address)) AS suppressed,
+          -- Its deadlines (mailq.deadlines) count from here.
+          e.expires_at, coalesce(e.retried_at, e.send_at, e.created_at) AS first_due_at,
+          e.deferrals;
 
 -- name: email_next_due
 -- Seconds from now (the database's clock) until the earliest waiting email of kinds $1 is
@@ -94,11 +100,15 @@ WHERE NOT EXISTS (SELECT 1 FROM mailq.paused_kinds AS p WHERE p.kind = k.kind);
 
 -- name: email_finish
 -- Record a batch of attempt outcomes of worker $9 in one statement: 'sent', 'retry' (due
--- again after retry_in seconds), 'failed', or 'cancelled' (not attempted: the address is
--- suppressed; no attempt is counted or recorded). A result is applied only while the email
--- is still in the attempt that produced it (same worker, same attempt number): a worker
--- that lost its lease cannot overwrite a newer attempt. $11: the provider's message id of
--- each attempt (ESP backends; null for SMTP). Returns the ids that were applied.
+-- again after retry_in seconds), 'deferred' (the backend failed: waiting again, due where it
+-- was unless retry_in says otherwise, not counted toward max_attempts), 'failed', and three
+-- that were not attempted, so no attempt is counted or recorded: 'cancelled' (the address is
+-- suppressed), 'expired' (ends failed), 'released' (handed back, due where it was). A result
+-- is applied only while the email is still in the attempt that produced it (same worker,
+-- same attempt number): a worker that lost its lease cannot overwrite a newer attempt.
+-- Returns the ids that were applied, and those whose attempt row this worker had already
+-- written (an earlier try of this batch committed but its reply was lost): `reconciled`.
+-- $11: the provider's message id of each attempt (ESP backends; null for SMTP).
 WITH result AS (
     SELECT * FROM unnest($1::bigint[], $2::integer[], $3::text[], $4::timestamptz[],
                          $5::integer[], $6::text[], $7::text[], $8::float8[], $11::text[])
@@ -114,26 +124,33 @@ campaign AS MATERIALIZED (
     FROM result AS r
     JOIN mailq.emails AS e ON e.id = r.id
     JOIN mailq.campaigns AS c ON c.id = e.campaign_id
-    WHERE r.outcome = 'retry'
+    WHERE r.outcome IN ('retry', 'deferred')
 ),
 applied AS (
     UPDATE mailq.emails AS e
-    SET status = CASE r.outcome WHEN 'sent' THEN 'sent'
-                     WHEN 'retry' THEN CASE WHEN c.campaign_status = 'cancelled'
-                                            THEN 'cancelled' ELSE 'waiting' END
-                     WHEN 'cancelled' THEN 'cancelled' ELSE 'failed' END,
-        attempts = CASE WHEN r.outcome = 'cancelled' THEN e.attempts - 1 ELSE e.attempts END,
+    SET status = CASE WHEN r.outcome = 'sent' THEN 'sent'
+                      WHEN r.outcome IN ('retry', 'deferred')
+                      THEN CASE WHEN c.campaign_status = 'cancelled'
+                                THEN 'cancelled' ELSE 'waiting' END
+                      WHEN r.outcome = 'released' THEN 'waiting'
+                      WHEN r.outcome = 'cancelled' THEN 'cancelled'
+                      ELSE 'failed' END,
+        attempts = CASE WHEN r.outcome IN ('cancelled', 'expired', 'released')
+                        THEN e.attempts - 1 ELSE e.attempts END,
+        deferrals = e.deferrals + CASE WHEN r.outcome = 'deferred' THEN 1 ELSE 0 END,
         worker_id = NULL,
         claimed_at = NULL,
-        run_at = CASE WHEN r.outcome <> 'retry' THEN e.run_at
+        run_at = CASE WHEN r.outcome NOT IN ('retry', 'deferred') THEN e.run_at
                       WHEN c.campaign_status = 'paused'
                       THEN '9999-12-31 00:00:00+00'::timestamptz
+                      WHEN r.outcome = 'deferred' AND r.retry_in <= 0 THEN e.run_at
                       ELSE coalesce($10::timestamptz, now()) + make_interval(secs => r.retry_in)
                  END,
-        finished_at = CASE WHEN r.outcome = 'retry' AND c.campaign_status IS DISTINCT FROM
-                                'cancelled' THEN NULL
+        finished_at = CASE WHEN r.outcome = 'released' THEN NULL
+                           WHEN r.outcome IN ('retry', 'deferred')
+                                AND c.campaign_status IS DISTINCT FROM 'cancelled' THEN NULL
                            ELSE coalesce($10::timestamptz, now()) END,
-        last_error = r.error
+        last_error = CASE WHEN r.outcome = 'released' THEN e.last_error ELSE r.error END
     FROM result AS r LEFT JOIN campaign AS c ON c.id = r.id
     -- Rows are found by id (primary key) and the fence is checked on each row. The fence is
     -- written with IS NOT DISTINCT FROM (the same as = here: none of these is null on a
@@ -153,9 +170,17 @@ recorded AS (
     SELECT r.id, r.attempt, $9::uuid, r.started_at, coalesce($10::timestamptz, now()),
            r.outcome, r.smtp_code, r.smtp_reply, r.error, r.provider_message_id
     FROM result AS r JOIN applied AS a ON a.id = r.id
-    WHERE r.outcome <> 'cancelled'
+    WHERE r.outcome NOT IN ('cancelled', 'expired', 'released')
 )
-SELECT id FROM applied;
+SELECT id, false AS reconciled FROM applied
+UNION ALL
+-- Not applied now, but recorded by this worker's same attempt before (the statement's
+-- snapshot does not see the row `recorded` inserts): the outcome is committed, not lost.
+SELECT r.id, true FROM result AS r
+JOIN mailq.attempts AS a
+  ON a.email_id = r.id AND a.attempt = r.attempt AND a.worker_id = $9::uuid
+     AND a.outcome = r.outcome
+WHERE r.id NOT IN (SELECT id FROM applied);
 
 -- name: email_release
 -- Hand back emails that worker $2 claimed but never started: waiting again at once, and
@@ -176,27 +201,34 @@ WHERE e.status = 'sending' AND e.worker_id = $1::uuid AND NOT (e.id = ANY($2::bi
 RETURNING e.id;
 
 -- name: email_rescue_expired
--- Take back up to $1 emails claimed by workers whose lease expired (killed, host gone) or
--- whose lease row is gone. Each gets an attempt recorded as 'lost'; it waits again, or
--- fails when that was its last attempt, or, when SMTP DATA of this attempt had begun
--- (recorded only for kinds whose lost-send policy is `hold`), becomes 'unknown'.
+-- Take back up to $1 emails claimed by workers whose lease expired more than $3 seconds
+-- before $2 (default now; killed, host gone) or whose lease row is gone. Each gets an attempt
+-- recorded as 'lost'; it waits again where it was in its queue (its run_at and priority are
+-- kept: a `welcome` caught by a crash does not go behind the welcome backlog), or fails when
+-- that was its last attempt, or, when SMTP DATA of this attempt had begun (recorded only for
+-- kinds whose lost-send policy is `hold`), becomes 'unknown'. The grace covers a worker whose
+-- own heartbeat was delayed: the caller (the rescue duty) also takes nothing back unless it
+-- has itself been connected for longer than a lease (after the database was unreachable,
+-- the workers that were cut off with it register again first).
 WITH lost AS (
     SELECT e.id, e.attempts, e.worker_id, e.claimed_at,
            coalesce(e.data_started_at >= e.claimed_at, false) AS held
     FROM mailq.emails AS e
     LEFT JOIN mailq.worker_leases AS w ON w.id = e.worker_id
     WHERE e.status = 'sending'
-      AND (w.id IS NULL OR w.lease_expires_at < coalesce($2::timestamptz, now()))
+      AND (w.id IS NULL
+           OR w.lease_expires_at
+              < coalesce($2::timestamptz, now()) - make_interval(secs => coalesce($3::float8, 0)))
     LIMIT $1::integer
     FOR UPDATE OF e SKIP LOCKED
 ),
 rescued AS (
     UPDATE mailq.emails AS e
     SET status = CASE WHEN lost.held THEN 'unknown'
-                      WHEN e.attempts >= e.max_attempts THEN 'failed' ELSE 'waiting' END,
-        finished_at = CASE WHEN NOT lost.held AND e.attempts >= e.max_attempts
+                      WHEN e.attempts - e.deferrals >= e.max_attempts THEN 'failed'
+                      ELSE 'waiting' END,
+        finished_at = CASE WHEN NOT lost.held AND e.attempts - e.deferrals >= e.max_attempts
                            THEN coalesce($2::timestamptz, now()) END,
-        run_at = coalesce($2::timestamptz, now()),
         worker_id = NULL,
         claimed_at = NULL,
         last_error = CASE WHEN lost.held
@@ -214,6 +246,14 @@ recorded AS (
     FROM lost AS l JOIN rescued AS r ON r.id = l.id
 )
 SELECT id FROM rescued;
+
+-- name: email_still_held
+-- Of the emails $2 (attempt numbers $3) that worker $1 claimed, those its attempt still
+-- holds: after its lease lapsed, the others were taken back and must not be sent by it.
+SELECT e.id
+FROM unnest($2::bigint[], $3::integer[]) AS r(id, attempt)
+JOIN mailq.emails AS e ON e.id = r.id
+WHERE e.status = 'sending' AND e.worker_id = $1::uuid AND e.attempts = r.attempt;
 
 -- name: email_mark_data_started
 -- Before SMTP DATA of a `hold` kind's email: record durably that DATA began in this attempt.
@@ -238,9 +278,16 @@ RETURNING id;
 
 -- name: email_retry
 -- Make failed, cancelled or unknown emails wait again, due now, with attempts to spare.
+-- Its deadlines count again from now: retry_for, expire_after, and an expires_at keeps its
+-- span from the time it counted from (an expired email retried gets a new deadline).
 UPDATE mailq.emails
 SET status = 'waiting', finished_at = NULL, run_at = coalesce($2::timestamptz, now()),
-    max_attempts = greatest(max_attempts, attempts + 1), last_error = NULL
+    max_attempts = CASE WHEN max_attempts IS NOT NULL
+                        THEN greatest(max_attempts, attempts - deferrals + 1) END,
+    last_error = NULL,
+    retried_at = coalesce($2::timestamptz, now()),
+    expires_at = coalesce($2::timestamptz, now())
+                 + (expires_at - coalesce(retried_at, send_at, created_at))
 WHERE id = ANY($1::bigint[]) AND status IN ('failed', 'cancelled', 'unknown')
 RETURNING id;
 
@@ -248,7 +295,7 @@ RETURNING id;
 -- One email with its public state.
 SELECT id, kind, mailq.email_state(status, run_at, attempts) AS state, priority, run_at,
        send_at, attempts, max_attempts, to_address, to_name, message_id, content::text AS content,
-       metadata::text AS metadata, last_error, created_at, finished_at, worker_id
+       metadata::text AS metadata, last_error, created_at, finished_at, worker_id, expires_at
 FROM mailq.emails
 WHERE id = $1::bigint;
 
@@ -284,7 +331,7 @@ ORDER BY kind, state;
 -- name: email_copy
 -- The COPY that bulk enqueue writes rows with (ids reserved by email_reserve_ids).
 COPY mailq.emails (id, kind, priority, run_at, send_at, max_attempts, to_address, message_id,
-                   content, metadata, to_name) FROM STDIN
+                   content, metadata, to_name, expires_at) FROM STDIN
 
 -- name: email_states
 -- The public state of each of the emails $1 that exists.
@@ -298,7 +345,13 @@ WHERE id = ANY($1::bigint[]);
 -- retried twice by one command). Returns the ids.
 UPDATE mailq.emails AS e
 SET status = 'waiting', finished_at = NULL, run_at = coalesce($5::timestamptz, now()),
-    max_attempts = greatest(e.max_attempts, e.attempts + 1), last_error = NULL
+    max_attempts = CASE WHEN e.max_attempts IS NOT NULL
+                        THEN greatest(e.max_attempts, e.attempts - e.deferrals + 1) END,
+    last_error = NULL,
+    -- Deadlines count again from now, as in email_retry.
+    retried_at = coalesce($5::timestamptz, now()),
+    expires_at = coalesce($5::timestamptz, now())
+                 + (e.expires_at - coalesce(e.retried_at, e.send_at, e.created_at))
 WHERE e.id IN (
     SELECT f.id FROM mailq.emails AS f
     WHERE f.status = 'failed'
@@ -338,7 +391,7 @@ SELECT count(*) AS n FROM mailq.emails WHERE finished_at IS NOT NULL AND finishe
 -- every email when $1 is null, newest first, with ids below $3 (the caller's cursor).
 SELECT id, kind, mailq.email_state(status, run_at, attempts) AS state, to_address, to_name,
        message_id, metadata::text AS metadata, attempts, max_attempts, last_error, run_at,
-       send_at, created_at, finished_at
+       send_at, created_at, finished_at, expires_at
 FROM mailq.emails
 WHERE ($1::jsonb[] IS NULL OR (metadata @> ANY($1::jsonb[]) AND metadata <> '{}'::jsonb))
   AND id < coalesce($3::bigint, 9223372036854775807)
@@ -355,20 +408,21 @@ GROUP BY kind;
 
 -- name: email_insert_recipients
 -- Add one chunk of campaign $1's recipients (parallel arrays $2 bare addresses, $3
--- Message-IDs, $4 contexts as JSON, $10 display names or nulls) as emails of kind $5, priority $6, max attempts $7, due at $8 (or
--- far future, 9999-12-31, while the campaign is paused). A recipient already in the campaign is
--- skipped (the unique index); a suppressed one is stored cancelled with the reason. Returns
--- how many were inserted and, of those, how many were suppressed.
+-- Message-IDs, $4 contexts as JSON, $10 display names or nulls) as emails of kind $5,
+-- priority $6, max attempts $7, due at $8 (or far future, 9999-12-31, while the campaign is
+-- paused), send_at $9, expiring at $11. A recipient already in the campaign is skipped (the
+-- unique index); a suppressed one is stored cancelled with the reason. Returns how many were
+-- inserted and, of those, how many were suppressed.
 WITH inserted AS (
     INSERT INTO mailq.emails
         (kind, priority, run_at, send_at, max_attempts, to_address, message_id, content,
-         campaign_id, status, finished_at, last_error, to_name)
+         campaign_id, status, finished_at, last_error, to_name, expires_at)
     SELECT $5::text, $6::smallint, $8::timestamptz, $9::timestamptz, $7::integer, r.address,
            r.message_id, r.content::jsonb, $1::bigint,
            CASE WHEN s.address IS NULL THEN 'waiting' ELSE 'cancelled' END,
            CASE WHEN s.address IS NULL THEN NULL ELSE now() END,
            CASE WHEN s.address IS NULL THEN NULL ELSE 'suppressed: ' || s.reason END,
-           r.name
+           r.name, $11::timestamptz
     FROM unnest($2::text[], $3::text[], $4::text[], $10::text[])
          AS r(address, message_id, content, name)
     LEFT JOIN mailq.suppressions AS s ON s.address = lower(r.address)

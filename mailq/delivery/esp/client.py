@@ -52,6 +52,8 @@ class HttpSender:
         reply_timeout_s: float = 120.0,
     ) -> None:
         self.base_url = base_url
+        # What the backend's circuit breaker is named by (no credentials).
+        self.backend_name = f"{self.provider}:{base_url.rstrip('/')}"
         self.http2 = True
         slots = max(1, connections)
         self._client = httpx.AsyncClient(
@@ -102,6 +104,25 @@ class HttpSender:
         except SendFailure as failed:
             return [failed] * len(messages)
         return list(await asyncio.gather(*(settle(self.send(m)) for m in messages)))
+
+    async def probe_request(self) -> httpx.Request:
+        """The provider's authenticated no-op request (its account or server, never an
+        email) that the circuit breaker probes the backend with."""
+        raise NotImplementedError
+
+    def probe_answered(self, response: httpx.Response) -> bool:
+        """Whether the probe's answer shows the backend usable again: the credentials are
+        taken and the service answers (a 404 of a read-only lookup still proves both)."""
+        return response.status_code < 400 or response.status_code == 404
+
+    async def probe(self) -> None:
+        """BackendUnavailable unless the provider takes the credentials and answers."""
+        response = await self._send_request(await self.probe_request())
+        if not self.probe_answered(response):
+            detail = response.text.strip()[:200]
+            raise BackendUnavailable(
+                f"{self.provider}: the probe was answered HTTP {response.status_code}: {detail}"
+            )
 
     async def close(self) -> None:
         await self._client.aclose()

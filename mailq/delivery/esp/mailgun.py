@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
+import httpx
+
 from mailq.compose.message import OutgoingMessage
 from mailq.delivery.esp.client import HttpSender, json_of, metadata, receipt
 from mailq.delivery.esp.outcomes import Documented, Verdict, answer_failure
@@ -60,6 +62,10 @@ class MailgunSender(HttpSender):
         )
         self.domain = domain
         self.path = f"/v3/{quote(domain, safe='')}/messages.mime"
+
+    async def probe_request(self) -> httpx.Request:
+        # "Get a domain": read-only, answered with the API key.
+        return self._request("GET", f"/v3/domains/{quote(self.domain, safe='')}")
 
     def form(self, message: OutgoingMessage) -> dict[str, str | list[str]]:
         data: dict[str, str | list[str]] = {"to": [message.to, *message.other_recipients]}

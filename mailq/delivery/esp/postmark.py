@@ -15,6 +15,7 @@ import asyncio
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import httpx
 import orjson
 
 from mailq.compose.message import OutgoingMessage
@@ -83,6 +84,10 @@ class PostmarkSender(HttpSender):
             reply_timeout_s=reply_timeout_s,
         )
         self.message_stream = message_stream
+
+    async def probe_request(self) -> httpx.Request:
+        # "Get the server": read-only, answered with the server token.
+        return self._request("GET", "/server")
 
     def body(self, message: OutgoingMessage) -> dict[str, Any]:
         parts = parts_of(message, self.provider)

@@ -105,6 +105,17 @@ class ResendSender(HttpSender):
             reply_timeout_s=reply_timeout_s,
         )
 
+    async def probe_request(self) -> httpx.Request:
+        # "List domains": read-only. A key restricted to sending answers 401
+        # restricted_api_key, which still proves the key and the service (probe_answered).
+        return self._request("GET", "/domains")
+
+    def probe_answered(self, response: httpx.Response) -> bool:
+        if response.status_code == 401:
+            answer = json_of(response)
+            return isinstance(answer, dict) and answer.get("name") == "restricted_api_key"
+        return super().probe_answered(response)
+
     def body(self, message: OutgoingMessage) -> dict[str, Any]:
         parts = parts_of(message, self.provider)
         body: dict[str, Any] = {

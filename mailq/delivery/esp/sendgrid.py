@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from email.utils import parseaddr
 from typing import Any
 
+import httpx
+
 from mailq.compose.message import OutgoingMessage
 from mailq.delivery.esp.client import HttpSender, b64, json_of, metadata, parts_of, receipt
 from mailq.delivery.esp.outcomes import Documented, Verdict, answer_failure
@@ -69,6 +71,10 @@ class SendgridSender(HttpSender):
             connect_timeout_s=connect_timeout_s,
             reply_timeout_s=reply_timeout_s,
         )
+
+    async def probe_request(self) -> httpx.Request:
+        # "Retrieve a list of scopes": any valid API key may read its own.
+        return self._request("GET", "/v3/scopes")
 
     def body(self, message: OutgoingMessage) -> dict[str, Any]:
         parts = parts_of(message, self.provider)

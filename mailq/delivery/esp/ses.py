@@ -140,23 +140,25 @@ class SesSender(HttpSender):
             body["ConfigurationSetName"] = self.configuration_set
         return body
 
-    async def send(
-        self, message: OutgoingMessage, before_data: BeforeData | None = None
-    ) -> SendReceipt:
-        content = orjson.dumps(self.body(message))
-        request = self._request(
-            "POST", PATH, content=content, headers={"Content-Type": "application/json"}
-        )
+    async def _signed(self, method: str, path: str, content: bytes = b"") -> httpx.Request:
+        """A request signed with SigV4 (the credentials botocore finds)."""
+        headers = {"Content-Type": "application/json"} if content else {}
+        request = self._request(method, path, content=content, headers=headers)
         credentials = await self._frozen_credentials()
-        signed = AWSRequest(
-            method="POST",
-            url=str(request.url),
-            data=content,
-            headers={"Content-Type": "application/json"},
-        )
+        signed = AWSRequest(method=method, url=str(request.url), data=content, headers=headers)
         SigV4Auth(credentials, SIGNING_NAME, self.region).add_auth(signed)
         for name, value in signed.headers.items():
             request.headers[name] = value
+        return request
+
+    async def probe_request(self) -> httpx.Request:
+        # GetAccount: read-only, signed like a send (the credentials and the region).
+        return await self._signed("GET", "/v2/email/account")
+
+    async def send(
+        self, message: OutgoingMessage, before_data: BeforeData | None = None
+    ) -> SendReceipt:
+        request = await self._signed("POST", PATH, orjson.dumps(self.body(message)))
         if before_data is not None:
             await before_data()
         response = await self._send_request(request)

@@ -8,12 +8,14 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from mailq.db.breakers import backend_breaker_list
 from mailq.db.connection import DATABASE_ERRORS
 from mailq.db.emails import email_count_by_state
 from mailq.db.leases import worker_lease_list
 from mailq.db.schema import HEAD, check_revision, current_revision
 from mailq.errors import SchemaMismatch
 from mailq.service.api import Role, Router
+from mailq.service.errors import error_response
 from mailq.service.metrics import CONTENT_TYPE, QueueState
 from mailq.service.openapi import errors
 from mailq.service.state import service_of
@@ -50,9 +52,9 @@ async def readyz(request: Request) -> Response:
             revision = await current_revision(service.pool)
         check_revision(revision)
     except SchemaMismatch as exc:
-        return JSONResponse({"error": str(exc)}, status_code=503)
+        return error_response(503, str(exc))
     except DATABASE_ERRORS:
-        return JSONResponse({"error": "the queue's database is unreachable"}, status_code=503)
+        return error_response(503, "the queue's database is unreachable")
     worker = service.worker
     embedded = "off" if worker is None else ("running" if worker.running else "starting")
     return JSONResponse({"status": "ready", "schema": HEAD, "embedded_worker": embedded})
@@ -72,7 +74,8 @@ async def metrics(request: Request) -> Response:
         async with asyncio.timeout(CHECK_TIMEOUT_S):
             counts = await email_count_by_state(service.pool)
             workers = await worker_lease_list(service.pool)
-        state = QueueState(counts, workers)
+            breakers = await backend_breaker_list(service.pool)
+        state = QueueState(counts, workers, breakers)
     except DATABASE_ERRORS:
         state = QueueState(None, None)
     body = await asyncio.to_thread(service.metrics.render, state)

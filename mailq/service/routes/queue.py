@@ -7,13 +7,14 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from mailq.db.breakers import backend_breaker_list
 from mailq.db.emails import email_count_by_state, email_sent_recently
 from mailq.db.leases import worker_lease_list
 from mailq.models import WAITING_STATES, EmailState
 from mailq.service.api import Role, Router
 from mailq.service.openapi import errors
-from mailq.service.schemas import emails as schemas
-from mailq.service.schemas import queue as queue_schemas
+from mailq.service.schemas import queue as schemas
+from mailq.service.schemas.emails import TIMESTAMP, iso
 from mailq.service.state import service_of
 
 router = Router("queue")
@@ -33,7 +34,7 @@ PROCESSOR_STATUS: dict[str, Any] = {
     "properties": {
         "running": {"type": "boolean"},
         "workers": {"type": "integer"},
-        "last_cycle": schemas.TIMESTAMP,
+        "last_cycle": TIMESTAMP,
         "interval": {"type": "number"},
         "embedded_worker": {"type": "object"},
     },
@@ -53,7 +54,8 @@ async def stats(request: Request) -> Response:
     pool = service_of(request).pool
     counts = await email_count_by_state(pool)
     sent = await email_sent_recently(pool, SENT_WINDOW_S)
-    return JSONResponse(queue_schemas.stats_view(counts, sent))
+    breakers = await backend_breaker_list(pool)
+    return JSONResponse(schemas.stats_view(counts, sent, breakers))
 
 
 @router.route(
@@ -65,7 +67,7 @@ async def stats(request: Request) -> Response:
 )
 async def workers(request: Request) -> Response:
     rows = await worker_lease_list(service_of(request).pool)
-    return JSONResponse({"workers": [queue_schemas.worker_view(r) for r in rows]})
+    return JSONResponse({"workers": [schemas.worker_view(r) for r in rows]})
 
 
 @router.route(
@@ -104,7 +106,7 @@ async def processor_status(request: Request) -> Response:
         {
             "running": bool(rows),
             "workers": len(rows),
-            "last_cycle": schemas.iso(last),
+            "last_cycle": iso(last),
             "interval": service.settings.poll_interval_s,
             "embedded_worker": {
                 "enabled": embedded is not None,

@@ -13,10 +13,10 @@ from typing import Any
 
 from mailq.campaigns import NAME_MAX_CHARS, Campaign, NewCampaign
 from mailq.errors import InvalidEmail
-from mailq.kinds import KIND_NAME, KindPolicy
+from mailq.kinds import KIND_NAME, MAX_ATTEMPTS_LIMIT, KindPolicy
 from mailq.service.errors import ApiError
 from mailq.service.schemas.emails import ADDRESS, ADDRESSES, ID, STATES, iso, known_kind
-from mailq.wire import parse_send_at
+from mailq.wire import parse_send_at, parse_time
 
 FIELDS = frozenset(
     {
@@ -33,6 +33,7 @@ FIELDS = frozenset(
         "headers",
         "priority",
         "max_attempts",
+        "expires_at",
         "recipients",
     }
 )
@@ -95,6 +96,7 @@ def new_campaign(
         headers=data.get("headers") or {},
         priority=_whole(data, "priority"),
         max_attempts=_whole(data, "max_attempts"),
+        expires_at=parse_time(data.get("expires_at"), "expires_at"),
     )
     return campaign, recipients_of(data, required=False)
 
@@ -121,6 +123,7 @@ def campaign_view(campaign: Campaign) -> dict[str, Any]:
         "send_at": iso(campaign.send_at),
         "priority": campaign.priority,
         "max_attempts": campaign.max_attempts,
+        "expires_at": iso(campaign.expires_at),
         "created_at": iso(campaign.created_at),
         "updated_at": iso(campaign.updated_at),
         "recipients": campaign.recipients,
@@ -158,7 +161,12 @@ CAMPAIGN: dict[str, Any] = {
         "reply_to": ADDRESSES,
         "headers": {"type": "object", "additionalProperties": {"type": "string"}},
         "priority": {"type": "integer", "minimum": 0, "maximum": 9},
-        "max_attempts": {"type": "integer", "minimum": 1, "maximum": 100},
+        "max_attempts": {"type": "integer", "minimum": 1, "maximum": MAX_ATTEMPTS_LIMIT},
+        "expires_at": {
+            "type": "string",
+            "format": "date-time",
+            "description": "its emails not handed to the server by then are not sent",
+        },
         "recipients": RECIPIENTS,
     },
 }
@@ -198,7 +206,8 @@ CAMPAIGN_VIEW: dict[str, Any] = {
         "subject": {"type": ["string", "null"]},
         "send_at": {"type": "string", "format": "date-time"},
         "priority": {"type": "integer"},
-        "max_attempts": {"type": "integer"},
+        "max_attempts": {"type": ["integer", "null"]},
+        "expires_at": {"type": ["string", "null"], "format": "date-time"},
         "created_at": {"type": "string", "format": "date-time"},
         "updated_at": {"type": "string", "format": "date-time"},
         "recipients": {"type": "integer"},

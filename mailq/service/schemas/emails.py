@@ -18,7 +18,7 @@ from mailq.addresses import Mailbox
 from mailq.config import Config
 from mailq.errors import InvalidEmail
 from mailq.kinds import KIND_NAME, KindPolicy
-from mailq.models import EmailRow, EmailState, Outcome
+from mailq.models import NOT_ATTEMPTED, EmailRow, EmailState, Outcome
 from mailq.service.errors import ApiError
 from mailq.validation import MAX_RECIPIENTS, MAX_SUBJECT_CHARS, check_kind, to_row
 from mailq.wire import email_from_json
@@ -168,6 +168,7 @@ def email_summary(row: Mapping[str, Any]) -> dict[str, Any]:
         "last_error": row["last_error"],
         "due_at": iso(row["run_at"]),
         "send_at": iso(row["send_at"]),
+        "expires_at": iso(row.get("expires_at")),
         "created_at": iso(row["created_at"]),
         "finished_at": iso(row["finished_at"]),
     }
@@ -225,6 +226,11 @@ EMAIL: dict[str, Any] = {
         "template": {"type": "string"},
         "context": {"type": "object"},
         "send_at": {"type": "string", "format": "date-time"},
+        "expires_at": {
+            "type": "string",
+            "format": "date-time",
+            "description": "not handed to the server by then: not sent (failed, `expired`)",
+        },
         "priority": {"type": "integer", "minimum": 0, "maximum": 9},
         "cc": ADDRESSES,
         "bcc": ADDRESSES,
@@ -301,10 +307,11 @@ EMAIL_SUMMARY: dict[str, Any] = {
         "message_id": {"type": "string"},
         "metadata": {"type": "object"},
         "attempt_count": {"type": "integer"},
-        "max_attempts": {"type": "integer"},
+        "max_attempts": {"type": ["integer", "null"]},
         "last_error": {"type": ["string", "null"]},
         "due_at": TIMESTAMP,
         "send_at": TIMESTAMP,
+        "expires_at": TIMESTAMP,
         "created_at": TIMESTAMP,
         "finished_at": TIMESTAMP,
     },
@@ -314,8 +321,11 @@ ATTEMPT: dict[str, Any] = {
     "required": ["attempt", "outcome"],
     "properties": {
         "attempt": {"type": "integer"},
-        # A suppressed email is cancelled without an attempt: no attempt has that outcome.
-        "outcome": {"type": "string", "enum": [o.value for o in Outcome if o != Outcome.CANCELLED]},
+        # Outcomes that are not attempts (cancelled, expired, released) write no attempt row.
+        "outcome": {
+            "type": "string",
+            "enum": [o.value for o in Outcome if o not in NOT_ATTEMPTED],
+        },
         "smtp_code": {"type": ["integer", "null"]},
         "smtp_reply": {"type": ["string", "null"]},
         "error": {"type": ["string", "null"]},
@@ -348,28 +358,4 @@ EMAIL_LIST: dict[str, Any] = {
         "emails": {"type": "array", "items": EMAIL_SUMMARY},
         "next_before_id": {"type": ["integer", "null"]},
     },
-}
-STATE_COUNTS: dict[str, Any] = {"type": "object", "additionalProperties": {"type": "integer"}}
-STATS: dict[str, Any] = {
-    "type": "object",
-    "required": ["kinds", "totals"],
-    "properties": {
-        "kinds": {
-            "type": "object",
-            "additionalProperties": {
-                "type": "object",
-                "properties": {
-                    "states": STATE_COUNTS,
-                    "oldest_due_age_s": {"type": ["number", "null"]},
-                    "sent_last_minute": {"type": "integer"},
-                },
-            },
-        },
-        "totals": STATE_COUNTS,
-    },
-}
-WORKERS: dict[str, Any] = {
-    "type": "object",
-    "required": ["workers"],
-    "properties": {"workers": {"type": "array", "items": {"type": "object"}}},
 }

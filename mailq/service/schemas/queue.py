@@ -1,11 +1,13 @@
-"""The queue as a whole at the HTTP edge: live workers and the stats per kind."""
+"""The queue as a whole at the HTTP edge: stats (per kind, and the backends' circuit
+breakers) and live workers, and the JSON Schemas of both for /openapi.json."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from mailq.service.schemas.emails import STATES, iso
+from mailq.delivery.breaker import breaker_report
+from mailq.service.schemas.emails import STATES, TIMESTAMP, iso
 
 
 def worker_view(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -23,8 +25,11 @@ def worker_view(row: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def stats_view(
-    counts: Sequence[Mapping[str, Any]], sent_last_minute: Mapping[str, int]
+    counts: Sequence[Mapping[str, Any]],
+    sent_last_minute: Mapping[str, int],
+    breakers: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
+    """Per kind; and every backend that ever failed, its circuit breaker (open ones first)."""
     kinds: dict[str, dict[str, Any]] = {}
 
     def kind(name: str) -> dict[str, Any]:
@@ -47,10 +52,54 @@ def stats_view(
     for entry in kinds.values():
         for state, count in entry["states"].items():
             totals[state] = totals.get(state, 0) + count
-    return {"kinds": dict(sorted(kinds.items())), "totals": totals}
+    return {
+        "kinds": dict(sorted(kinds.items())),
+        "totals": totals,
+        "backends": [breaker_report(b) for b in breakers],
+    }
 
 
 # -- JSON Schemas (OpenAPI 3.1) ------------------------------------------------------------
 
-# A bare address or a mailbox `Display Name <address>` (not JSON Schema's "email" format,
-# which allows no display name).
+STATE_COUNTS: dict[str, Any] = {"type": "object", "additionalProperties": {"type": "integer"}}
+STATS: dict[str, Any] = {
+    "type": "object",
+    "required": ["kinds", "totals"],
+    "properties": {
+        "kinds": {
+            "type": "object",
+            "additionalProperties": {
+                "type": "object",
+                "properties": {
+                    "states": STATE_COUNTS,
+                    "oldest_due_age_s": {"type": ["number", "null"]},
+                    "sent_last_minute": {"type": "integer"},
+                },
+            },
+        },
+        "totals": STATE_COUNTS,
+        "backends": {
+            "type": "array",
+            "description": "backends that ever failed: their circuit breaker, open ones first",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "backend": {"type": "string"},
+                    "state": {"type": "string", "enum": ["open", "closed"]},
+                    "opened_at": TIMESTAMP,
+                    "closed_at": TIMESTAMP,
+                    "open_for_s": {"type": "number"},
+                    "last_error": {"type": "string"},
+                    "deferred": {"type": "integer"},
+                    "probes_failed": {"type": "integer"},
+                    "next_probe_in_s": {"type": ["number", "null"]},
+                },
+            },
+        },
+    },
+}
+WORKERS: dict[str, Any] = {
+    "type": "object",
+    "required": ["workers"],
+    "properties": {"workers": {"type": "array", "items": {"type": "object"}}},
+}
