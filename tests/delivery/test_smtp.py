@@ -14,7 +14,7 @@ import pytest
 from mailq.compose.message import OutgoingMessage, build_message
 from mailq.delivery.backends import sender_from_url
 from mailq.delivery.smtp import SmtpSender, SmtpTarget
-from mailq.errors import BackendError, PermanentFailure, RetryLater
+from mailq.errors import BackendError, BackendUnavailable, PermanentFailure
 from mailq.models import ClaimedEmail
 from tests.support.smtp import SmtpSink, free_port
 
@@ -86,7 +86,7 @@ async def test_starttls_with_auth_from_the_url(
     assert len(sink.received) == 1
 
 
-async def test_wrong_credentials_are_transient_so_mail_goes_out_once_fixed(
+async def test_wrong_credentials_make_the_backend_unavailable_so_mail_goes_out_once_fixed(
     sinks: list[SmtpSink], certificate: tuple[Path, Path]
 ) -> None:
     sink = start(sinks, tls=server_tls(certificate), credentials=("bob", "right"))
@@ -94,7 +94,7 @@ async def test_wrong_credentials_are_transient_so_mail_goes_out_once_fixed(
         f"smtp://bob:wrong@127.0.0.1:{sink.port}?tls=starttls&cafile={certificate[0]}"
     )
     try:
-        with pytest.raises(RetryLater, match="authentication failed"):
+        with pytest.raises(BackendUnavailable, match="authentication failed"):
             await sender.send(message())
     finally:
         await sender.close()
@@ -113,11 +113,11 @@ async def test_implicit_tls_with_smtps(
     assert len(sink.received) == 1
 
 
-async def test_starttls_required_but_not_offered_is_transient(sinks: list[SmtpSink]) -> None:
+async def test_starttls_required_but_not_offered_makes_the_backend_unavailable(sinks: list[SmtpSink]) -> None:
     sink = start(sinks)
     sender = sender_from_url(f"smtp://127.0.0.1:{sink.port}?tls=starttls")
     try:
-        with pytest.raises(RetryLater, match=r"(?i)starttls"):
+        with pytest.raises(BackendUnavailable, match=r"(?i)starttls"):
             await sender.send(message())
     finally:
         await sender.close()
@@ -130,7 +130,7 @@ async def test_an_untrusted_certificate_is_refused(
     sink = start(sinks, tls=server_tls(certificate), implicit_tls=True)
     sender = sender_from_url(f"smtps://127.0.0.1:{sink.port}")
     try:
-        with pytest.raises(RetryLater):
+        with pytest.raises(BackendUnavailable):
             await sender.send(message())
     finally:
         await sender.close()
@@ -154,14 +154,14 @@ async def silent_server() -> AsyncIterator[int]:
         server.close()
 
 
-async def test_a_server_that_never_replies_times_out_as_transient(silent_server: int) -> None:
+async def test_a_server_that_never_replies_makes_the_backend_unavailable(silent_server: int) -> None:
     sender = SmtpSender(
         SmtpTarget.from_url(f"smtp://127.0.0.1:{silent_server}?tls=none"),
         connect_timeout_s=0.5,
         reply_timeout_s=0.5,
     )
     try:
-        with pytest.raises(RetryLater):
+        with pytest.raises(BackendUnavailable):
             await asyncio.wait_for(sender.send(message()), timeout=10)
     finally:
         await sender.close()
