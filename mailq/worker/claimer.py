@@ -1,4 +1,14 @@
-"""The claim loop: takes due emails in batches into the worker's free send slots.
+"""The claim loop: takes due emails in batches into the worker's free slots.
+
+A worker claims ahead: it holds up to PREFETCH claimed emails more than its concurrency,
+waiting to start (the slot ledger lets only `concurrency` of them be sending at a time, so
+the bound on what a kill -9 sends twice stays). With a buffer to draw from, it claims a
+batch once the buffer has room for half a claim, instead of claiming the few slots that
+each committed outcome frees: fewer, larger claims, and the lanes never wait for one. It
+claims at once when woken by a NOTIFY (new work: a welcome must not wait for the buffer)
+or when the lanes could run short. Under a rate limit it claims no further ahead than its
+concurrency (a token is taken when the email is claimed, so claiming ahead would let
+sends bunch up past the limit).
 
 Each turn shares the free slots among the worker's kinds (mailq.kinds.plan_claim), takes
 rate-limit tokens for what it means to claim, claims with SKIP LOCKED, hands the claimed
@@ -13,7 +23,6 @@ probes the backend when the probe is due (one worker at a time), and sleeps unti
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -35,6 +44,8 @@ logger = logging.getLogger(__name__)
 
 # Most emails one claim takes; smaller than a large concurrency so claims and sends overlap.
 CLAIM_BATCH_MAX = 100
+# Claimed emails a worker may hold beyond its concurrency, not started yet.
+PREFETCH = CLAIM_BATCH_MAX
 
 
 class Wakeup:
@@ -42,24 +53,33 @@ class Wakeup:
 
     def __init__(self) -> None:
         self._event = asyncio.Event()
+        # New work may be due (a NOTIFY, a due time, a (re)connection): claim whatever the
+        # buffer holds. Slots coming free alone do not set it.
+        self.news = True
 
     def wake(self) -> None:
+        self._event.set()
+
+    def wake_for_news(self) -> None:
+        self.news = True
         self._event.set()
 
     def wake_in(self, due_in: float) -> None:
         """Wake at a due time `due_in` seconds away (a NOTIFY payload)."""
         if due_in <= 0:
-            self._event.set()
+            self.wake_for_news()
         else:
-            asyncio.get_running_loop().call_later(due_in, self._event.set)
+            asyncio.get_running_loop().call_later(due_in, self.wake_for_news)
 
     def clear(self) -> None:
         self._event.clear()
 
     async def sleep(self, timeout: float) -> None:
         """Until woken, or `timeout` seconds."""
-        with contextlib.suppress(TimeoutError):
+        try:
             await asyncio.wait_for(self._event.wait(), timeout)
+        except TimeoutError:
+            self.news = True  # the poll interval or a due time: look for work
 
 
 class Claimer:
@@ -99,6 +119,8 @@ class Claimer:
         self._on_turn = on_turn
         self._breaker = breaker
         self._turn = 0
+        # Without a rate limit, claim ahead of the free send slots (see the module doc).
+        self._capacity = settings.concurrency + (0 if limiter.active else PREFETCH)
         self._backoff = Backoff(logger, "claiming failed; retrying", "claim_failed")
 
     async def run(self, until_empty: bool) -> None:
@@ -118,6 +140,7 @@ class Claimer:
             except Exception as exc:
                 # The worker outlives any one failure (see mailq.worker.backoff).
                 unsure = True
+                self._wakeup.news = True
                 await self._backoff.pause(exc, sleep=self._wakeup.sleep)
                 continue
             self._on_turn()
@@ -132,14 +155,27 @@ class Claimer:
                 timeout = min(timeout, settings.heartbeat_interval_s)
             await self._wakeup.sleep(timeout)
 
+    def _worth_claiming(self, room: int, news: bool) -> bool:
+        """Claim now, or wait for more slots to come free (the buffer still feeds the
+        lanes)? Now when woken for news, when the lanes could run short, or when a claim
+        would be at least half a full one."""
+        ledger = self._ledger
+        waiting = len(ledger) - ledger.sending
+        concurrency = self._settings.concurrency
+        half = min(CLAIM_BATCH_MAX, self._capacity) // 2
+        return news or waiting < min(concurrency, half) or room >= half
+
     async def _claim(self, lease_ok: bool) -> tuple[int, int, float | None]:
         """One claim: how many were claimed, how many that claim counts as full at, and the
         seconds until the next due email (None: unknown, or none waits)."""
-        plan = plan_claim(self._settings.concurrency, self._ledger.by_kind, self._kinds, self._turn)
+        plan = plan_claim(self._capacity, self._ledger.by_kind, self._kinds, self._turn)
         self._turn += 1
         total = min(plan.total, CLAIM_BATCH_MAX)
         if total <= 0 or not lease_ok:
             return 0, total, None
+        if not self._worth_claiming(plan.total, self._wakeup.news):
+            return 0, 0, None
+        self._wakeup.news = False
         breaker = self._breaker
         if breaker is not None and breaker.open and not await breaker.probe_if_due(self._pool):
             return 0, total, breaker.wait_s()

@@ -1,11 +1,18 @@
 """The in-flight ledger: which claimed emails a worker holds, and the one rule that bounds
 what a kill -9 can send twice.
 
-Every email a worker claims takes a send slot, from its claim until its outcome is
-committed. A slot whose email was handed to the sender is freed only once that email's
-outcome is committed (`free_committed`), never earlier; a slot whose email never started is
-freed once the hand-back is committed (`free_handed_back`). So at any moment at most
-`concurrency` emails of a worker have gone to SMTP without their outcome committed.
+Every email a worker claims takes a slot, from its claim until its outcome is committed.
+A worker may hold more claimed emails than its concurrency (claimed ahead, so that a claim
+takes a batch instead of the few slots just freed: mailq.worker.claimer), but it *starts*
+one, hands it to the sender, only while fewer than `concurrency` of its started emails wait
+for their outcome (`may_start`). A started slot is freed only once that email's outcome is
+committed (`free_committed`), never earlier; a slot whose email never started is freed once
+the hand-back is committed (`free_handed_back`). So at any moment at most `concurrency`
+emails of a worker have gone to SMTP without their outcome committed; the claimed ones that
+never started are not sent by it (handed back at a graceful stop, taken back after a kill).
+
+The reserve keeps `reserve` of the `concurrency` sends for one kind (`welcome`): the other
+kinds start only while fewer than `concurrency - reserve` of theirs are sending.
 """
 
 from __future__ import annotations
@@ -31,9 +38,18 @@ class Slot:
 class SlotLedger:
     """The worker's slots, by email id, and how many each kind holds (the claim plan)."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self, concurrency: int | None = None, *, reserved_kind: str = "", reserve: int = 0
+    ) -> None:
+        """`concurrency`: the most started emails without a committed outcome (None: no
+        limit of the ledger's own; the lanes alone bound the sends)."""
         self._slots: dict[int, Slot] = {}
         self._by_kind: Counter[str] = Counter()
+        self._limit = concurrency
+        self._reserved_kind = reserved_kind
+        self._reserve = reserve if reserved_kind else 0
+        self._sending: set[int] = set()  # started, outcome not yet committed
+        self._sending_reserved = 0  # of which of the reserved kind
 
     def __len__(self) -> int:
         return len(self._slots)
@@ -68,6 +84,32 @@ class SlotLedger:
                 revoked += 1
         return revoked
 
+    @property
+    def sending(self) -> int:
+        """Started emails whose outcome is not committed yet."""
+        return len(self._sending)
+
+    def may_start(self, kind: str) -> bool:
+        """Whether an email of `kind` may be handed to the sender now."""
+        limit = self._limit
+        if limit is None:
+            return True
+        sending = len(self._sending)
+        if sending >= limit:
+            return False
+        if kind == self._reserved_kind:
+            return True
+        return sending - self._sending_reserved < limit - self._reserve
+
+    def start(self, slot: Slot) -> None:
+        """The slot's email goes to the sender (after `may_start` said it may)."""
+        slot.started = True
+        email = slot.email
+        if email.id in self._slots and email.id not in self._sending:
+            self._sending.add(email.id)
+            if email.kind == self._reserved_kind:
+                self._sending_reserved += 1
+
     def unstarted(self) -> list[ClaimedEmail]:
         return [s.email for s in self._slots.values() if not s.started]
 
@@ -99,6 +141,10 @@ class SlotLedger:
             self._free(email)
 
     def _free(self, email: ClaimedEmail) -> None:
+        if email.id in self._sending:
+            self._sending.discard(email.id)
+            if email.kind == self._reserved_kind:
+                self._sending_reserved -= 1
         if self._slots.pop(email.id, None) is not None:
             self._by_kind[email.kind] -= 1
             if self._by_kind[email.kind] <= 0:

@@ -37,7 +37,7 @@ from mailq.db.leases import WorkerIdentity, worker_lease_delete
 from mailq.db.schema import ensure_current
 from mailq.delivery.breaker import Breaker
 from mailq.delivery.sender import Sender
-from mailq.kinds import KindPolicy, policy_for
+from mailq.kinds import WELCOME, KindPolicy, policy_for, welcome_reserve
 from mailq.models import ClaimedEmail
 from mailq.retry import RetryPolicy
 from mailq.settings import Settings
@@ -109,7 +109,7 @@ class Worker:
         # Sends run on this many long-lived lanes (see mailq.worker.lanes).
         self._lane_count = max(1, sender_parallelism or settings.concurrency)
         self._observer = observer
-        self._ledger = SlotLedger()
+        self._ledger = _ledger(settings.concurrency, self.kinds)
         self._wakeup = Wakeup()
         self._stopping = asyncio.Event()
         self._stopped = asyncio.Event()
@@ -164,7 +164,7 @@ class Worker:
             lease_s=self.settings.lease_s,
             interval_s=self.settings.heartbeat_interval_s,
             on_due_in=self._wakeup.wake_in,
-            on_connected=self._wakeup.wake,
+            on_connected=self._wakeup.wake_for_news,
             on_lapsed=proof.check_claims,
         )
         proof.watch(heartbeat)
@@ -173,12 +173,16 @@ class Worker:
             self.identity.id,
             probe_timeout_s=self.settings.smtp_connect_timeout_s + PROBE_TIMEOUT_MARGIN_S,
         )
+        lanes: Lanes | None = None
+
+        def freed() -> None:
+            # Slots came free: lanes may start what waits, the claimer may claim more.
+            if lanes is not None:
+                lanes.wake()
+            self._wakeup.wake()
+
         recorder = self._recorder = Recorder(
-            pool,
-            self.identity.id,
-            self._ledger,
-            on_freed=self._wakeup.wake,
-            signal=self.signals.recorded,
+            pool, self.identity.id, self._ledger, on_freed=freed, signal=self.signals.recorded
         )
         lanes = self._lanes(pool, recorder, proof, breaker)
         claimer = self._claimer(pool, heartbeat, lanes, recorder, breaker)
@@ -228,6 +232,7 @@ class Worker:
         return Lanes(
             self._lane_count,
             attempts,
+            self._ledger,
             on_result=recorder.add,
             stopping=self._stopping,
             observer=self._observer,
@@ -317,6 +322,14 @@ async def _forget_lease(pool: asyncpg.Pool, worker_id: uuid.UUID) -> None:
         await worker_lease_delete(pool, worker_id)
     except DATABASE_ERRORS as exc:
         logger.warning("could not remove the worker's lease: %s", exc)
+
+
+def _ledger(concurrency: int, kinds: Sequence[KindPolicy]) -> SlotLedger:
+    """At most `concurrency` sends without a committed outcome; a worker that sends
+    `welcome` keeps some of them for it (mailq.kinds.welcome_reserve)."""
+    if any(k.name == WELCOME for k in kinds):
+        return SlotLedger(concurrency, reserved_kind=WELCOME, reserve=welcome_reserve(concurrency))
+    return SlotLedger(concurrency)
 
 
 def _identity(settings: Settings, kinds: Sequence[KindPolicy]) -> WorkerIdentity:

@@ -55,3 +55,18 @@ def test_freeing_is_idempotent_and_kinds_holding_none_disappear() -> None:
     ledger.take([claimed(8, "news")])
     assert dict(ledger.by_kind) == {"news": 1}
     assert 7 not in ledger
+
+
+def test_at_most_concurrency_start_and_the_reserve_is_kept_for_welcome() -> None:
+    ledger = SlotLedger(4, reserved_kind="welcome", reserve=1)
+    slots = ledger.take([claimed(i, "news") for i in range(1, 6)] + [claimed(9)])
+    for slot in slots[:3]:
+        assert ledger.may_start("news")
+        ledger.start(slot)
+    assert not ledger.may_start("news"), "the last send is kept for welcome"
+    assert ledger.may_start("welcome")
+    ledger.start(slots[-1])
+    assert ledger.sending == 4 and not ledger.may_start("welcome")
+    assert len(ledger.unstarted()) == 2, "claimed ahead, waiting"
+    ledger.free_committed([slots[0].email])
+    assert ledger.sending == 3 and ledger.may_start("news")

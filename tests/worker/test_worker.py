@@ -278,3 +278,38 @@ async def test_sends_in_flight_fan_out_to_the_sender_parallelism_and_no_further(
     assert sender.sent == 20
     assert sender.peak == 4
     assert set((await states(conn)).values()) == {"sent"}
+
+
+async def test_claims_ahead_but_sends_at_most_concurrency_and_hands_back_the_rest(
+    database_url: str, conn: asyncpg.Connection
+) -> None:
+    """The worker holds more claimed emails than its concurrency (claimed ahead), starts only
+    `concurrency` of them while their outcomes wait, and a graceful stop hands back the
+    claimed ones that never started: only the started ones are sent."""
+    await enqueue(conn, *[welcome(i) for i in range(40)])
+    sender = GatedSender()
+    worker = Worker(
+        Settings(database_url=database_url, concurrency=4), sender, sender_parallelism=16
+    )
+    task = asyncio.create_task(worker.run())
+
+    async def claimed_ahead() -> bool:
+        held = await conn.fetchval("SELECT count(*) FROM mailq.emails WHERE status = 'sending'")
+        return sender.current == 4 and held > 4
+
+    await eventually(claimed_ahead, timeout=20, message="the worker did not claim ahead")
+    worker.stop()
+
+    async def handed_back() -> bool:
+        held = await conn.fetchval("SELECT count(*) FROM mailq.emails WHERE status = 'sending'")
+        return bool(held == 4)
+
+    await eventually(handed_back, timeout=20, message="the unstarted claims were not handed back")
+    sender.gate.set()
+    await asyncio.wait_for(task, timeout=30)
+    assert sender.sent == 4 and sender.peak == 4
+    rows = await conn.fetch("SELECT status, attempts FROM mailq.emails")
+    assert (
+        sorted((r["status"], r["attempts"]) for r in rows)
+        == [("sent", 1)] * 4 + [("waiting", 0)] * 36
+    )
