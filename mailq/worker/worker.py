@@ -284,7 +284,7 @@ class Worker:
         lanes.close()
         unstarted = self._ledger.unstarted()
         if unstarted:
-            await self._hand_back(pool, unstarted)
+            await _hand_back(pool, self._ledger, unstarted, self.identity.id)
         cancelled = await lanes.finish(self.settings.shutdown_grace_s)
         if cancelled:
             logger.warning(
@@ -303,18 +303,21 @@ class Worker:
                 extra={"action": "outcomes_unwritten", "count": recorder.unwritten},
             )
 
-    async def _hand_back(self, pool: asyncpg.Pool, emails: list[ClaimedEmail]) -> None:
-        try:
-            released = await email_release(pool, emails, self.identity.id)
-        except DATABASE_ERRORS as exc:
-            logger.warning("could not hand back %d emails: %s", len(emails), exc)
-            return
-        self._ledger.free_handed_back(emails)
-        logger.info(
-            "handed back %d claimed emails that had not started",
-            len(released),
-            extra={"action": "handed_back", "count": len(released)},
-        )
+
+async def _hand_back(
+    pool: asyncpg.Pool, ledger: SlotLedger, emails: list[ClaimedEmail], worker_id: uuid.UUID
+) -> None:
+    try:
+        released = await email_release(pool, emails, worker_id)
+    except DATABASE_ERRORS as exc:
+        logger.warning("could not hand back %d emails: %s", len(emails), exc)
+        return
+    ledger.free_handed_back(emails)
+    logger.info(
+        "handed back %d claimed emails that had not started",
+        len(released),
+        extra={"action": "handed_back", "count": len(released)},
+    )
 
 
 async def _forget_lease(pool: asyncpg.Pool, worker_id: uuid.UUID) -> None:
