@@ -1,14 +1,14 @@
 """The claim loop: takes due emails in batches into the worker's free slots.
 
-A worker claims ahead: it holds up to PREFETCH claimed emails more than its concurrency,
-waiting to start (the slot ledger lets only `concurrency` of them be sending at a time, so
-the bound on what a kill -9 sends twice stays). With a buffer to draw from, it claims a
-batch once the buffer has room for half a claim, instead of claiming the few slots that
-each committed outcome frees: fewer, larger claims, and the lanes never wait for one. It
-claims at once when woken by a NOTIFY (new work: a welcome must not wait for the buffer)
-or when the lanes could run short. Under a rate limit it claims no further ahead than its
-concurrency (a token is taken when the email is claimed, so claiming ahead would let
-sends bunch up past the limit).
+A worker claims ahead: it holds up to twice its concurrency in claimed emails (at most
+PREFETCH_MAX more than its concurrency). The slot ledger lets only `concurrency` of them be
+sending at a time, so the bound on what a kill -9 sends twice stays; the others wait to
+start. With that buffer to draw from, it claims once the buffer has room for half a claim,
+instead of claiming the few slots each committed outcome frees: fewer, larger claims, and
+the lanes do not wait for one. It claims at once when woken for news (a NOTIFY, a due
+time, the poll interval: a welcome must not wait for the buffer) or when the lanes could
+run short. Under a rate limit it claims no further ahead than its concurrency (a token is
+taken when the email is claimed: claiming ahead would let sends bunch up past the limit).
 
 Each turn shares the free slots among the worker's kinds (mailq.kinds.plan_claim), takes
 rate-limit tokens for what it means to claim, claims with SKIP LOCKED, hands the claimed
@@ -44,8 +44,10 @@ logger = logging.getLogger(__name__)
 
 # Most emails one claim takes; smaller than a large concurrency so claims and sends overlap.
 CLAIM_BATCH_MAX = 100
-# Claimed emails a worker may hold beyond its concurrency, not started yet.
-PREFETCH = CLAIM_BATCH_MAX
+# Claimed emails a worker may hold beyond its concurrency (as many again, up to this), not
+# started yet. Bounded: a killed worker's claims wait for its lease to expire, and each is
+# taken back with a `lost` attempt, started or not.
+PREFETCH_MAX = CLAIM_BATCH_MAX
 
 
 class Wakeup:
@@ -120,7 +122,8 @@ class Claimer:
         self._breaker = breaker
         self._turn = 0
         # Without a rate limit, claim ahead of the free send slots (see the module doc).
-        self._capacity = settings.concurrency + (0 if limiter.active else PREFETCH)
+        ahead = 0 if limiter.active else min(settings.concurrency, PREFETCH_MAX)
+        self._capacity = settings.concurrency + ahead
         self._backoff = Backoff(logger, "claiming failed; retrying", "claim_failed")
 
     async def run(self, until_empty: bool) -> None:

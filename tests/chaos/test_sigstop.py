@@ -101,7 +101,7 @@ async def test_a_worker_frozen_past_its_lease_does_not_send_its_old_claims_when_
         # Sends whose DATA was under way when it froze may complete: at most its slots.
         duplicate_bound=CONCURRENCY,
         recovery_bound_s=RECOVERY_BOUND_S,
-        burnt_bound=CONCURRENCY,  # its claims, taken back (`lost`)
+        burnt_bound=2 * CONCURRENCY,  # its claims (claimed ahead too), taken back (`lost`)
     )
     result.notes.update(
         frozen_s=round(fault_ended - stopped_at, 1),
