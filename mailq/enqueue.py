@@ -19,12 +19,12 @@ from typing import Any
 import asyncpg
 import psycopg
 
+from mailq.batches import rows_of
 from mailq.compose.templates import TemplateStore
 from mailq.db.connection import DATABASE_ERRORS, driver_errors
 from mailq.db.emails import email_insert, email_insert_sync
 from mailq.kinds import KindPolicy
 from mailq.models import Email, EmailRow
-from mailq.validation import to_row
 
 
 def configured(
@@ -53,17 +53,12 @@ def build_rows(
     kinds: Mapping[str, KindPolicy] | None = None,
     templates: TemplateStore | None = None,
 ) -> list[EmailRow]:
-    """Validate every email first, so that one bad email writes nothing at all."""
+    """Validate every email first, so that one bad email writes nothing at all (what the
+    emails share is checked once per batch: mailq.batches)."""
     default_from, kinds, templates = configured(default_from, kinds, templates)
-    now = datetime.now(UTC)
-    rows = []
-    for index, email in enumerate(emails):
-        if not isinstance(email, Email):
-            raise TypeError(f"emails[{index}] is a {type(email).__name__}, not a mailq.Email")
-        rows.append(
-            to_row(email, default_from=default_from, kinds=kinds, now=now, templates=templates)
-        )
-    return rows
+    return rows_of(
+        emails, default_from=default_from, kinds=kinds, templates=templates, now=datetime.now(UTC)
+    )
 
 
 async def enqueue(
