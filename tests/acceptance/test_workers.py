@@ -225,10 +225,11 @@ async def test_hand_back_of_claims_that_never_started(
     task = asyncio.create_task(worker.run())
 
     async def claimed() -> bool:
-        # 16 slots, 2 of them kept for welcome: 14 campaign emails claimed, 1 sending.
-        return await count(conn, "sending") == 14
+        # 16 sends and as many claimed ahead, 4 of the 32 kept for welcome: 28 campaign
+        # emails claimed, 1 sending.
+        return await count(conn, "sending") == 28
 
-    await eventually(claimed, timeout=20, message="the worker did not claim 14")
+    await eventually(claimed, timeout=20, message="the worker did not claim 28")
     worker.stop()
     await asyncio.wait_for(task, timeout=30)
     assert await count(conn, "sending") == 0
