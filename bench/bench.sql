@@ -95,6 +95,14 @@ SELECT version() AS version, current_setting('server_version') AS server_version
 SELECT pid FROM pg_stat_activity
 WHERE datname = current_database() AND pid <> pg_backend_pid()
 
+-- name: bench_wal_lsn
+-- Where the server's WAL is now (the whole cluster's: other databases' writes count too).
+SELECT pg_current_wal_lsn()::text
+
+-- name: bench_wal_since
+-- WAL bytes written by the cluster since $1 (a bench_wal_lsn).
+SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), $1::text::pg_lsn)::float8
+
 -- name: peer_pgqueuer_remaining
 -- PgQueuer jobs not yet finished (a job's row is deleted when its outcome is logged).
 SELECT count(*) FROM public.pgqueuer

@@ -72,7 +72,8 @@ async def wait_finished(
 
 
 class CpuMeter:
-    """CPU seconds of the drainers and of the server processes of the database."""
+    """CPU seconds of the drainers and of the server processes of the database, and the WAL
+    bytes the server wrote meanwhile (the whole cluster's)."""
 
     def __init__(self, conn: asyncpg.Connection, group: Processes) -> None:
         self._conn = conn
@@ -80,6 +81,8 @@ class CpuMeter:
         self._before: tuple[dict[int, float], dict[int, float]] = ({}, {})
         self.drainers: float | None = None
         self.server: float | None = None
+        self.wal: float | None = None
+        self._lsn = ""
 
     async def _read(self) -> tuple[dict[int, float], dict[int, float]]:
         backends = [r["pid"] for r in await self._conn.fetch(BENCH_QUERIES["bench_backend_pids"])]
@@ -87,17 +90,22 @@ class CpuMeter:
 
     async def start(self) -> None:
         self._before = await self._read()
+        self._lsn = await self._conn.fetchval(BENCH_QUERIES["bench_wal_lsn"])
 
     async def stop(self) -> None:
+        self.wal = await self._conn.fetchval(BENCH_QUERIES["bench_wal_since"], self._lsn)
         drainers, server = await self._read()
         self.drainers = cpu.spent(self._before[0], drainers)
         self.server = cpu.spent(self._before[1], server)
 
     def per_item_us(self, count: int) -> dict[str, float]:
         """CPU microseconds per item handled, of the drainers and of the server (what
-        could be read)."""
+        could be read), and WAL bytes per item."""
         figures = {"drainers_cpu_us": self.drainers, "server_cpu_us": self.server}
-        return {k: v / count * 1e6 for k, v in figures.items() if v is not None and count}
+        per_item = {k: v / count * 1e6 for k, v in figures.items() if v is not None and count}
+        if self.wal is not None and count:
+            per_item["wal_bytes"] = self.wal / count
+        return per_item
 
 
 def _sample(

@@ -237,7 +237,10 @@ def _cpu_table(doc: Mapping[str, Any], groups: Sequence[Group]) -> list[str]:
         for system in (MAILQ, BARE):
             m = next((m for m in group.members if m.system == system), None)
             median_ = results[m.key]["median"] if m and m.key in results else {}
-            cells += [_n(median_.get("drainers_cpu_us"), 1), _n(median_.get("server_cpu_us"), 1)]
+            cells += [
+                _n(median_.get(figure), 1)
+                for figure in ("drainers_cpu_us", "server_cpu_us", "wal_bytes")
+            ]
         if any(c != "-" for c in cells):
             n = group.members[0].params["processes"]
             rows.append(f"| {n} | " + " | ".join(cells) + " |")
@@ -246,10 +249,12 @@ def _cpu_table(doc: Mapping[str, Any], groups: Sequence[Group]) -> list[str]:
     return [
         "",
         "CPU per email or row during the drains, in microseconds (drainer processes; the "
-        "Postgres processes serving them):",
+        "Postgres processes serving them), and WAL bytes per email or row (the cluster's: on "
+        "a shared server, others' writes count too):",
         "",
-        "| processes | mailq workers | their Postgres | bare loops | their Postgres |",
-        "| ---: | ---: | ---: | ---: | ---: |",
+        "| processes | mailq workers | their Postgres | mailq WAL | bare loops | their Postgres "
+        "| bare WAL |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         *rows,
     ]
 
