@@ -20,7 +20,13 @@ from mailq.campaigns.campaign import (
     get_campaign,
     list_campaigns,
 )
-from mailq.campaigns.recipients import Added, Recipient, add_recipients, recipients_from_csv
+from mailq.campaigns.recipients import (
+    Added,
+    Recipient,
+    Recipients,
+    add_recipients,
+    recipients_from_csv,
+)
 from mailq.campaigns.status import (
     CANCEL_REASON,
     cancel_campaign,
@@ -35,6 +41,7 @@ __all__ = [
     "Campaign",
     "NewCampaign",
     "Recipient",
+    "Recipients",
     "add_recipients",
     "cancel_campaign",
     "create_campaign",
