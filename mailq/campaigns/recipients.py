@@ -1,5 +1,6 @@
 """A campaign's recipients: checked one by one against the campaign's content, inserted in
-bulk, chunk by chunk, from any iterator (a million recipients never sit in memory at once).
+bulk from any iterator: streamed by COPY into a staging table as they are checked, then moved
+in one statement (a million recipients never sit in memory at once).
 
 Each recipient becomes an email of the campaign's kind that stores only the recipient's
 context. A recipient gets a campaign at most once (a unique index on the campaign and the
@@ -17,7 +18,7 @@ import csv
 import json
 import os
 import re
-from collections.abc import AsyncIterable, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TextIO, TypeAlias
@@ -30,8 +31,7 @@ from mailq.db import campaigns as db
 from mailq.errors import CampaignClosed, CampaignNotFound, InvalidEmail
 from mailq.streams import each
 
-# Recipients inserted per statement: big enough to amortise the round trip, small enough
-# that a chunk's arrays stay a few MB.
+# Message-IDs drawn from the system's random source at a time.
 CHUNK = 10_000
 PAUSED_UNTIL = datetime(9999, 12, 31, tzinfo=UTC)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -106,49 +106,36 @@ async def insert_recipients(
     conn: asyncpg.Connection, row: Mapping[str, Any], recipients: Recipients
 ) -> Added:
     """Check and insert recipients into the campaign of `row` (locked by the caller, inside
-    its transaction), CHUNK at a time; held far in the future while the campaign is paused."""
+    its transaction): streamed by COPY into a staging table while they are checked, then
+    moved in one INSERT ... SELECT; held far in the future while the campaign is paused."""
     shape = Shape.of(json.loads(row["content"]))
     run_at = PAUSED_UNTIL if row["status"] == "paused" else row["send_at"]
-    added = suppressed = seen = 0
-    addresses: list[str] = []
-    names: list[str | None] = []
-    message_ids: list[str] = []
-    contents: list[str] = []
+    seen = 0
 
-    async def flush() -> None:
-        nonlocal added, suppressed
-        inserted, held = await db.email_insert_recipients(
-            conn,
-            row["id"],
-            addresses,
-            message_ids,
-            contents,
-            kind=row["kind"],
-            priority=row["priority"],
-            max_attempts=row["max_attempts"],
-            run_at=run_at,
-            send_at=row["send_at"],
-            names=names,
-            expires_at=row.get("expires_at"),
-        )
-        added += inserted
-        suppressed += held
-        addresses.clear()
-        names.clear()
-        message_ids.clear()
-        contents.clear()
+    async def records() -> AsyncIterator[tuple[str, str, str, str | None]]:
+        # Built while the COPY writes the ones before (a refusal aborts the COPY).
+        nonlocal seen
+        domain = shape.domain
+        random_hex = ""
+        async for recipient in each(recipients):
+            address, name, context = _recipient(recipient, seen, shape)
+            at = 32 * (seen % CHUNK)
+            if not at:
+                random_hex = os.urandom(16 * CHUNK).hex()
+            seen += 1
+            yield address, f"<{random_hex[at : at + 32]}@{domain}>", context, name
 
-    async for recipient in each(recipients):
-        address, name, context = _recipient(recipient, seen, shape)
-        addresses.append(address)
-        names.append(name)
-        message_ids.append(f"<{os.urandom(16).hex()}@{shape.domain}>")
-        contents.append(context)
-        seen += 1
-        if len(addresses) >= CHUNK:
-            await flush()
-    if addresses:
-        await flush()
+    await db.email_stage_recipients(conn, records())
+    added, suppressed = await db.email_insert_staged_recipients(
+        conn,
+        row["id"],
+        kind=row["kind"],
+        priority=row["priority"],
+        max_attempts=row["max_attempts"],
+        run_at=run_at,
+        send_at=row["send_at"],
+        expires_at=row.get("expires_at"),
+    )
     return Added(added=added, duplicates=seen - added, suppressed=suppressed)
 
 
