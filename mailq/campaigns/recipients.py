@@ -1,6 +1,5 @@
 """A campaign's recipients: checked one by one against the campaign's content, inserted in
-bulk from any iterator: streamed by COPY into a staging table as they are checked, then moved
-in one statement (a million recipients never sit in memory at once).
+bulk, chunk by chunk, from any iterator (a million recipients never sit in memory at once).
 
 Each recipient becomes an email of the campaign's kind that stores only the recipient's
 context. A recipient gets a campaign at most once (a unique index on the campaign and the
@@ -14,11 +13,13 @@ against it (a missing one refuses the whole call, naming the recipient and the v
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import csv
 import json
 import os
 import re
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TextIO, TypeAlias
@@ -31,7 +32,8 @@ from mailq.db import campaigns as db
 from mailq.errors import CampaignClosed, CampaignNotFound, InvalidEmail
 from mailq.streams import each
 
-# Message-IDs drawn from the system's random source at a time.
+# Recipients inserted per statement: big enough to amortise the round trip, small enough
+# that a chunk's arrays stay a few MB.
 CHUNK = 10_000
 PAUSED_UNTIL = datetime(9999, 12, 31, tzinfo=UTC)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -102,41 +104,76 @@ async def add_recipients(
         return await insert_recipients(conn, row, recipients)
 
 
+@dataclass(slots=True)
+class _Chunk:
+    """Recipients checked and waiting to be inserted, as the statement's arrays."""
+
+    addresses: list[str] = field(default_factory=list)
+    names: list[str | None] = field(default_factory=list)
+    message_ids: list[str] = field(default_factory=list)
+    contents: list[str] = field(default_factory=list)
+
+
 async def insert_recipients(
     conn: asyncpg.Connection, row: Mapping[str, Any], recipients: Recipients
 ) -> Added:
     """Check and insert recipients into the campaign of `row` (locked by the caller, inside
-    its transaction): streamed by COPY into a staging table while they are checked, then
-    moved in one INSERT ... SELECT; held far in the future while the campaign is paused."""
+    its transaction), CHUNK at a time; held far in the future while the campaign is paused.
+    A chunk is checked while the one before it is being written (one in flight)."""
     shape = Shape.of(json.loads(row["content"]))
     run_at = PAUSED_UNTIL if row["status"] == "paused" else row["send_at"]
-    seen = 0
+    totals = [0, 0]  # inserted, of which suppressed
+    writing: asyncio.Task[tuple[int, int]] | None = None
 
-    async def records() -> AsyncIterator[tuple[str, str, str, str | None]]:
-        # Built while the COPY writes the ones before (a refusal aborts the COPY).
-        nonlocal seen
-        domain = shape.domain
-        random_hex = ""
+    async def settle() -> None:
+        nonlocal writing
+        if writing is not None:
+            task, writing = writing, None
+            inserted, held = await task
+            totals[0] += inserted
+            totals[1] += held
+
+    def write(chunk: _Chunk) -> asyncio.Task[tuple[int, int]]:
+        return asyncio.create_task(
+            db.email_insert_recipients(
+                conn,
+                row["id"],
+                chunk.addresses,
+                chunk.message_ids,
+                chunk.contents,
+                kind=row["kind"],
+                priority=row["priority"],
+                max_attempts=row["max_attempts"],
+                run_at=run_at,
+                send_at=row["send_at"],
+                names=chunk.names,
+                expires_at=row.get("expires_at"),
+            )
+        )
+
+    seen = 0
+    chunk = _Chunk()
+    try:
         async for recipient in each(recipients):
             address, name, context = _recipient(recipient, seen, shape)
-            at = 32 * (seen % CHUNK)
-            if not at:
-                random_hex = os.urandom(16 * CHUNK).hex()
+            chunk.addresses.append(address)
+            chunk.names.append(name)
+            chunk.message_ids.append(f"<{os.urandom(16).hex()}@{shape.domain}>")
+            chunk.contents.append(context)
             seen += 1
-            yield address, f"<{random_hex[at : at + 32]}@{domain}>", context, name
-
-    await db.email_stage_recipients(conn, records())
-    added, suppressed = await db.email_insert_staged_recipients(
-        conn,
-        row["id"],
-        kind=row["kind"],
-        priority=row["priority"],
-        max_attempts=row["max_attempts"],
-        run_at=run_at,
-        send_at=row["send_at"],
-        expires_at=row.get("expires_at"),
-    )
-    return Added(added=added, duplicates=seen - added, suppressed=suppressed)
+            if len(chunk.addresses) >= CHUNK:
+                await settle()
+                writing, chunk = write(chunk), _Chunk()
+                await asyncio.sleep(0)  # its statement goes out before the next is built
+        await settle()
+        if chunk.addresses:
+            writing = write(chunk)
+        await settle()
+    finally:
+        if writing is not None:  # refused while a chunk was being written: let it end
+            with contextlib.suppress(Exception):
+                await writing
+    return Added(added=totals[0], duplicates=seen - totals[0], suppressed=totals[1])
 
 
 def _recipient(item: object, index: int, shape: Shape) -> tuple[str, str | None, str]:

@@ -3,7 +3,7 @@ blocks of emails.sql): one function per named statement, same name."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -57,44 +57,36 @@ async def campaign_progress_open(db: Executor, limit: int) -> list[dict[str, Any
     return [dict(r) for r in await db.fetch(QUERIES["campaign_progress_open"], limit)]
 
 
-# The staging table's columns, in the order of the records copied into it.
-STAGED_RECIPIENT_COLUMNS = ("address", "message_id", "content", "name")
-
-
-async def email_stage_recipients(
-    conn: asyncpg.Connection,
-    records: AsyncIterable[tuple[str, str, str, str | None]],
-) -> None:
-    """COPY recipients (address, Message-ID, content JSON, display name or None) into this
-    transaction's staging table, as the records come (they may be built meanwhile)."""
-    await conn.execute(QUERIES["email_stage_recipients"])
-    await conn.execute(QUERIES["email_clear_staged_recipients"])
-    await conn.copy_records_to_table(
-        "mailq_staged_recipients", records=records, columns=STAGED_RECIPIENT_COLUMNS
-    )
-
-
-async def email_insert_staged_recipients(
+async def email_insert_recipients(
     conn: asyncpg.Connection,
     campaign_id: int,
+    addresses: Sequence[str],
+    message_ids: Sequence[str],
+    contents: Sequence[str],
     *,
     kind: str,
     priority: int,
     max_attempts: int | None,
     run_at: datetime,
     send_at: datetime,
+    names: Sequence[str | None] | None = None,
     expires_at: datetime | None = None,
 ) -> tuple[int, int]:
-    """Move the staged recipients into the campaign; returns (inserted, of which
-    suppressed). Duplicates (in the campaign, or twice in the input) are skipped."""
+    """Insert one chunk; returns (inserted, of which suppressed). Duplicates are skipped.
+    `names`: the recipients' display names (None where none was given)."""
     row = await conn.fetchrow(
-        QUERIES["email_insert_staged_recipients"],
+        QUERIES["email_insert_recipients"],
         campaign_id,
+        addresses,
+        message_ids,
+        contents,
         kind,
         priority,
         max_attempts,
         run_at,
         send_at,
+        # No names at all (the common case): a null array, which unnest pads with nulls.
+        None if names is None or not any(names) else list(names),
         expires_at,
     )
     return int(row["added"]), int(row["suppressed"])

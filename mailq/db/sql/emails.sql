@@ -406,35 +406,25 @@ WHERE status = 'sent'
   AND finished_at > coalesce($2::timestamptz, now()) - make_interval(secs => $1::float8)
 GROUP BY kind;
 
--- name: email_stage_recipients
--- The staging table a campaign's recipients are copied into (COPY), one per transaction:
--- moved into mailq.emails by email_insert_staged_recipients, dropped at commit.
-CREATE TEMP TABLE IF NOT EXISTS mailq_staged_recipients
-    (address text NOT NULL, message_id text NOT NULL, content text NOT NULL, name text)
-ON COMMIT DROP;
-
--- name: email_clear_staged_recipients
--- Empty the staging table (a second batch of recipients in the same transaction).
-TRUNCATE mailq_staged_recipients;
-
--- name: email_insert_staged_recipients
--- Move the staged recipients (email_stage_recipients) into campaign $1 as emails of kind
--- $2, priority $3, max attempts $4, due at $5 (or far future, 9999-12-31, while the campaign
--- is paused), send_at $6, expiring at $7, in one statement. A recipient already in the
--- campaign (or twice in the input) is skipped (the unique index); a suppressed one is stored
--- cancelled with the reason. Returns how many were inserted and, of those, how many were
--- suppressed.
+-- name: email_insert_recipients
+-- Add one chunk of campaign $1's recipients (parallel arrays $2 bare addresses, $3
+-- Message-IDs, $4 contexts as JSON, $10 display names or nulls) as emails of kind $5,
+-- priority $6, max attempts $7, due at $8 (or far future, 9999-12-31, while the campaign is
+-- paused), send_at $9, expiring at $11. A recipient already in the campaign is skipped (the
+-- unique index); a suppressed one is stored cancelled with the reason. Returns how many were
+-- inserted and, of those, how many were suppressed.
 WITH inserted AS (
     INSERT INTO mailq.emails
         (kind, priority, run_at, send_at, max_attempts, to_address, message_id, content,
          campaign_id, status, finished_at, last_error, to_name, expires_at)
-    SELECT $2::text, $3::smallint, $5::timestamptz, $6::timestamptz, $4::integer, r.address,
+    SELECT $5::text, $6::smallint, $8::timestamptz, $9::timestamptz, $7::integer, r.address,
            r.message_id, r.content::jsonb, $1::bigint,
            CASE WHEN s.address IS NULL THEN 'waiting' ELSE 'cancelled' END,
            CASE WHEN s.address IS NULL THEN NULL ELSE now() END,
            CASE WHEN s.address IS NULL THEN NULL ELSE 'suppressed: ' || s.reason END,
-           r.name, $7::timestamptz
-    FROM mailq_staged_recipients AS r
+           r.name, $11::timestamptz
+    FROM unnest($2::text[], $3::text[], $4::text[], $10::text[])
+         AS r(address, message_id, content, name)
     LEFT JOIN mailq.suppressions AS s ON s.address = lower(r.address)
     ON CONFLICT (campaign_id, lower(to_address)) WHERE campaign_id IS NOT NULL DO NOTHING
     RETURNING status
