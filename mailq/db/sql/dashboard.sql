@@ -247,3 +247,54 @@ LIMIT 1;
 -- name: dashboard_campaign_sample_prune
 -- Forget campaign samples older than $1 seconds.
 DELETE FROM mailq.campaign_samples WHERE sampled_at < now() - make_interval(secs => $1::float8);
+
+-- name: dashboard_event_rates_kinds
+-- Per kind: its sent emails (mailq.finished_counts: those the retention keeps) and its
+-- delivery events of the last $1 days (mailq.event_counts, days counted in UTC), by outcome.
+-- Both are trigger-kept counts: nothing here reads an email or an event.
+WITH sent AS (
+    SELECT f.kind, sum(f.n)::bigint AS sent
+    FROM mailq.finished_counts AS f
+    WHERE f.status = 'sent'
+    GROUP BY 1
+),
+events AS (
+    SELECT x.kind,
+           coalesce(sum(x.n) FILTER (WHERE x.outcome = 'delivered'), 0)::bigint AS delivered,
+           coalesce(sum(x.n) FILTER (WHERE x.outcome = 'hard_bounced'), 0)::bigint AS hard_bounced,
+           coalesce(sum(x.n) FILTER (WHERE x.outcome = 'soft_bounced'), 0)::bigint AS soft_bounced,
+           coalesce(sum(x.n) FILTER (WHERE x.outcome = 'rejected'), 0)::bigint AS rejected,
+           coalesce(sum(x.n) FILTER (WHERE x.outcome = 'complained'), 0)::bigint AS complained,
+           coalesce(sum(x.n) FILTER (WHERE x.outcome = 'unsubscribed'), 0)::bigint AS unsubscribed
+    FROM mailq.event_counts AS x
+    WHERE x.day >= (now() AT TIME ZONE 'UTC')::date - $1::integer
+    GROUP BY 1
+)
+SELECT coalesce(s.kind, e.kind) AS kind, coalesce(s.sent, 0) AS sent,
+       coalesce(e.delivered, 0) AS delivered, coalesce(e.hard_bounced, 0) AS hard_bounced,
+       coalesce(e.soft_bounced, 0) AS soft_bounced, coalesce(e.rejected, 0) AS rejected,
+       coalesce(e.complained, 0) AS complained, coalesce(e.unsubscribed, 0) AS unsubscribed
+FROM sent AS s
+FULL JOIN events AS e ON e.kind = s.kind
+WHERE coalesce(s.sent, 0) > 0 OR e.kind IS NOT NULL
+ORDER BY 1;
+
+-- name: dashboard_event_rates_campaign
+-- Campaign $1 over its life: its sent emails (mailq.campaign_counts) and its delivery events
+-- by outcome (mailq.event_counts, through its primary key: kind, campaign), and why the bounce
+-- breaker paused it, if it did.
+SELECT c.id AS campaign_id,
+       (SELECT coalesce(sum(k.n), 0) FROM mailq.campaign_counts AS k
+        WHERE k.campaign_id = c.id AND k.status = 'sent')::bigint AS sent,
+       coalesce(sum(x.n) FILTER (WHERE x.outcome = 'delivered'), 0)::bigint AS delivered,
+       coalesce(sum(x.n) FILTER (WHERE x.outcome = 'hard_bounced'), 0)::bigint AS hard_bounced,
+       coalesce(sum(x.n) FILTER (WHERE x.outcome = 'soft_bounced'), 0)::bigint AS soft_bounced,
+       coalesce(sum(x.n) FILTER (WHERE x.outcome = 'rejected'), 0)::bigint AS rejected,
+       coalesce(sum(x.n) FILTER (WHERE x.outcome = 'complained'), 0)::bigint AS complained,
+       coalesce(sum(x.n) FILTER (WHERE x.outcome = 'unsubscribed'), 0)::bigint AS unsubscribed,
+       (SELECT b.reason FROM mailq.bounce_breakers AS b
+        WHERE b.scope = 'campaign' AND b.key = c.id::text) AS paused_reason
+FROM mailq.campaigns AS c
+LEFT JOIN mailq.event_counts AS x ON x.kind = c.kind AND x.campaign_id = c.id
+WHERE c.id = $1::bigint
+GROUP BY c.id;
