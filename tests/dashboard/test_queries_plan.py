@@ -1,7 +1,8 @@
 """Every query a dashboard page runs reads a bounded part of the database, whatever the size of
 its history: the trigger-kept counts, the partial indexes of the unfinished (and failed)
 emails, a bounded range of the primary key, or attempts by time through their BRIN index.
-Checked on executed plans (EXPLAIN ANALYZE) over 200,000 sent emails, not on timings; the
+Checked on executed plans (EXPLAIN ANALYZE) over 200,000 sent emails, not on timings (the
+counts of waiting emails must come from their index alone, never visiting the rows); the
 timings at 10,000,000 are the benchmark's (`python -m bench --only dashboard`)."""
 
 from __future__ import annotations
@@ -164,7 +165,16 @@ def _queries(now: datetime, top: int) -> dict[str, tuple[str, tuple[Any, ...], i
                                  (week, 20_000, 550, "d3.org", False), OPEN_ROWS, FAILED),
         "buckets": (QUERIES["dashboard_rate_buckets"], (), 0, 0),
         "campaign rate": (QUERIES["dashboard_campaign_rate"], (1, 600.0), 0, 0),
+        "breakers": (QUERIES["backend_breaker_list"], (), 0, 0),
+        "event rates of kinds": (QUERIES["dashboard_event_rates_kinds"], (14,), 0, 0),
+        "event rates of a campaign": (QUERIES["dashboard_event_rates_campaign"], (1,), 0, 0),
     }  # fmt: skip
+
+
+# Queries whose reads of mailq.emails must be index-only through these indexes: the counts
+# of a backlog never visit its rows (at 100,000 waiting emails that visit was most of the
+# overview's time).
+INDEX_ONLY = {"counts": {"emails_due_idx", "emails_unknown_idx"}}
 
 
 async def test_every_dashboard_query_reads_a_bounded_part(history: asyncpg.Connection) -> None:
@@ -179,7 +189,10 @@ async def test_every_dashboard_query_reads_a_bounded_part(history: asyncpg.Conne
             plan = await history.fetchval("EXPLAIN (ANALYZE, FORMAT JSON) " + query, *args)
         finally:
             await transaction.rollback()
-        problem = _reads_too_much(_nodes(json.loads(plan)), emails_max, attempts_max)
+        nodes = _nodes(json.loads(plan))
+        problem = _reads_too_much(nodes, emails_max, attempts_max) or _visits_rows(
+            nodes, INDEX_ONLY.get(name, set())
+        )
         if problem:
             problems[name] = problem
     assert problems == {}
@@ -188,6 +201,12 @@ async def test_every_dashboard_query_reads_a_bounded_part(history: asyncpg.Conne
     naive = "SELECT status, count(*) FROM mailq.emails GROUP BY 1"
     plan = await history.fetchval("EXPLAIN (ANALYZE, FORMAT JSON) " + naive)
     assert _reads_too_much(_nodes(json.loads(plan)), OPEN_ROWS, 0)
+    naive = (
+        "SELECT kind, mailq.email_state(status, run_at, attempts), count(*) FROM mailq.emails "
+        "WHERE status = 'waiting' GROUP BY 1, 2"
+    )
+    plan = await history.fetchval("EXPLAIN (ANALYZE, FORMAT JSON) " + naive)
+    assert _visits_rows(_nodes(json.loads(plan)), {"emails_due_idx"})
     naive = "SELECT count(*) FROM mailq.attempts WHERE smtp_code = 250"
     plan = await history.fetchval("EXPLAIN (ANALYZE, FORMAT JSON) " + naive)
     assert _reads_too_much(_nodes(json.loads(plan)), 0, 6_000)
@@ -218,6 +237,16 @@ async def test_the_rollup_counts_minutes_once_and_the_brin_finds_them(
     names = {n.get("Index Name") for n in _nodes(json.loads(plan))}
     assert "attempts_finished_brin" in names
     assert datetime.now(UTC) > start
+
+
+def _visits_rows(nodes: list[dict[str, Any]], index_only: set[str]) -> str | None:
+    # (How many heap fetches an index-only scan still makes depends on the visibility map,
+    # which vacuum keeps and a concurrent long transaction holds back: not counted here.)
+    for node in nodes:
+        index = node.get("Index Name")
+        if index in index_only and node.get("Node Type") != "Index Only Scan":
+            return f"{node.get('Node Type')} of {index}, not an index-only scan"
+    return None
 
 
 def _reads_too_much(nodes: list[dict[str, Any]], emails_max: int, attempts_max: int) -> str | None:
