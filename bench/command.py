@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import platform
+import re
 import sys
 import tempfile
 import time
@@ -81,6 +82,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"finished emails in the history database ({defaults.history_emails:,})",
     )
     parser.add_argument(
+        "--dashboard-waiting",
+        type=int,
+        help=f"waiting emails beside the history in the dashboard measure "
+        f"({defaults.dashboard_waiting:,})",
+    )
+    parser.add_argument(
+        "--history-database",
+        help="an existing database (on the same server) that already holds the finished "
+        "emails: the history and dashboard measures work on copies of it (the history is "
+        "not written again; --history-emails should say how many it holds)",
+    )
+    parser.add_argument(
         "--campaign-recipients",
         type=int,
         help=f"recipients of the campaign measure ({defaults.campaign_recipients:,})",
@@ -123,6 +136,7 @@ def options_from_args(args: argparse.Namespace) -> Options:
         ("wakeup_emails", "wakeup_emails"),
         ("history_emails", "history_emails"),
         ("campaign_recipients", "campaign_recipients"),
+        ("dashboard_waiting", "dashboard_waiting"),
         ("smtp_emails", "smtp_emails"),
     ):
         value = getattr(args, flag, None)
@@ -138,6 +152,10 @@ def options_from_args(args: argparse.Namespace) -> Options:
         if not counts or min(counts) < 1:
             raise UsageError("--processes: a comma-separated list of whole numbers ≥ 1")
         changes["processes"] = counts
+    if getattr(args, "history_database", None):
+        if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", args.history_database):
+            raise UsageError("--history-database: a database name (lowercase, digits, _)")
+        changes["history_database"] = args.history_database
     if args.peers is False:
         changes["peers"] = False
     if args.only:

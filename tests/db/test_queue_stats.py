@@ -1,11 +1,13 @@
-"""mailq.queue_stats counts the waiting emails from emails_due_idx and the retrying ones from
-mailq.retrying_emails, which the count triggers keep: through every change an email goes
-through, the view equals the public state computed row by row (mailq.email_state)."""
+"""mailq.queue_stats reads counts the triggers keep (emails and retrying emails per kind,
+waiting emails due later by minute) and no backlog: through every change an email goes
+through, the view equals the public states computed row by row (mailq.email_state), and the
+claim of a due email writes none of the counts."""
 
 from __future__ import annotations
 
 import json
 import uuid
+from typing import Any
 
 import asyncpg
 
@@ -14,19 +16,35 @@ NAIVE = """
     SELECT kind, mailq.email_state(status, run_at, attempts) AS state, count(*) AS count
     FROM mailq.emails GROUP BY 1, 2
 """
+# The longest-due waiting email of each kind, or the oldest claim (as queue_stats has it).
+OLDEST = """
+    SELECT kind, max(now() - run_at) AS age FROM mailq.emails
+    WHERE status = 'sending' OR status = 'waiting' AND run_at <= now() GROUP BY 1
+"""
 
 
 async def _same(conn: asyncpg.Connection) -> dict[tuple[str, str], int]:
-    view = {(r["kind"], r["state"]): r["count"] for r in await conn.fetch(
-        "SELECT kind, state, count FROM mailq.queue_stats")}  # fmt: skip
-    naive = {(r["kind"], r["state"]): r["count"] for r in await conn.fetch(NAIVE)}
+    async with conn.transaction():  # one now() for the view and the row-by-row count
+        rows = await conn.fetch("SELECT kind, state, count, oldest_due_age FROM mailq.queue_stats")
+        naive_rows = await conn.fetch(NAIVE)
+        oldest = {r["kind"]: r["age"] for r in await conn.fetch(OLDEST)}
+    view = {(r["kind"], r["state"]): r["count"] for r in rows}
+    naive = {(r["kind"], r["state"]): r["count"] for r in naive_rows}
     assert view == naive
-    kept = await conn.fetch("SELECT email_id, kind, run_at FROM mailq.retrying_emails")
-    expected = await conn.fetch(
-        "SELECT id, kind, run_at FROM mailq.emails WHERE status = 'waiting' AND attempts > 0"
-    )
-    assert sorted(map(tuple, kept)) == sorted(map(tuple, expected))
+    by_kind: dict[str, Any] = {}
+    for r in rows:
+        if r["oldest_due_age"] is not None:
+            by_kind[r["kind"]] = max(
+                r["oldest_due_age"], by_kind.get(r["kind"], r["oldest_due_age"])
+            )
+    assert by_kind == oldest
     return view
+
+
+async def _counts(conn: asyncpg.Connection) -> list[tuple[Any, ...]]:
+    kinds = await conn.fetch("SELECT * FROM mailq.kind_counts ORDER BY 1, 2")
+    later = await conn.fetch("SELECT * FROM mailq.waiting_later_counts ORDER BY 1, 2, 3")
+    return [tuple(r) for r in kinds] + [tuple(r) for r in later]
 
 
 async def test_queue_stats_follows_every_change_of_state(conn: asyncpg.Connection) -> None:
@@ -40,16 +58,30 @@ async def test_queue_stats_follows_every_change_of_state(conn: asyncpg.Connectio
         """,
         CONTENT,
     )
+    # Due later within this minute and the next (counted from the index or by minute).
+    await conn.execute(
+        """
+        INSERT INTO mailq.emails (kind, to_address, message_id, content, run_at, attempts)
+        SELECT 'digest', 's' || g || '@x.org', '<s' || g || '@x>', $1,
+               now() + g * interval '7 seconds', g % 2
+        FROM generate_series(1, 12) AS g
+        """,
+        CONTENT,
+    )
     view = await _same(conn)
     assert view[("welcome", "retrying")] == 10 and view[("digest", "scheduled")] > 0
-    # Claimed: a retrying email and a fresh one are sending.
+    # Claimed: fresh due emails only, then retrying ones too.
     claim = """
         UPDATE mailq.emails SET status = 'sending', worker_id = $1, claimed_at = now(),
                attempts = attempts + 1
         WHERE id IN (SELECT id FROM mailq.emails WHERE status = 'waiting' AND run_at <= now()
-                     ORDER BY id LIMIT 8)
+                     AND attempts >= $2 ORDER BY id LIMIT 8)
     """
-    await conn.execute(claim, worker)
+    before = await _counts(conn)
+    await conn.execute(claim.replace(">= $2", "= $2"), worker, 0)
+    assert await _counts(conn) == before, "the claim of due emails wrote counts"
+    await _same(conn)
+    await conn.execute(claim, worker, 1)
     await _same(conn)
     # A transient failure leaves them waiting again, due later: retrying.
     await conn.execute(
@@ -81,4 +113,4 @@ async def test_queue_stats_follows_every_change_of_state(conn: asyncpg.Connectio
     await _same(conn)
     await conn.execute("DELETE FROM mailq.emails WHERE id % 3 = 0")
     view = await _same(conn)
-    assert ("welcome", "retrying") in view and ("welcome", "sent") not in view
+    assert ("welcome", "retrying") in view and ("digest", "scheduled") in view

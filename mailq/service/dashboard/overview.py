@@ -80,28 +80,45 @@ def campaign_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return sorted(out.values(), key=lambda e: -int(e["id"]))
 
 
+async def _counts_and_oldest(db: Executor) -> tuple[list[KindCounts], dict[str, Any] | None]:
+    counts = count_table(await email_count_by_state(db))
+    waiting_kinds = [k.kind for k in counts if any(k.counts.get(s) for s in WAITING_STATES)]
+    oldest = await dashboard_oldest_due(db, waiting_kinds) if waiting_kinds else None
+    return counts, oldest
+
+
 async def snapshot(db: Executor) -> dict[str, Any]:
     """Everything the overview's live regions show."""
-    counts = count_table(await email_count_by_state(db))
-    # Independent reads: on a pool they run side by side (each on its own connection).
+    # Independent reads: on a pool they run side by side (each on its own connection), so
+    # the update takes as long as its longest chain of queries, not their sum.
     if isinstance(db, asyncpg.Pool):
-        workers, paused, progress, breakers, events = await asyncio.gather(
+        (
+            (counts, oldest),
+            attempt,
+            workers,
+            paused,
+            progress,
+            (breakers, events),
+        ) = await asyncio.gather(
+            _counts_and_oldest(db),
+            rates.attempt_rates(db),
             worker_lease_list(db),
             kind_list_paused(db),
             campaign_progress_open(db, OPEN_CAMPAIGNS),
-            backend_breaker_list(db),
-            dashboard_event_rates_kinds(db, deliverability.KIND_DAYS),
+            asyncio.gather(
+                backend_breaker_list(db),
+                dashboard_event_rates_kinds(db, deliverability.KIND_DAYS),
+            ),
         )
     else:
+        counts, oldest = await _counts_and_oldest(db)
+        attempt = await rates.attempt_rates(db)
         workers = await worker_lease_list(db)
         paused = await kind_list_paused(db)
         progress = await campaign_progress_open(db, OPEN_CAMPAIGNS)
         breakers = await backend_breaker_list(db)
         events = await dashboard_event_rates_kinds(db, deliverability.KIND_DAYS)
-    waiting_kinds = [k.kind for k in counts if any(k.counts.get(s) for s in WAITING_STATES)]
-    oldest = await dashboard_oldest_due(db, waiting_kinds) if waiting_kinds else None
     totals = {s: sum(k.counts.get(s, 0) for k in counts) for s in STATES}
-    attempt = await rates.attempt_rates(db)
     hour = charts.bar_chart("Last hour, per minute", attempt.last(60), "minute", 10)
     day = charts.bar_chart("Last 24 hours, per hour", attempt.hours(), "hour", 4)
     campaigns = campaign_rows(progress)
