@@ -89,9 +89,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--history-database",
-        help="an existing database (on the same server) that already holds the finished "
-        "emails: the history and dashboard measures work on copies of it (the history is "
-        "not written again; --history-emails should say how many it holds)",
+        help="an existing database mailq_bench_<name> (on the same server, migrated) that "
+        "already holds the finished emails: the history and dashboard measures work on copies "
+        "of it (the history is not written again; --history-emails says how many it holds)",
     )
     parser.add_argument(
         "--campaign-recipients",
@@ -153,8 +153,8 @@ def options_from_args(args: argparse.Namespace) -> Options:
             raise UsageError("--processes: a comma-separated list of whole numbers ≥ 1")
         changes["processes"] = counts
     if getattr(args, "history_database", None):
-        if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", args.history_database):
-            raise UsageError("--history-database: a database name (lowercase, digits, _)")
+        if not re.fullmatch(r"mailq_bench_[a-z0-9_]{1,40}", args.history_database):
+            raise UsageError("--history-database: a name mailq_bench_<lowercase, digits, _>")
         changes["history_database"] = args.history_database
     if args.peers is False:
         changes["peers"] = False

@@ -1,8 +1,7 @@
 """The dashboard in a real browser (Debian's Chromium through Playwright) against a real
 uvicorn service: signing in with each token, the viewer's disabled actions, live counts,
 pausing a kind, the breaker and the bounce and complaint rates, the sandboxed preview of a
-hostile email, and a screenshot of every page at
-1280 px and 390 px (test-artifacts/dashboard/)."""
+hostile email, and a screenshot of every page at 1280 px and 390 px (test-artifacts/dashboard/)."""
 
 from __future__ import annotations
 
