@@ -24,7 +24,7 @@ from mailq.db.emails import (
     email_states,
 )
 from mailq.db.paused_kinds import kind_list_paused, kind_pause, kind_resume
-from mailq.db.waiting_later_counts import waiting_later_count_forget
+from mailq.db.waiting_later_counts import email_waiting_later_forget
 from mailq.errors import EmailNotFound, NotAllowed, UsageError
 from mailq.kinds import KIND_NAME
 from mailq.models import WAITING_STATES, EmailState
@@ -148,7 +148,7 @@ async def prune(
                 return total if total else None
             deleted = await email_delete_finished(conn, before, batch)
             if deleted < batch:
-                await waiting_later_count_forget(conn, now)
+                await email_waiting_later_forget(conn, now)
         total += deleted
         if on_batch is not None:
             on_batch(deleted)

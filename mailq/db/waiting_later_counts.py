@@ -9,5 +9,5 @@ from mailq.db.connection import Executor
 from mailq.db.queries import QUERIES
 
 
-async def waiting_later_count_forget(db: Executor, now: datetime | None = None) -> int:
-    return int(await db.fetchval(QUERIES["waiting_later_count_forget"], now))
+async def email_waiting_later_forget(db: Executor, now: datetime | None = None) -> int:
+    return int(await db.fetchval(QUERIES["email_waiting_later_forget"], now))
