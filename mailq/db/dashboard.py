@@ -86,9 +86,9 @@ async def dashboard_email_max_id(db: Executor) -> int:
     return int(await db.fetchval(QUERIES["dashboard_email_max_id"]))
 
 
-async def dashboard_email_created_from(db: Executor, email_id: int) -> tuple[int, datetime] | None:
-    row = await db.fetchrow(QUERIES["dashboard_email_created_from"], email_id)
-    return None if row is None else (row["id"], row["created_at"])
+async def dashboard_email_id_at(db: Executor, moment: datetime, top: int) -> int:
+    """The first id created at or after `moment`, of ids up to `top` (top + 1 if none)."""
+    return int(await db.fetchval(QUERIES["dashboard_email_id_at"], moment, top))
 
 
 async def dashboard_email_walk(

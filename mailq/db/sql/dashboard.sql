@@ -79,10 +79,28 @@ SELECT now() AS now;
 -- The newest email's id (0 without emails): where a search walks down from.
 SELECT coalesce(max(id), 0)::bigint AS id FROM mailq.emails;
 
--- name: dashboard_email_created_from
--- The first email with an id at or above $1, and when it was created: a time range becomes
--- a range of ids by bisection (ids are handed out in creation order).
-SELECT id, created_at FROM mailq.emails WHERE id >= $1::bigint ORDER BY id LIMIT 1;
+-- name: dashboard_email_id_at
+-- The first id whose email was created at or after $1, ids up to $2 (the newest; $2 + 1 if
+-- none), by bisection over the primary key in one statement (ids are handed out in creation
+-- order): about 25 steps of two one-row lookups. Each step looks at the first email at or
+-- above the middle of [low, high): created before $1, the answer is above it; else it is at
+-- most the middle.
+WITH RECURSIVE bisect (low, high) AS (
+    SELECT 1::bigint, $2::bigint + 1
+    UNION ALL
+    SELECT CASE WHEN f.created_at < $1::timestamptz THEN f.id + 1 ELSE b.low END,
+           CASE WHEN f.created_at < $1::timestamptz THEN b.high ELSE (b.low + b.high) / 2 END
+    FROM bisect AS b
+    CROSS JOIN LATERAL (
+        SELECT (SELECT e.id FROM mailq.emails AS e
+                WHERE e.id >= (b.low + b.high) / 2 ORDER BY e.id LIMIT 1) AS id
+    ) AS m
+    CROSS JOIN LATERAL (
+        SELECT m.id, (SELECT e.created_at FROM mailq.emails AS e WHERE e.id = m.id) AS created_at
+    ) AS f
+    WHERE b.low < b.high
+)
+SELECT low FROM bisect WHERE low >= high;
 
 -- name: dashboard_email_walk
 -- Emails with ids in [$10, $9), newest first, $12 at most, that match every filter given
@@ -104,7 +122,9 @@ WHERE e.id < $9::bigint AND e.id >= $10::bigint
   AND ($6::jsonb IS NULL OR e.metadata @> $6::jsonb)
   AND ($7::timestamptz IS NULL OR e.created_at >= $7::timestamptz)
   AND ($8::timestamptz IS NULL OR e.created_at < $8::timestamptz)
-  AND ($11::text[] IS NULL OR e.status = ANY($11::text[]))
+  -- (`|| ''` keeps the planner on the primary key: through the partial index of the
+  -- waiting emails it would read all of them to sort them by id.)
+  AND ($11::text[] IS NULL OR e.status || '' = ANY($11::text[]))
 ORDER BY e.id DESC
 LIMIT $12::integer;
 
