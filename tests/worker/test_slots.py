@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -70,3 +71,23 @@ def test_at_most_concurrency_start_and_the_reserve_is_kept_for_welcome() -> None
     assert len(ledger.unstarted()) == 2, "claimed ahead, waiting"
     ledger.free_committed([slots[0].email])
     assert ledger.sending == 3 and ledger.may_start("news")
+
+
+def test_claimed_emails_start_welcome_first_then_by_priority_while_the_ledger_lets_them() -> None:
+    from mailq.worker.lanes import _Waiting
+
+    ledger = SlotLedger(3, reserved_kind="welcome", reserve=1)
+    waiting = _Waiting(ledger)
+    emails = [
+        replace(claimed(1, "news"), priority=5),
+        replace(claimed(2, "alerts"), priority=1),
+        replace(claimed(3, "news"), priority=5),
+        claimed(4),
+    ]
+    waiting.extend(ledger.take(emails))
+    order = []
+    while (slot := waiting.pop()) is not None:
+        ledger.start(slot)
+        order.append(slot.email.id)
+    assert order == [4, 2, 1], "welcome, then priority 1, then 5; the third send is the last"
+    assert len(waiting) == 1 and not waiting.ready()
