@@ -53,17 +53,15 @@ def _shape_key(email: Email) -> _Key | None:
     for value in (*key_fields, email.template):
         if value is not None and type(value) is not str:
             return None
+    lists = (email.cc, email.bcc, email.reply_to)
+    if any(type(v) is not list and type(v) is not tuple for v in lists):
+        return None  # a string, say: the full checks refuse it
+    if type(email.headers) is not dict:
+        return None
     try:
-        key = (
-            *key_fields,
-            email.template,
-            tuple(email.cc),
-            tuple(email.bcc),
-            tuple(email.reply_to),
-            tuple(email.headers.items()) if email.headers else (),
-        )
+        key = (*key_fields, email.template, *map(tuple, lists), tuple(email.headers.items()))
         hash(key)
-    except (TypeError, AttributeError):
+    except TypeError:
         return None
     return key
 

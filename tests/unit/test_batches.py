@@ -17,6 +17,7 @@ from mailq.validation import to_row
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
 SUBJECT = "Hello {{ name }}"
 TEXT = "Dear {{ name }}, your code is {{ code }}."
+CONTEXT = {"name": "x", "code": 1}
 
 
 def checked_alone(email: Email) -> dict[str, object]:
@@ -107,6 +108,9 @@ def _args() -> dict[str, object]:
             context={"name": "x", "code": 1},
             priority=11,
         ),
+        # Where a first email had none: a value of the wrong type is still refused.
+        Email(to="b@example.com", subject=SUBJECT, text=TEXT, context=CONTEXT, headers=None),  # type: ignore[arg-type]
+        Email(to="b@example.com", subject=SUBJECT, text=TEXT, context=CONTEXT, cc="x@example.com"),
     ],
 )
 def test_a_refusal_after_the_first_of_its_shape_is_the_one_it_gets_alone(second: Email) -> None:
