@@ -46,6 +46,13 @@ file, the line and the reason. Every section is optional::
     [unsubscribe]
     mailto = "unsubscribe@example.com" # the mailto: of List-Unsubscribe (default: From)
 
+    [bounces]                          # mailq.bounces.policy (also [kinds.X.bounces])
+    feedback_address = "fbl@bounces.example.com"   # where ARF reports come (mailq bounces serve)
+    soft_threshold = 3                 # hard, complaint, soft_*, pause_*: see the policy
+
+    [webhooks.postmark]                # one table per provider: ses, postmark, mailgun, ...
+    username = "mailq"
+
     [dkim]
     domain = "example.com"
     selector = "mail"
@@ -72,6 +79,13 @@ from types import MappingProxyType
 from typing import Any
 
 from mailq.addresses import AddressError, parse_mailbox
+from mailq.bounces.policy import (
+    DEFAULT_POLICY,
+    POLICY_KEYS,
+    BouncePolicy,
+    PolicyProblem,
+    policy_from_table,
+)
 from mailq.compose.dkim import DkimKey
 from mailq.compose.templates import DEFAULT_FOLDER, TEMPLATE_NAME, TemplateStore
 from mailq.delivery.replies import BUILTIN_QUIRKS, CLASSES, Quirk
@@ -106,6 +120,12 @@ class Config:
     retention_days: float = RETENTION_DAYS
     # The last field of campaign emails' Feedback-ID ([campaigns] feedback_sender_id).
     feedback_sender_id: str = DEFAULT_FEEDBACK_SENDER_ID
+    # [bounces]: what bounces and complaints do, the feedback-loop address, per-kind policies.
+    bounces: BouncePolicy = DEFAULT_POLICY
+    kind_bounces: Mapping[str, BouncePolicy] = field(default_factory=dict)
+    feedback_address: str | None = None
+    # [webhooks.<provider>] tables, checked when the service builds the webhooks.
+    webhooks: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     # Settings the file gives (field name of Settings -> value); env vars win over them.
     tunables: Mapping[str, Any] = field(default_factory=dict)
     path: Path | None = None
@@ -136,6 +156,7 @@ _KIND_KEYS = frozenset(
         "lost",
         "list_unsubscribe",
         "from",
+        "bounces",
     }
 )
 _TOP_KEYS = frozenset(
@@ -150,6 +171,8 @@ _TOP_KEYS = frozenset(
         "dkim",
         "quirks",
         "campaigns",
+        "bounces",
+        "webhooks",
     }
 )
 
@@ -236,10 +259,17 @@ def _build(data: Mapping[str, Any], path: Path) -> Config:
             raise _Problem(("templates",), f"{folder} is not a folder")
         templates = TemplateStore((folder, DEFAULT_FOLDER))
     kinds = dict(BUILTIN_KINDS)
+    bounces_table = _table(data.get("bounces", {}), ("bounces",))
+    bounces = _bounce_policy(bounces_table, ("bounces",), DEFAULT_POLICY)
+    kind_bounces: dict[str, BouncePolicy] = {}
     for name, table in _table(data.get("kinds", {}), ("kinds",)).items():
         if not KIND_NAME.match(name):
             raise _Problem(("kinds", name), "not a kind name (lowercase, digits, _)")
-        kinds[name] = _kind(name, _table(table, ("kinds", name)), kinds.get(name))
+        table = dict(_table(table, ("kinds", name)))
+        if "bounces" in table:
+            where = ("kinds", name, "bounces")
+            kind_bounces[name] = _bounce_policy(_table(table.pop("bounces"), where), where, bounces)
+        kinds[name] = _kind(name, table, kinds.get(name))
     backend = None
     if "backend" in data:
         backend = _rate_limit(_table(data["backend"], ("backend",)), ("backend",), welcome=True)
@@ -277,9 +307,47 @@ def _build(data: Mapping[str, Any], path: Path) -> Config:
         batch_limit=int(_number(limits, "batch", ("limits",), BATCH_LIMIT, whole=True)),
         retention_days=_number(limits, "retention_days", ("limits",), RETENTION_DAYS),
         feedback_sender_id=sender_id,
+        bounces=bounces,
+        kind_bounces=MappingProxyType(kind_bounces),
+        feedback_address=_feedback_address(bounces_table),
+        webhooks=_webhooks(data.get("webhooks", {})),
         tunables=MappingProxyType(tunables),
         path=path,
     )
+
+
+def _bounce_policy(
+    table: Mapping[str, Any], where: tuple[str | int, ...], base: BouncePolicy
+) -> BouncePolicy:
+    known = POLICY_KEYS | ({"feedback_address"} if where == ("bounces",) else set())
+    _known(table, known, where)
+    try:
+        return policy_from_table({k: v for k, v in table.items() if k in POLICY_KEYS}, base)
+    except PolicyProblem as problem:
+        raise _Problem((*where, problem.key), problem.reason) from None
+
+
+def _feedback_address(table: Mapping[str, Any]) -> str | None:
+    if "feedback_address" not in table:
+        return None
+    address = _string(table["feedback_address"], ("bounces", "feedback_address"))
+    if address.count("@") != 1 or re.search(r"[\s<>]", address):
+        raise _Problem(("bounces", "feedback_address"), "must be an email address")
+    return address.lower()
+
+
+WEBHOOK_PROVIDERS = ("ses", "postmark", "mailgun", "sendgrid", "resend")
+
+
+def _webhooks(raw: object) -> Mapping[str, Mapping[str, Any]]:
+    tables = _table(raw, ("webhooks",))
+    for provider, table in tables.items():
+        if provider not in WEBHOOK_PROVIDERS:
+            raise _Problem(
+                ("webhooks", provider), f"unknown provider (known: {', '.join(WEBHOOK_PROVIDERS)})"
+            )
+        _table(table, ("webhooks", provider))
+    return MappingProxyType({p: MappingProxyType(dict(t)) for p, t in tables.items()})
 
 
 def _tunables(data: Mapping[str, Any]) -> dict[str, Any]:

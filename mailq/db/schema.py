@@ -26,6 +26,7 @@ REVISIONS: tuple[str, ...] = (
     "0006_outages",
     "0007_bounces",
     "0008_dashboard",
+    "0009_bounce_policy",
 )
 HEAD = REVISIONS[-1]
 

@@ -28,6 +28,7 @@ from datetime import timedelta
 
 import asyncpg
 
+from mailq.bounces.verp import Verp
 from mailq.compose.dkim import DkimSigner
 from mailq.compose.unsubscribe import UnsubscribeLinks, load_secret_key
 from mailq.config import DEFAULT_CONFIG, Config
@@ -104,6 +105,11 @@ class Worker:
         )
         self._unsubscribe = unsubscribe or UnsubscribeLinks(
             load_secret_key(settings), settings.public_url, config.unsubscribe_mailto
+        )
+        self._verp = (
+            Verp.from_secret(settings.bounce_domain, load_secret_key(settings))
+            if settings.bounce_domain and getattr(sender, "verp_envelope", False)
+            else None
         )
         self.identity = _identity(settings, self.kinds)
         # Sends run on this many long-lived lanes (see mailq.worker.lanes).
@@ -224,6 +230,7 @@ class Worker:
             on_retry_after=lambda seconds: self._backend_hold.request(pool, seconds),
             proof=proof,
             breaker=breaker,
+            verp=self._verp,
         )
         return Lanes(
             self._lane_count,
