@@ -258,18 +258,9 @@ def _build(data: Mapping[str, Any], path: Path) -> Config:
         if not folder.is_dir():
             raise _Problem(("templates",), f"{folder} is not a folder")
         templates = TemplateStore((folder, DEFAULT_FOLDER))
-    kinds = dict(BUILTIN_KINDS)
     bounces_table = _table(data.get("bounces", {}), ("bounces",))
     bounces = _bounce_policy(bounces_table, ("bounces",), DEFAULT_POLICY)
-    kind_bounces: dict[str, BouncePolicy] = {}
-    for name, table in _table(data.get("kinds", {}), ("kinds",)).items():
-        if not KIND_NAME.match(name):
-            raise _Problem(("kinds", name), "not a kind name (lowercase, digits, _)")
-        table = dict(_table(table, ("kinds", name)))
-        if "bounces" in table:
-            where = ("kinds", name, "bounces")
-            kind_bounces[name] = _bounce_policy(_table(table.pop("bounces"), where), where, bounces)
-        kinds[name] = _kind(name, table, kinds.get(name))
+    kinds, kind_bounces = _kinds(data, bounces)
     backend = None
     if "backend" in data:
         backend = _rate_limit(_table(data["backend"], ("backend",)), ("backend",), welcome=True)
@@ -314,6 +305,23 @@ def _build(data: Mapping[str, Any], path: Path) -> Config:
         tunables=MappingProxyType(tunables),
         path=path,
     )
+
+
+def _kinds(
+    data: Mapping[str, Any], bounces: BouncePolicy
+) -> tuple[dict[str, KindPolicy], dict[str, BouncePolicy]]:
+    """The kinds (built in, then the file's) and the kinds' own `[kinds.X.bounces]`."""
+    kinds = dict(BUILTIN_KINDS)
+    kind_bounces: dict[str, BouncePolicy] = {}
+    for name, table in _table(data.get("kinds", {}), ("kinds",)).items():
+        if not KIND_NAME.match(name):
+            raise _Problem(("kinds", name), "not a kind name (lowercase, digits, _)")
+        table = dict(_table(table, ("kinds", name)))
+        if "bounces" in table:
+            where = ("kinds", name, "bounces")
+            kind_bounces[name] = _bounce_policy(_table(table.pop("bounces"), where), where, bounces)
+        kinds[name] = _kind(name, table, kinds.get(name))
+    return kinds, kind_bounces
 
 
 def _bounce_policy(

@@ -45,10 +45,13 @@ async def event_list(
     return [dict(r) for r in rows]
 
 
-async def event_rates(
-    db: Executor, days: int, campaign_id: int | None = None
-) -> list[dict[str, Any]]:
-    return [dict(r) for r in await db.fetch(QUERIES["event_rates"], days, campaign_id)]
+async def event_rates(db: Executor, days: int) -> list[dict[str, Any]]:
+    return [dict(r) for r in await db.fetch(QUERIES["event_rates"], days)]
+
+
+async def event_rates_campaign(db: Executor, campaign_id: int) -> dict[str, Any]:
+    row = await db.fetchrow(QUERIES["event_rates_campaign"], campaign_id)
+    return dict(row) if row is not None else {}
 
 
 async def event_campaign_counts(db: Executor, campaign_id: int) -> dict[str, int]:

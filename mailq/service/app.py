@@ -47,6 +47,7 @@ from mailq.service.metrics import ROUTE_KEY, Metrics, MetricsMiddleware, metrics
 from mailq.service.openapi import document
 from mailq.service.routes import campaigns as routes_campaigns
 from mailq.service.routes import emails as routes_emails
+from mailq.service.routes import events as routes_events
 from mailq.service.routes import health as routes_health
 from mailq.service.routes import kinds as routes_kinds
 from mailq.service.routes import queue as routes_queue
@@ -61,6 +62,7 @@ logger = logging.getLogger(__name__)
 # Each area of the API is one router, in a module of its own.
 ROUTERS: tuple[Router, ...] = (
     routes_emails.router,
+    routes_events.router,
     routes_campaigns.router,
     routes_suppressions.router,
     routes_kinds.router,

@@ -65,15 +65,30 @@ LIMIT $3::integer;
 
 -- name: event_rates
 -- Sent, delivered, bounced and complained per kind (events of the last $1 days) and per
--- campaign, with the ratios (mailq.bounce_rates). $2: only this campaign (null: all, the
--- campaigns with an event or a sent email).
+-- campaign that sent or heard back, with the ratios (mailq.bounce_rates).
 SELECT scope, kind, campaign_id, sent, delivered, hard_bounced, soft_bounced, rejected,
        complained, unsubscribed, deferred, hard_bounce_rate, complaint_rate
 FROM mailq.bounce_rates($1::integer)
-WHERE ($2::bigint IS NULL OR (scope = 'campaign' AND campaign_id = $2::bigint))
-  AND (scope = 'kind' OR $2::bigint IS NOT NULL OR sent > 0 OR delivered + hard_bounced
-       + soft_bounced + rejected + complained + unsubscribed + deferred > 0)
+WHERE scope = 'kind' OR sent > 0
+   OR delivered + hard_bounced + soft_bounced + rejected + complained + unsubscribed
+      + deferred > 0
 ORDER BY scope DESC, kind, campaign_id;
+
+-- name: event_rates_campaign
+-- The same counts for campaign $1 alone, over its life (event_counts and campaign_counts by
+-- their primary keys).
+SELECT coalesce((SELECT sum(k.n) FROM mailq.campaign_counts AS k
+                 WHERE k.campaign_id = $1::bigint AND k.status = 'sent'), 0)::bigint AS sent,
+       coalesce(sum(n) FILTER (WHERE outcome = 'delivered'), 0)::bigint AS delivered,
+       coalesce(sum(n) FILTER (WHERE outcome = 'hard_bounced'), 0)::bigint AS hard_bounced,
+       coalesce(sum(n) FILTER (WHERE outcome = 'soft_bounced'), 0)::bigint AS soft_bounced,
+       coalesce(sum(n) FILTER (WHERE outcome = 'rejected'), 0)::bigint AS rejected,
+       coalesce(sum(n) FILTER (WHERE outcome = 'complained'), 0)::bigint AS complained,
+       coalesce(sum(n) FILTER (WHERE outcome = 'unsubscribed'), 0)::bigint AS unsubscribed,
+       coalesce(sum(n) FILTER (WHERE outcome = 'deferred'), 0)::bigint AS deferred
+FROM mailq.event_counts
+WHERE kind = (SELECT c.kind FROM mailq.campaigns AS c WHERE c.id = $1::bigint)
+  AND campaign_id = $1::bigint;
 
 -- name: event_campaign_counts
 -- What campaign $1's breaker judges: its emails sent, its hard bounces plus refusals about
