@@ -22,12 +22,6 @@ ALLOWED = frozenset(
         "function mailq/compose/message.py:build_message",
         "module mailq/config.py",
         "function mailq/validation.py:build_content",
-        # mailq/bounces: phase 2 of the bounces issue is reworking these modules.
-        "function mailq/bounces/arf.py:parse_feedback",
-        "function mailq/bounces/dsn.py:_parse_dsn",
-        "function mailq/bounces/webhooks/mailgun.py:mailgun_events",
-        "function mailq/bounces/webhooks/postmark.py:postmark_events",
-        "module mailq/bounces/webhooks/ses.py",
     }
 )
 
