@@ -40,7 +40,13 @@ RECEIVED: dict[str, Any] = {
         "duplicates": {"type": "integer"},
     },
 }
-_BODY: dict[str, Any] = {"description": "the provider's own payload (JSON)"}
+_BODY: dict[str, Any] = {"type": "object", "description": "the provider's own payload (JSON)"}
+# SendGrid posts a batch: an array of events.
+_BATCH: dict[str, Any] = {
+    "type": "array",
+    "items": {"type": "object"},
+    "description": "the provider's own payload (JSON)",
+}
 
 
 class _EventsAreDeduplicated:
@@ -117,7 +123,7 @@ for _provider in PROVIDERS:
         f"/v1/webhooks/{_provider}",
         role=Role.PUBLIC,
         summary=f"Delivery events from {_provider} (verified by the provider's own scheme)",
-        body=_BODY,
+        body=_BATCH if _provider == "sendgrid" else _BODY,
         responses={
             200: ("the events, recorded once each", RECEIVED),
             **errors(400, 413, 503),
