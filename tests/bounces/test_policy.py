@@ -176,3 +176,25 @@ async def test_a_campaign_pauses_itself_past_five_percent_hard_bounces(
     await campaigns.resume_campaign(conn, campaign.id)
     result = await record_events(conn, [bounce(ids[6], 6)], rules)
     assert result.paused_campaigns == {}
+
+
+async def test_a_provider_event_is_matched_by_the_message_id_recorded_at_send(
+    conn: asyncpg.Connection,
+) -> None:
+    (email,) = await sent(conn, welcome(7, to="esp@example.com"))
+    await conn.execute(
+        "INSERT INTO mailq.attempts (email_id, attempt, started_at, outcome, provider_message_id)"
+        " VALUES ($1, 1, now(), 'sent', 'pm-0001')",
+        email["id"],
+    )
+    delivered = Event(
+        type=EventType.DELIVERED,
+        provider="postmark",
+        recipient="esp@example.com",
+        provider_message_id="pm-0001",
+        provider_event_id="delivery/pm-0001",
+    )
+    result = await record_events(conn, [delivered])
+    assert (result.recorded, result.unmatched, result.suppressed) == (1, 0, [])
+    row = await conn.fetchrow("SELECT email_id, kind FROM mailq.events")
+    assert tuple(row) == (email["id"], "welcome")
