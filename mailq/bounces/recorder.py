@@ -8,8 +8,8 @@
 2. the event is inserted once: a second delivery of the same event (same `dedup_key`) is a
    duplicate and changes nothing;
 3. the policy of the email's kind (mailq.bounces.policy) decides: a hard bounce, a complaint
-   or an unsubscribe suppresses the address the email was sent to (its waiting emails are
-   cancelled); soft bounces suppress it past the threshold, until the suppression expires; a
+   or an unsubscribe suppresses the event's recipient (the email's `to` when the event names
+   none, as redacted feedback reports do) and cancels its waiting emails; soft bounces suppress it past the threshold, until the suppression expires; a
    refusal about the sender never suppresses anyone;
 4. a campaign whose hard-bounce or complaint rate passes the limits pauses itself, the reason
    kept in mailq.bounce_breakers (shown by `mailq status`, the API and /metrics).
@@ -76,7 +76,7 @@ class _Match:
     email_id: int | None
     kind: str | None
     campaign_id: int | None
-    address: str | None  # the address to suppress: the email's recipient, else the event's
+    address: str | None  # the address to suppress, if the policy says so
 
 
 async def record_events(
@@ -121,7 +121,10 @@ async def _match(tx: asyncpg.Connection, event: Event) -> _Match:
     if found is None:
         address = event.recipient if event.provider not in _UNVERIFIED_SOURCES else None
         return _Match(None, None, None, address.lower() if address else None)
-    return _Match(found["id"], found["kind"], found["campaign_id"], found["to_address"].lower())
+    # The address the event is about: its recipient (a cc, or the staging address of
+    # MAILQ_REDIRECT_ALL_TO, is not the email's `to`), else the email's `to`.
+    address = (event.recipient or found["to_address"]).lower()
+    return _Match(found["id"], found["kind"], found["campaign_id"], address)
 
 
 def _row(event: Event, match: _Match, now: datetime | None) -> tuple[Any, ...]:
