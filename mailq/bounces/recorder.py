@@ -9,8 +9,9 @@
    duplicate and changes nothing;
 3. the policy of the email's kind (mailq.bounces.policy) decides: a hard bounce, a complaint
    or an unsubscribe suppresses the event's recipient (the email's `to` when the event names
-   none, as redacted feedback reports do) and cancels its waiting emails; soft bounces suppress it past the threshold, until the suppression expires; a
-   refusal about the sender never suppresses anyone;
+   none, as redacted feedback reports do) and cancels its waiting emails; soft bounces
+   suppress it past the threshold, until the suppression expires; a refusal about the sender
+   never suppresses anyone;
 4. a campaign whose hard-bounce or complaint rate passes the limits pauses itself, the reason
    kept in mailq.bounce_breakers (shown by `mailq status`, the API and /metrics).
 
