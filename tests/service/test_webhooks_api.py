@@ -72,6 +72,7 @@ class Provider:
 def _postmark(email_id: int) -> Provider:
     record = payload("postmark/bounce.json")
     record["Metadata"] = {"mailq_email_id": str(email_id)}
+    record["Email"] = "bounced@example.com"
     body = json.dumps(record).encode()
     auth = "Basic " + base64.b64encode(b"mailq:pm-secret").decode()
     return Provider(
