@@ -13,7 +13,10 @@
    suppress it past the threshold, until the suppression expires; a refusal about the sender
    never suppresses anyone;
 4. a campaign whose hard-bounce or complaint rate passes the limits pauses itself, the reason
-   kept in mailq.bounce_breakers (shown by `mailq status`, the API and /metrics).
+   kept in mailq.bounce_breakers (shown by `mailq status`, the API and /metrics); a kind whose
+   rates (events of the last 14 days) pass them trips its breaker as a warning, at most once a
+   day: mailq never pauses a kind itself (a `welcome` may carry a password reset), the
+   operator decides (`mailq pause KIND`).
 
 An event no email matches is kept (unmatched) but suppresses only when it comes from a verified
 provider webhook: an unmatched DSN or feedback report could have been written by anyone.
@@ -39,6 +42,7 @@ from mailq.db.events import (
     event_campaign_counts,
     event_count_soft,
     event_insert,
+    event_kind_counts,
     event_match_email,
 )
 from mailq.db.suppressions import suppression_add
@@ -47,6 +51,9 @@ logger = logging.getLogger(__name__)
 
 REASON_MAX_CHARS = 300
 CAMPAIGN_SCOPE = "campaign"
+KIND_SCOPE = "kind"
+KIND_WINDOW_DAYS = 14  # the window of a kind's rates (mailq.bounces)
+KIND_WARNING_EVERY = timedelta(days=1)
 _UNVERIFIED_SOURCES = frozenset({PROVIDER_DSN, PROVIDER_ARF})
 
 
@@ -70,6 +77,7 @@ class Recorded:
     unmatched: int = 0
     suppressed: list[str] = field(default_factory=list)
     paused_campaigns: dict[int, str] = field(default_factory=dict)
+    kind_warnings: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +102,7 @@ async def record_events(
     result = Recorded()
     async with transaction(conn) as tx:
         campaigns: dict[int, str | None] = {}
+        kinds: set[str] = set()
         for event in events:
             match = await _match(tx, event)
             if await event_insert(tx, _row(event, match, now)) is None:
@@ -104,12 +113,18 @@ async def record_events(
                 result.unmatched += 1
             policy = rules.for_kind(match.kind)
             await _apply(tx, event, match, policy, moment, result)
-            if match.campaign_id is not None and _counts_for_breaker(event):
-                campaigns[match.campaign_id] = match.kind
+            if match.kind is not None and _counts_for_breaker(event):
+                kinds.add(match.kind)
+                if match.campaign_id is not None:
+                    campaigns[match.campaign_id] = match.kind
         for campaign_id, kind in campaigns.items():
             reason = await _check_campaign(tx, campaign_id, rules.for_kind(kind), now)
             if reason is not None:
                 result.paused_campaigns[campaign_id] = reason
+        for kind in sorted(kinds):
+            warning = await _check_kind(tx, kind, rules.for_kind(kind), moment)
+            if warning is not None:
+                result.kind_warnings[kind] = warning
     return result
 
 
@@ -231,5 +246,28 @@ async def _check_campaign(
         reason,
         held,
         extra={"action": "campaign_bounce_paused", "campaign_id": campaign_id},
+    )
+    return full
+
+
+async def _check_kind(
+    tx: asyncpg.Connection, kind: str, policy: BouncePolicy, now: datetime
+) -> str | None:
+    """Trip the kind's breaker (a warning, no pause) when its rates pass the limits."""
+    counts = await event_kind_counts(tx, kind, KIND_WINDOW_DAYS)
+    reason = policy.breach(counts["sent"], counts["hard_bounced"], counts["complained"])
+    if reason is None:
+        return None
+    before = await bounce_breaker_get(tx, KIND_SCOPE, kind)
+    if before is not None and before["tripped_at"] > now - KIND_WARNING_EVERY:
+        return None  # warned already today
+    full = f"bounce breaker tripped (not paused): {reason} in the last {KIND_WINDOW_DAYS} days"
+    await bounce_breaker_trip(tx, KIND_SCOPE, kind, full, counts, now)
+    logger.error(
+        "kind %s: %s; mailq does not pause a kind itself: `mailq pause %s` to stop it",
+        kind,
+        full,
+        kind,
+        extra={"action": "kind_bounce_breaker", "kind": kind},
     )
     return full

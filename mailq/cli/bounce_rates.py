@@ -3,6 +3,7 @@ per campaign, and the campaigns the bounce breaker paused, with the reason."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -13,6 +14,7 @@ from mailq.db.bounce_breakers import bounce_breaker_list
 from mailq.db.events import event_rates
 
 RATE_DAYS = 14
+RECENT = timedelta(days=RATE_DAYS)  # a kind's breaker warning is shown this long
 CAMPAIGNS_SHOWN = 20
 
 
@@ -27,6 +29,11 @@ async def rates_report(pool: asyncpg.Pool) -> dict[str, Any]:
         "campaigns": [
             {"id": r["campaign_id"], "kind": r["kind"], **rates_view(r)}
             for r in campaigns[:CAMPAIGNS_SHOWN]
+        ],
+        "kind_warnings": [
+            {"kind": b["key"], "reason": b["reason"], "tripped_at": b["tripped_at"]}
+            for b in breakers
+            if b["scope"] == "kind" and b["tripped_at"] > datetime.now(UTC) - RECENT
         ],
         "paused_by_bounces": [
             {"campaign_id": int(b["key"]), "reason": b["reason"], "tripped_at": b["tripped_at"]}
@@ -72,7 +79,11 @@ def rates_table(report: dict[str, Any]) -> Any:
 
 
 def paused_lines(report: dict[str, Any]) -> list[str]:
-    return [
+    warnings = [
+        f"Warning: kind {w['kind']}: {w['reason']} (`mailq pause {w['kind']}` stops it)"
+        for w in report["kind_warnings"]
+    ]
+    return warnings + [
         f"Campaign {p['campaign_id']} {p['reason']} "
         f"(resume with `POST /v1/campaigns/{p['campaign_id']}/resume` once the list is clean)"
         for p in report["paused_by_bounces"]

@@ -58,3 +58,9 @@ async def event_campaign_counts(db: Executor, campaign_id: int) -> dict[str, int
     row = await db.fetchrow(QUERIES["event_campaign_counts"], campaign_id)
     assert row is not None
     return {k: int(row[k]) for k in ("sent", "hard_bounced", "complained")}
+
+
+async def event_kind_counts(db: Executor, kind: str, days: int) -> dict[str, int]:
+    row = await db.fetchrow(QUERIES["event_kind_counts"], kind, days)
+    assert row is not None
+    return {k: int(row[k]) for k in ("sent", "hard_bounced", "complained")}

@@ -25,6 +25,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -265,11 +266,20 @@ def bounce_metrics(
         "1 for a campaign the bounce breaker paused (reason: hard_bounce_rate or complaint_rate).",
         labels=["campaign", "reason"],
     )
+    tripped = GaugeMetricFamily(
+        "mailq_kind_bounce_breaker",
+        "1 for a kind whose bounce breaker tripped in the last 14 days (a warning: mailq does "
+        "not pause a kind itself).",
+        labels=["kind", "reason"],
+    )
+    recent = datetime.now(UTC) - timedelta(days=14)
     for row in breakers:
+        why = "complaint_rate" if "complaint rate" in row["reason"] else "hard_bounce_rate"
         if row["scope"] == "campaign" and row.get("campaign_status") == "paused":
-            why = "complaint_rate" if "complaint rate" in row["reason"] else "hard_bounce_rate"
             paused.add_metric([row["key"], why], 1)
-    yield from (sent, events, hard, complaint, paused)
+        elif row["scope"] == "kind" and row["tripped_at"] > recent:
+            tripped.add_metric([row["key"], why], 1)
+    yield from (sent, events, hard, complaint, paused, tripped)
 
 
 _OUTCOMES = (

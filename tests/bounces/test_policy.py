@@ -198,3 +198,18 @@ async def test_a_provider_event_is_matched_by_the_message_id_recorded_at_send(
     assert (result.recorded, result.unmatched, result.suppressed) == (1, 0, [])
     row = await conn.fetchrow("SELECT email_id, kind FROM mailq.events")
     assert tuple(row) == (email["id"], "welcome")
+
+
+async def test_a_kind_past_the_limits_is_warned_about_never_paused(
+    conn: asyncpg.Connection,
+) -> None:
+    emails = await sent(conn, *(welcome(20 + i) for i in range(10)))
+    rules = BounceRules(BouncePolicy(pause_min_sent=10))
+    refused = bounce(emails[0]["id"], 0, status="5.7.515", sender_side=True)
+    first = await record_events(conn, [refused], rules)
+    assert "hard-bounce rate 10.0% (1 of 10 sent)" in first.kind_warnings["welcome"]
+    assert "not paused" in first.kind_warnings["welcome"]
+    again = await record_events(conn, [bounce(emails[1]["id"], 1, sender_side=True)], rules)
+    assert again.kind_warnings == {}  # warned once a day, not at every bounce
+    assert await conn.fetchval("SELECT count(*) FROM mailq.paused_kinds") == 0
+    assert await find_suppressions(conn, [e["to_address"] for e in emails[:2]]) == {}

@@ -100,3 +100,14 @@ SELECT coalesce((SELECT sum(k.n) FROM mailq.campaign_counts AS k
        coalesce(sum(x.n) FILTER (WHERE x.outcome = 'complained'), 0)::bigint AS complained
 FROM mailq.event_counts AS x
 WHERE x.campaign_id = $1::bigint;
+
+-- name: event_kind_counts
+-- What kind $1's breaker judges: its emails sent (mailq.finished_counts), its hard bounces plus
+-- refusals about the sender and its complaints of the last $2 days.
+SELECT coalesce((SELECT sum(f.n) FROM mailq.finished_counts AS f
+                 WHERE f.kind = $1::text AND f.status = 'sent'), 0)::bigint AS sent,
+       coalesce(sum(x.n) FILTER (WHERE x.outcome IN ('hard_bounced', 'rejected')), 0)::bigint
+           AS hard_bounced,
+       coalesce(sum(x.n) FILTER (WHERE x.outcome = 'complained'), 0)::bigint AS complained
+FROM mailq.event_counts AS x
+WHERE x.kind = $1::text AND x.day >= current_date - $2::integer;
