@@ -26,7 +26,8 @@ REVISIONS: tuple[str, ...] = (
     "0006_outages",
     "0007_bounces",
     "0008_dashboard",
-    "0009_bounce_policy",
+    "0010_dashboard_counts",
+    "0011_bounce_policy",
 )
 HEAD = REVISIONS[-1]
 

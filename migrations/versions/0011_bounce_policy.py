@@ -1,14 +1,14 @@
 """Bounce policy: the Message-ID index only sent emails pay for, and suppressions that expire
 found by their expiry.
 
-Revision ID: 0009_bounce_policy
-Revises: 0008_dashboard
+Revision ID: 0011_bounce_policy
+Revises: 0010_dashboard_counts
 """
 
 from alembic import op
 
-revision = "0009_bounce_policy"
-down_revision = "0008_dashboard"
+revision = "0011_bounce_policy"
+down_revision = "0010_dashboard_counts"
 branch_labels = None
 depends_on = None
 
