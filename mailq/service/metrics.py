@@ -233,11 +233,15 @@ class QueueState(Collector):
         yield from (is_open, deferred, open_for)
 
 
+METRIC_CAMPAIGNS = 50  # campaigns whose rates /metrics shows, the newest
+
+
 def bounce_metrics(
     rates: Sequence[Mapping[str, Any]], breakers: Sequence[Mapping[str, Any]]
 ) -> Iterable[Metric]:
-    """Per kind (events of the last 14 days) and per campaign: emails sent, events by outcome,
-    the hard-bounce and complaint rates; and the campaigns the bounce breaker paused."""
+    """Per kind (events of the last 14 days) and per campaign (the newest 50): emails sent,
+    events by outcome, the hard-bounce and complaint rates; and the campaigns the bounce
+    breaker paused, the kinds whose breaker tripped."""
     labels = ["kind", "campaign"]
     sent = GaugeMetricFamily("mailq_bounce_sent", "Emails sent (the rates' base).", labels=labels)
     events = GaugeMetricFamily(
@@ -254,7 +258,12 @@ def bounce_metrics(
     complaint = GaugeMetricFamily(
         "mailq_complaint_rate", "Complaints per email sent.", labels=labels
     )
-    for row in rates:
+    kinds = [r for r in rates if r["campaign_id"] is None]
+    # The newest campaigns only: every campaign ever sent would be series without end.
+    newest = sorted(
+        (r for r in rates if r["campaign_id"] is not None), key=lambda r: -r["campaign_id"]
+    )
+    for row in kinds + newest[:METRIC_CAMPAIGNS]:
         key = [row["kind"], "" if row["campaign_id"] is None else str(row["campaign_id"])]
         sent.add_metric(key, row["sent"])
         for outcome in _OUTCOMES:
