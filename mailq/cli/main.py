@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 from mailq.cli import (
     bench,
+    bounces,
     campaign,
     enqueue,
     migrate,
@@ -22,7 +23,18 @@ from mailq.cli import (
 from mailq.cli.command import Parser, run
 
 # In the order `mailq --help` lists them.
-COMMAND_GROUPS = (migrate, worker, enqueue, serve, up, monitor, suppression, campaign, bench)
+COMMAND_GROUPS = (
+    migrate,
+    worker,
+    enqueue,
+    serve,
+    up,
+    monitor,
+    suppression,
+    campaign,
+    bounces,
+    bench,
+)
 
 
 def parser() -> argparse.ArgumentParser:

@@ -16,6 +16,7 @@ from mailq.errors import InvalidEmail
 from mailq.kinds import KIND_NAME, MAX_ATTEMPTS_LIMIT, KindPolicy
 from mailq.service.errors import ApiError
 from mailq.service.schemas.emails import ADDRESS, ADDRESSES, ID, STATES, iso, known_kind
+from mailq.service.schemas.events import RATES
 from mailq.wire import parse_send_at, parse_time
 
 FIELDS = frozenset(
@@ -217,5 +218,10 @@ CAMPAIGN_VIEW: dict[str, Any] = {
             "additionalProperties": {"type": "integer"},
         },
         "changed": {"type": "integer", "description": "(pause/resume/cancel) emails changed"},
+        "rates": RATES,
+        "paused_reason": {
+            "type": ["string", "null"],
+            "description": "why the bounce breaker paused the campaign (null otherwise)",
+        },
     },
 }
