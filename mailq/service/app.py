@@ -119,7 +119,7 @@ def create_app(
     limits = limits or Limits(body_bytes=config.body_limit_bytes, batch_emails=config.batch_limit)
     if make_sender is None:
         make_sender = partial(default_sender, quirks=config.quirks)
-    process_metrics = metrics()
+    process_metrics = metrics(home=configured.home)
     operations = [op for router in routers for op in router.operations]
 
     @asynccontextmanager

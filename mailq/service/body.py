@@ -24,7 +24,8 @@ async def read_body(request: Request, limit: int) -> bytes:
     if declared is not None:
         if not (declared.isascii() and declared.isdigit()):
             raise ApiError(400, "Content-Length: not a number")
-        if int(declared) > limit:
+        # A length of thousands of digits is over any limit (and over int()'s digit limit).
+        if len(declared) > 18 or int(declared) > limit:
             raise _too_large(limit)
     received = bytearray()
     async for chunk in request.stream():
@@ -59,7 +60,7 @@ def parse_json(raw: bytes) -> Any:
     except UnicodeDecodeError:
         raise ApiError(400, "body: not UTF-8") from None
     try:
-        value = json.loads(text, parse_float=_finite, parse_constant=_no_constant)
+        value = json.loads(text, parse_float=_finite, parse_int=_int64, parse_constant=_no_constant)
     except json.JSONDecodeError as exc:
         message = f"body: not JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
         raise ApiError(400, message) from None

@@ -113,7 +113,9 @@ async def test_implicit_tls_with_smtps(
     assert len(sink.received) == 1
 
 
-async def test_starttls_required_but_not_offered_makes_the_backend_unavailable(sinks: list[SmtpSink]) -> None:
+async def test_starttls_required_but_not_offered_makes_the_backend_unavailable(
+    sinks: list[SmtpSink],
+) -> None:
     sink = start(sinks)
     sender = sender_from_url(f"smtp://127.0.0.1:{sink.port}?tls=starttls")
     try:
@@ -154,7 +156,9 @@ async def silent_server() -> AsyncIterator[int]:
         server.close()
 
 
-async def test_a_server_that_never_replies_makes_the_backend_unavailable(silent_server: int) -> None:
+async def test_a_server_that_never_replies_makes_the_backend_unavailable(
+    silent_server: int,
+) -> None:
     sender = SmtpSender(
         SmtpTarget.from_url(f"smtp://127.0.0.1:{silent_server}?tls=none"),
         connect_timeout_s=0.5,

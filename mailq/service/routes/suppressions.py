@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -121,6 +122,13 @@ def _reason(data: dict[str, Any]) -> str:
 
 def _path_address(request: Request) -> str:
     address: str = request.path_params["address"]
+    if "\ufffd" in address:
+        # Starlette decodes a path's %-escapes leniently: %FF becomes U+FFFD.
+        raw = request.scope.get("raw_path") or b""
+        try:
+            unquote_to_bytes(raw).decode("utf-8")
+        except UnicodeDecodeError:
+            raise ApiError(400, "address: the path is not valid UTF-8") from None
     return suppression.normalise(address, "address")
 
 
@@ -154,7 +162,9 @@ async def list_suppressions(request: Request) -> Response:
             after = value or None
         elif name == "limit":
             top = suppression.LIST_LIMIT_MAX
-            if not (value.isascii() and value.isdigit() and 1 <= int(value) <= top):
+            if not (
+                value.isascii() and value.isdigit() and len(value) <= 9 and 1 <= int(value) <= top
+            ):
                 raise ApiError(400, f"limit: a whole number from 1 to {top}")
             limit = int(value)
         else:

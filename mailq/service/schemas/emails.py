@@ -122,7 +122,7 @@ def metadata_candidates(filters: Mapping[str, str]) -> list[str]:
         alternatives: list[Any] = [value]
         try:
             typed = json.loads(value)
-        except ValueError:
+        except (ValueError, RecursionError):
             typed = None
         if isinstance(typed, bool) or (
             isinstance(typed, int | float) and math.isfinite(typed) and abs(typed) < 2**53
