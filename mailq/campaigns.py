@@ -40,7 +40,7 @@ from mailq.compose.templates import (
     variables_of,
 )
 from mailq.db import campaigns as db
-from mailq.errors import CampaignClosed, CampaignNotFound, InvalidEmail
+from mailq.errors import CampaignClosed, CampaignNotFound, InvalidEmail, quoted
 from mailq.kinds import KindPolicy
 from mailq.models import Email
 from mailq.streams import each
@@ -51,6 +51,7 @@ from mailq.validation import (
     check_max_attempts,
     check_priority,
     check_send_at,
+    content_json,
 )
 
 # Recipients inserted per statement: big enough to amortise the round trip, small enough
@@ -220,7 +221,7 @@ async def create_campaign(
             send_at,
             priority,
             max_attempts,
-            json.dumps(content, separators=(",", ":")),
+            content_json(content),
             expires_at,
         )
         added = await _add(conn, row, recipients)
@@ -320,7 +321,8 @@ def _recipient(item: object, index: int, shape: _Shape) -> tuple[str, str | None
             mailbox = parse_mailbox(address)
         except AddressError as problem:
             raise InvalidEmail(
-                f"recipients[{index}].email: {address!r} is not a valid email address ({problem})"
+                f"recipients[{index}].email: {quoted(address)} is not a valid email address "
+                f"({problem})"
             ) from None
         address, display_name = mailbox.address, mailbox.name
     if not isinstance(context, Mapping):

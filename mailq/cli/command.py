@@ -65,6 +65,10 @@ def run(argv: Sequence[str] | None, parser: argparse.ArgumentParser) -> int:
     except DATABASE_ERRORS as exc:
         error_line(str(unavailable(exc)))
         return EXIT_FAILED
+    except UnicodeDecodeError:
+        # Standard input (`-`) that is not text; files name their line themselves.
+        error_line("the input is not UTF-8 text")
+        return EXIT_USAGE
     except Exception as exc:
         # A bug, not the user's input: still one line (the traceback only at DEBUG).
         logging.getLogger(__name__).debug("unexpected error", exc_info=exc)

@@ -15,7 +15,16 @@ import asyncpg
 from mailq import admin
 from mailq.cli import display
 from mailq.cli.backends import backends_report, backends_table
-from mailq.cli.options import add_command, connect, email_ids, moment, settings_for
+from mailq.cli.options import (
+    add_command,
+    connect,
+    days,
+    email_ids,
+    list_limit,
+    listed_kind,
+    moment,
+    settings_for,
+)
 from mailq.db.campaigns import campaign_progress_open
 from mailq.db.emails import (
     email_count_by_state,
@@ -174,8 +183,8 @@ def campaigns_table(campaigns: list[dict[str, Any]]) -> Any:
 
 
 async def cmd_pending(args: argparse.Namespace) -> int:
-    kind = admin.check_kind(args.kind) if args.kind else None
     async with connect(args) as pool:
+        kind = await listed_kind(pool, args)
         rows = await email_list_pending(pool, kind, args.limit)
         counts = await email_count_by_state(pool)
     total = sum(
@@ -210,9 +219,9 @@ async def cmd_pending(args: argparse.Namespace) -> int:
 
 
 async def cmd_failed(args: argparse.Namespace) -> int:
-    kind = admin.check_kind(args.kind) if args.kind else None
     since = moment(args.since) if args.since else None
     async with connect(args) as pool:
+        kind = await listed_kind(pool, args)
         rows = await email_list_failed(pool, kind, since, args.limit)
     if args.json:
         display.print_json({"emails": rows})
@@ -364,14 +373,18 @@ def add_commands(commands: Any) -> None:
 
     pending = command("pending", cmd_pending, "waiting emails, the longest overdue first")
     pending.add_argument("--kind", help="only this kind")
-    pending.add_argument("--limit", type=int, default=LIST_LIMIT, help="at most this many (50)")
+    pending.add_argument(
+        "--limit", type=list_limit, default=LIST_LIMIT, help="at most this many (50)"
+    )
 
     failed = command("failed", cmd_failed, "failed emails with their last error, newest first")
     failed.add_argument("--kind", help="only this kind")
     failed.add_argument(
         "--since", metavar="TIME", help="failed at or after TIME (2h, 2025-05-01, …)"
     )
-    failed.add_argument("--limit", type=int, default=LIST_LIMIT, help="at most this many (50)")
+    failed.add_argument(
+        "--limit", type=list_limit, default=LIST_LIMIT, help="at most this many (50)"
+    )
 
     retry = command("retry", cmd_retry, "make failed, cancelled or unknown emails due again")
     retry.add_argument("ids", nargs="*", metavar="ID", help="email ids")
@@ -390,7 +403,7 @@ def add_commands(commands: Any) -> None:
     prune = command("prune", cmd_prune, "delete finished emails past the retention, in batches")
     prune.add_argument(
         "--older-than",
-        type=float,
+        type=days,
         metavar="DAYS",
         help="finished more than DAYS ago (default: MAILQ_RETENTION_DAYS, 14)",
     )

@@ -60,7 +60,7 @@ def parse_json(raw: bytes) -> Any:
     except UnicodeDecodeError:
         raise ApiError(400, "body: not UTF-8") from None
     try:
-        value = json.loads(text, parse_float=_finite, parse_int=_int64, parse_constant=_no_constant)
+        value = json.loads(text, parse_float=_finite, parse_constant=_no_constant)
     except json.JSONDecodeError as exc:
         message = f"body: not JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
         raise ApiError(400, message) from None
