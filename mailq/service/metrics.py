@@ -67,17 +67,18 @@ def multiprocess_dir(environ: Mapping[str, str], home: Path | None = None) -> Pa
         return folder
     base = (home or default_home(environ)) / "metrics"
     base.mkdir(parents=True, exist_ok=True, mode=0o700)
-    _check_private(base, mode=True)
+    _check_private(base, mode=True, forbidden=0o022)
     remove_dead_folders(base)
     folder = base / str(os.getppid())
     with contextlib.suppress(FileExistsError):
         folder.mkdir(mode=0o700)
-    _check_private(folder, mode=True)
+    _check_private(folder, mode=True, forbidden=0o077)
     return folder
 
 
-def _check_private(folder: Path, *, mode: bool) -> None:
-    """Refuse a folder that is not this user's, or (`mode`) that others may read or write."""
+def _check_private(folder: Path, *, mode: bool, forbidden: int = 0o077) -> None:
+    """Refuse a folder that is not this user's, or (`mode`) whose mode has a `forbidden` bit
+    (others may write into it, or also read it)."""
     info = folder.lstat()
     if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
         raise UnsafeMetricsFolder(f"metrics folder {folder}: not a folder")
@@ -85,7 +86,7 @@ def _check_private(folder: Path, *, mode: bool) -> None:
         raise UnsafeMetricsFolder(
             f"metrics folder {folder}: owned by uid {info.st_uid}, not by this user"
         )
-    if mode and info.st_mode & 0o077:
+    if mode and info.st_mode & forbidden:
         raise UnsafeMetricsFolder(
             f"metrics folder {folder}: mode {stat.S_IMODE(info.st_mode):o}, others may use "
             "it (chmod 700 it or remove it)"
