@@ -156,7 +156,7 @@ def create_app(
             Middleware(RetryAfterOn503),
         ],
     )
-    app.state.openapi = document(operations, __version__)
+    app.state.openapi = document(operations, __version__, kinds=config.kinds)
     return app
 
 

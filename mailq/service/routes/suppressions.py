@@ -16,7 +16,7 @@ from mailq.service.api import Role, Router
 from mailq.service.body import parse_json, read_body, read_json
 from mailq.service.errors import ApiError
 from mailq.service.openapi import errors
-from mailq.service.schemas.emails import ADDRESS, iso
+from mailq.service.schemas.emails import ADDRESS, BARE_ADDRESS, ONE_LINE, iso
 from mailq.service.state import service_of
 from mailq.suppression import REASON_MAX_CHARS, Suppression
 
@@ -30,7 +30,7 @@ ADDRESS_PARAMETER = {
     "in": "path",
     "required": True,
     "description": "an email address (compared without case)",
-    "schema": {"type": "string", "minLength": 1, "maxLength": 320},
+    "schema": {"type": "string", "maxLength": 320, "pattern": f"^{BARE_ADDRESS}$"},
 }
 ENTRY: dict[str, Any] = {
     "type": "object",
@@ -115,8 +115,11 @@ def _addresses(data: dict[str, Any], limit: int) -> list[str]:
 
 def _reason(data: dict[str, Any]) -> str:
     reason = data.get("reason", API_REASON)
-    if not isinstance(reason, str):
-        raise InvalidEmail("reason: must be a string")
+    if not isinstance(reason, str) or not reason:
+        raise InvalidEmail("reason: must be a non-empty string")
+    if len(reason) > REASON_MAX_CHARS:
+        # As the document says (the list would keep its first characters only).
+        raise InvalidEmail(f"reason: at most {REASON_MAX_CHARS} characters")
     return reason
 
 
@@ -142,7 +145,7 @@ def _path_address(request: Request) -> str:
             "name": "after",
             "in": "query",
             "description": "the last address of the previous page",
-            "schema": {"type": "string", "maxLength": 320},
+            "schema": {"type": "string", "maxLength": 320, "pattern": ONE_LINE},
         },
         {
             "name": "limit",

@@ -15,11 +15,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from mailq.addresses import Mailbox
+from mailq.attachments import MAX_ATTACHMENTS, MAX_FILENAME_CHARS
+from mailq.compose.templates import TEMPLATE_NAME
 from mailq.config import Config
 from mailq.errors import InvalidEmail
-from mailq.kinds import KIND_NAME, KindPolicy
+from mailq.kinds import KindPolicy
 from mailq.models import NOT_ATTEMPTED, EmailRow, EmailState, Outcome
 from mailq.service.errors import ApiError
+from mailq.service.openapi import KINDS_MARKER
 from mailq.validation import MAX_RECIPIENTS, MAX_SUBJECT_CHARS, check_kind, to_row
 from mailq.wire import email_from_json
 
@@ -202,11 +205,45 @@ def email_detail(row: Mapping[str, Any], attempts: Sequence[Mapping[str, Any]]) 
 STATES = tuple(state.value for state in EmailState)
 
 
+# What JSON Schema can say of an address (the server checks the whole syntax, RFC 5322):
+# a local part of atoms, a domain of labels, optionally after a display name.
+_LOCAL = r"[A-Za-z0-9_+-]{1,20}(\.[A-Za-z0-9_+-]{1,20}){0,2}"
+_DOMAIN = r"([A-Za-z0-9]([A-Za-z0-9-]{0,20}[A-Za-z0-9])?\.){1,3}(com|org|net|example|test|de)"
+BARE_ADDRESS = f"{_LOCAL}@{_DOMAIN}"
+ADDRESS_PATTERN = f"^({BARE_ADDRESS}|[A-Za-z0-9][A-Za-z0-9 ]{{0,30}} <{BARE_ADDRESS}>)$"
 ADDRESS: dict[str, Any] = {
     "type": "string",
     "maxLength": 600,
-    "description": 'addr@example.com or "Display Name <addr@example.com>"',
+    "pattern": ADDRESS_PATTERN,
+    "description": 'addr@example.com or "Display Name <addr@example.com>" (RFC 5322 mailbox; '
+    "the pattern is a subset of what is accepted: quoted names, IDN domains, other TLDs too)",
     "examples": ["ann@example.com", "Ann Lee <ann@example.com>"],
+}
+# One line of text: no control character (CR, LF, NUL, ...).
+ONE_LINE = r"^[^\x00-\x1f\x7f]*$"
+# Text: no NUL.
+NO_NUL = r"^[^\x00]*$"
+KIND: dict[str, Any] = {"type": "string", KINDS_MARKER: True, "default": "welcome"}
+TEMPLATE: dict[str, Any] = {"type": "string", "pattern": TEMPLATE_NAME.pattern}
+INT64: dict[str, Any] = {"type": "integer", "minimum": -(2**63), "maximum": 2**63 - 1}
+METADATA: dict[str, Any] = {
+    "type": "object",
+    "description": "a flat object of strings, numbers and booleans; searchable",
+    "propertyNames": {"minLength": 1, "pattern": ONE_LINE},
+    "additionalProperties": {
+        "anyOf": [
+            {"type": "string", "pattern": NO_NUL},
+            INT64,
+            {"type": "number", "not": {"type": "integer"}},
+            {"type": "boolean"},
+            {"type": "null"},
+        ]
+    },
+}
+HEADERS: dict[str, Any] = {
+    "type": "object",
+    "propertyNames": {"pattern": r"^[!-9;-~]{1,76}$"},
+    "additionalProperties": {"type": "string", "pattern": ONE_LINE},
 }
 ADDRESSES: dict[str, Any] = {"type": "array", "items": ADDRESS, "maxItems": MAX_RECIPIENTS}
 TIMESTAMP: dict[str, Any] = {"type": ["string", "null"], "format": "date-time"}
@@ -216,14 +253,23 @@ EMAIL: dict[str, Any] = {
     "type": "object",
     "additionalProperties": False,
     "required": ["to"],
-    "anyOf": [{"required": ["subject", "text"]}, {"required": ["subject", "html"]}],
+    "anyOf": [
+        {"required": ["subject", "text"], "properties": {"text": {"minLength": 1}}},
+        {"required": ["subject", "html"], "properties": {"html": {"minLength": 1}}},
+        {"required": ["template"]},
+    ],
     "properties": {
         "to": ADDRESS,
-        "kind": {"type": "string", "pattern": KIND_NAME.pattern, "default": "welcome"},
-        "subject": {"type": "string", "maxLength": MAX_SUBJECT_CHARS},
-        "text": {"type": "string"},
-        "html": {"type": "string"},
-        "template": {"type": "string"},
+        "kind": KIND,
+        "subject": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": MAX_SUBJECT_CHARS,
+            "pattern": ONE_LINE,
+        },
+        "text": {"type": "string", "pattern": NO_NUL},
+        "html": {"type": "string", "pattern": NO_NUL},
+        "template": TEMPLATE,
         "context": {"type": "object"},
         "send_at": {"type": "string", "format": "date-time"},
         "expires_at": {
@@ -235,16 +281,22 @@ EMAIL: dict[str, Any] = {
         "cc": ADDRESSES,
         "bcc": ADDRESSES,
         "reply_to": ADDRESSES,
-        "headers": {"type": "object", "additionalProperties": {"type": "string"}},
+        "headers": HEADERS,
         "from": ADDRESS,
         "attachments": {
             "type": "array",
+            "maxItems": MAX_ATTACHMENTS,
             "items": {
                 "type": "object",
                 "additionalProperties": False,
                 "required": ["filename", "content_type", "content_base64"],
                 "properties": {
-                    "filename": {"type": "string"},
+                    "filename": {
+                        "type": "string",
+                        "minLength": 1,
+                        "maxLength": MAX_FILENAME_CHARS,
+                        "pattern": ONE_LINE,
+                    },
                     "content_type": {
                         "type": "string",
                         "examples": ["application/pdf", "text/csv; charset=iso-8859-1"],
@@ -259,11 +311,7 @@ EMAIL: dict[str, Any] = {
                 },
             },
         },
-        "metadata": {
-            "type": "object",
-            "description": "a flat object of strings, numbers and booleans; searchable",
-            "additionalProperties": {"type": ["string", "number", "boolean", "null"]},
-        },
+        "metadata": METADATA,
     },
 }
 
