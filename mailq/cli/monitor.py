@@ -10,8 +10,6 @@ from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import asyncpg
-
 from mailq import admin
 from mailq.cli import display
 from mailq.cli.backends import backends_report, backends_table
@@ -23,6 +21,7 @@ from mailq.cli.options import (
     list_limit,
     listed_kind,
     moment,
+    paused_kind,
     settings_for,
 )
 from mailq.db.campaigns import campaign_progress_open
@@ -299,22 +298,9 @@ async def cmd_cancel(args: argparse.Namespace) -> int:
 # -- pause and resume ----------------------------------------------------------------------
 
 
-async def _known_kind(pool: asyncpg.Pool, kind: str) -> None:
-    admin.check_kind(kind)
-    if kind in BUILTIN_KINDS:
-        return
-    known = {r["kind"] for r in await email_count_by_state(pool)}
-    known |= set(await admin.paused_kinds(pool))
-    if kind not in known:
-        raise UsageError(
-            f"unknown kind {kind!r}: no email of it was ever queued (known kinds: "
-            f"{', '.join(sorted(known | set(BUILTIN_KINDS)))})"
-        )
-
-
 async def cmd_pause(args: argparse.Namespace) -> int:
     async with connect(args) as pool:
-        await _known_kind(pool, args.kind)
+        await paused_kind(pool, args.kind)
         changed = await admin.pause_kind(pool, args.kind, paused_by="mailq pause (CLI)")
     if args.json:
         display.print_json({"kind": args.kind, "paused": True, "changed": changed})
@@ -327,7 +313,7 @@ async def cmd_pause(args: argparse.Namespace) -> int:
 
 async def cmd_resume(args: argparse.Namespace) -> int:
     async with connect(args) as pool:
-        await _known_kind(pool, args.kind)
+        await paused_kind(pool, args.kind)
         changed = await admin.resume_kind(pool, args.kind)
     if args.json:
         display.print_json({"kind": args.kind, "paused": False, "changed": changed})

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import asyncpg
 
-from mailq.admin import check_kind
+from mailq.admin import check_kind, paused_kinds
 from mailq.cli import display
 from mailq.cli.command import CliError
 from mailq.config import Config, load_settings
@@ -23,6 +23,7 @@ from mailq.db import embedded
 from mailq.db.emails import email_count_by_state
 from mailq.db.schema import ensure_current
 from mailq.errors import UsageError, quoted
+from mailq.kinds import BUILTIN_KINDS
 from mailq.settings import Settings
 from mailq.validation import unknown_kind_message
 
@@ -86,6 +87,20 @@ async def listed_kind(pool: asyncpg.Pool, args: argparse.Namespace) -> str | Non
     if kind in kinds or any(r["kind"] == kind for r in await email_count_by_state(pool)):
         return kind
     raise UsageError(unknown_kind_message(kind, kinds))
+
+
+async def paused_kind(pool: asyncpg.Pool, kind: str) -> None:
+    """A kind to pause or resume: built in, or one the queue has seen (emails, pauses)."""
+    check_kind(kind)
+    if kind in BUILTIN_KINDS:
+        return
+    known = {r["kind"] for r in await email_count_by_state(pool)}
+    known |= set(await paused_kinds(pool))
+    if kind not in known:
+        raise UsageError(
+            f"unknown kind {kind!r}: no email of it was ever queued (known kinds: "
+            f"{', '.join(sorted(known | set(BUILTIN_KINDS)))})"
+        )
 
 
 def add_command(commands: Any, name: str, handler: Any, help: str) -> argparse.ArgumentParser:

@@ -16,7 +16,8 @@ from mailq.service.api import Role, Router
 from mailq.service.body import parse_json, read_body, read_json
 from mailq.service.errors import ApiError
 from mailq.service.openapi import errors
-from mailq.service.schemas.emails import ADDRESS, BARE_ADDRESS, ONE_LINE, iso
+from mailq.service.schemas.emails import iso
+from mailq.service.schemas.fields import ADDRESS, BARE_ADDRESS, ONE_LINE
 from mailq.service.state import service_of
 from mailq.suppression import REASON_MAX_CHARS, Suppression
 

@@ -16,18 +16,8 @@ from mailq.errors import InvalidEmail
 from mailq.kinds import MAX_ATTEMPTS_LIMIT, KindPolicy
 from mailq.service.errors import ApiError
 from mailq.service.openapi import KINDS_MARKER
-from mailq.service.schemas.emails import (
-    ADDRESS,
-    ADDRESSES,
-    HEADERS,
-    ID,
-    NO_NUL,
-    ONE_LINE,
-    STATES,
-    TEMPLATE,
-    iso,
-    known_kind,
-)
+from mailq.service.schemas.emails import STATES, iso, known_kind
+from mailq.service.schemas.fields import ADDRESS, ADDRESSES, HEADERS, ID, NO_NUL, ONE_LINE, TEMPLATE
 from mailq.wire import parse_send_at, parse_time
 
 FIELDS = frozenset(
