@@ -23,6 +23,7 @@ from bench import (
     dashboard,
     drain,
     enqueue,
+    esp,
     history,
     peers,
     plots,
@@ -47,6 +48,7 @@ MEASURES = (
     "campaign",
     "smtp",
     "dashboard",
+    "esp",
 )
 RESULTS_DIR = Path("bench-results")
 
@@ -89,6 +91,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--smtp-emails", type=int, help=f"emails sent into the SMTP sink ({defaults.smtp_emails:,})"
     )
     parser.add_argument(
+        "--esp-emails", type=int, help=f"emails sent through postmark:// ({defaults.esp_emails:,})"
+    )
+    parser.add_argument(
+        "--esp-latency-ms",
+        type=float,
+        help=f"the Postmark-like server's time to answer ({defaults.esp_latency_ms:g} ms)",
+    )
+    parser.add_argument(
         "--no-peers",
         dest="peers",
         action="store_false",
@@ -124,12 +134,17 @@ def options_from_args(args: argparse.Namespace) -> Options:
         ("history_emails", "history_emails"),
         ("campaign_recipients", "campaign_recipients"),
         ("smtp_emails", "smtp_emails"),
+        ("esp_emails", "esp_emails"),
     ):
         value = getattr(args, flag, None)
         if value is not None:
             if value < 1:
                 raise UsageError(f"--{name.replace('_', '-')} must be at least 1")
             changes[name] = value
+    if args.esp_latency_ms is not None:
+        if not 0 <= args.esp_latency_ms <= 60_000:
+            raise UsageError("--esp-latency-ms must be between 0 and 60000")
+        changes["esp_latency_ms"] = args.esp_latency_ms
     if args.processes:
         try:
             counts = tuple(int(p) for p in args.processes.split(",") if p.strip())
@@ -183,6 +198,9 @@ def plan(options: Options) -> list[Group]:
     if options.wants("smtp") and smtp.sink_kind() is not None:
         members = smtp.measurements(options.smtp_emails, options.smtp_processes)
         groups.append(Group("smtp", members))
+    if options.wants("esp") and esp.available():
+        members = esp.measurements(options.esp_emails, options.concurrency, options.esp_latency_ms)
+        groups.append(Group("esp", members))
     return groups
 
 

@@ -17,13 +17,18 @@ from typing import Any
 
 from bench.databases import Server
 
-# Systems; the peers' are in mailq/bench/peers.py.
+# Systems; the peers' are in mailq/bench/peers.py. mailq's own are named mailq*: their
+# duplicates and lost count in mailq's totals.
 MAILQ = "mailq"
 BARE = "bare"
 # mailq draining a database that holds millions of finished emails (mailq/bench/history.py).
 HISTORY = "mailq_history"
 # The SMTP ceiling: a bare aiosmtplib client (mailq/bench/smtp.py).
 BARE_SMTP = "aiosmtplib"
+# The ESP measure (mailq/bench/esp.py): a bare httpx client posting the same Postmark batches,
+# and mailq's SMTP backend next to its Postmark one.
+BARE_HTTPX = "httpx"
+MAILQ_SMTP = "mailq_smtp"
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +47,9 @@ class Options:
     dashboard_waiting: int = 100_000
     smtp_emails: int = 10_000
     smtp_processes: int = 2
+    esp_emails: int = 10_000
+    # How long the Postmark-like server takes to answer a request, in milliseconds.
+    esp_latency_ms: float = 50.0
     repeat: int = 3
     only: frozenset[str] = frozenset()
     # Measure the installed peers (pgqueuer, procrastinate) too.
@@ -58,6 +66,7 @@ class Options:
             campaign_recipients=20_000,
             dashboard_waiting=2_000,
             smtp_emails=300,
+            esp_emails=300,
             repeat=1,
         )
 

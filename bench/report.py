@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from typing import Any
 
+from bench import esp
 from bench.plan import BARE, BARE_SMTP, HISTORY, MAILQ, Group, Measurement, Options, Sample
 from bench.stats import median
 
@@ -101,7 +102,7 @@ def summary(groups: Sequence[Group], results: Mapping[str, dict[str, Any]]) -> d
                 entry.setdefault("cpu_us_per_item", {})[m.system] = cpu
             for name in ("duplicates", "lost"):
                 n = result["counts"].get(name, 0)
-                if m.system in (MAILQ, HISTORY):
+                if m.system.startswith(MAILQ):  # mailq's own runs (plan.py)
                     totals[name] += n
                 elif m.system == BARE:
                     totals[f"bare_{name}"] += n
@@ -196,7 +197,7 @@ def document(
         "environment": dict(environment),
         "options": opts,
         "measurements": list(results.values()),
-        "summary": (summary_ := summary(groups, results)),
+        "summary": (summary_ := esp.with_ratios(summary(groups, results))),
         "targets": targets(summary_),
         "definitions": DEFINITIONS,
     }
@@ -377,7 +378,7 @@ def markdown(doc: Mapping[str, Any], groups: Sequence[Group], options: Options) 
         ),
         *_targets_table(doc),
     ]
-    lines += _cpu_table(doc, groups)
+    lines += _cpu_table(doc, groups) + esp.markdown_lines(doc)
     s = doc["summary"]
     peer_counts = "; ".join(
         f"{SYSTEM_LABELS.get(k, k)}: {v['duplicates']} twice, {v['lost']} never"

@@ -180,10 +180,6 @@ def _check_headers(headers: Mapping[str, str]) -> dict[str, str]:
     return checked
 
 
-def _message_id(from_address: str) -> str:
-    return f"<{os.urandom(16).hex()}@{_sender_domain(from_address)}>"
-
-
 def check_kind(kind: object, kinds: Mapping[str, KindPolicy] = BUILTIN_KINDS) -> KindPolicy:
     """The policy of a kind that is built in or declared in MAILQ_CONFIG. Any other kind is
     refused (no worker would claim its emails: they would wait forever)."""
@@ -240,25 +236,7 @@ def build_content(
     allowed: each recipient's context is checked for them (mailq.campaigns)."""
     # The email's own `from`, else its kind's (MAILQ_CONFIG [kinds.X] from), else MAILQ_FROM.
     sender = _sender(email.from_address or policy.from_address or default_from)
-    subject = _check_text("subject", email.subject, header=True)
-    text = _check_text("text", email.text, header=False)
-    html = _check_text("html", email.html, header=False)
-    if subject is not None and len(subject) > MAX_SUBJECT_CHARS:
-        raise InvalidEmail(f"subject: longer than {MAX_SUBJECT_CHARS} characters")
-    template_name = email.template
-    if template_name is None and not (subject or text or html):
-        template_name = policy.template
-    if template_name is not None:
-        named = templates.get(template_name)
-        subject = subject or named.subject
-        if not (text or html):
-            text, html = named.text, named.html
-        if _CONTROL.search(subject):
-            raise InvalidEmail(f"template: the subject of {template_name!r} must be one line")
-    if not subject:
-        raise InvalidEmail("subject: required (or a template)")
-    if not text and not html:
-        raise InvalidEmail("text: text or html is required")
+    template_name, subject, text, html = _resolve_template(email, policy, templates)
     context = dict(email.context) if isinstance(email.context, Mapping) else None
     if context is None:
         raise InvalidEmail("context: must be an object")
@@ -285,6 +263,33 @@ def build_content(
         "headers": _check_headers(email.headers),
         "attachments": attachments,
     }
+
+
+def _resolve_template(
+    email: Email, policy: KindPolicy, templates: TemplateStore
+) -> tuple[str | None, str, str | None, str | None]:
+    """The template's name (None: inline content only), and the subject, text and html the
+    email is rendered from: its own fields over those of its template (or its kind's)."""
+    subject = _check_text("subject", email.subject, header=True)
+    text = _check_text("text", email.text, header=False)
+    html = _check_text("html", email.html, header=False)
+    if subject is not None and len(subject) > MAX_SUBJECT_CHARS:
+        raise InvalidEmail(f"subject: longer than {MAX_SUBJECT_CHARS} characters")
+    template_name = email.template
+    if template_name is None and not (subject or text or html):
+        template_name = policy.template
+    if template_name is not None:
+        named = templates.get(template_name)
+        subject = subject or named.subject
+        if not (text or html):
+            text, html = named.text, named.html
+        if _CONTROL.search(subject):
+            raise InvalidEmail(f"template: the subject of {template_name!r} must be one line")
+    if not subject:
+        raise InvalidEmail("subject: required (or a template)")
+    if not text and not html:
+        raise InvalidEmail("text: text or html is required")
+    return template_name, subject, text, html
 
 
 def content_json(content: Mapping[str, Any]) -> str:

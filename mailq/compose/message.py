@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from mailq.addresses import AddressError, Mailbox, ascii_address, ascii_domain, parse_mailbox
 from mailq.compose import mime
@@ -105,11 +105,62 @@ def build_message(
     UTF-8 (SMTPUTF8, which the sender then requires of the server). The envelope carries
     the bare addresses."""
     content = email.content
+    context = _context(email, unsubscribe)
+    addressed = _addressing(email, redirect_all_to)
+    headers = addressed.headers
+    subject = render(content["subject"], context, html=False)
+    if _CONTROL.search(subject):
+        raise PermanentFailure("subject: the rendered subject has a line break or control char")
+    headers.append(("Subject", subject))
+    headers.append(("Message-ID", email.message_id))
+    headers.append(("Date", _date(int(time.time()))))
+    headers.extend(
+        _further_headers(email, addressed, unsubscribe, list_unsubscribe, feedback_sender_id)
+    )
+    html = content.get("html")
+    html_body = render(html, context, html=True) if html else None
+    # Every HTML email carries a text alternative, derived from the HTML when none is given.
+    text = content.get("text")
+    text_body = render(text, context, html=False) if text else _text_from_html(html_body or "")
+    files = [_file(a) for a in content.get("attachments") or ()]
+    data = mime.message(headers, mime.body(text_body, html_body, files), utf8=addressed.utf8)
+    return OutgoingMessage(
+        email_id=email.id,
+        message_id=email.message_id,
+        mail_from=addressed.mail_from,
+        to=addressed.to,
+        other_recipients=addressed.others,
+        data=data,
+        parts=_parts(email, addressed.to, headers, subject, (text_body, html_body), files),
+        utf8=addressed.utf8,
+    )
+
+
+def _context(email: ClaimedEmail, unsubscribe: UnsubscribeLinks | None) -> Mapping[str, Any]:
+    """What the templates are rendered with: the email's context, and `unsubscribe_url`."""
+    content = email.content
     context: Mapping[str, Any] = content.get("context") or {}
     if "unsubscribe_url" not in context and _uses_unsubscribe_url(content):
         # Signed per recipient (an HMAC): made only when a template can read it.
         url = "" if unsubscribe is None else unsubscribe.url(email.to)
         context = {**context, "unsubscribe_url": url}
+    return context
+
+
+class _Addressed(NamedTuple):
+    """The address headers of a message and its envelope."""
+
+    headers: list[tuple[str, str]]  # From, To (and Cc, Reply-To, X-Mailq-Original-To)
+    utf8: bool  # whether the message needs SMTPUTF8
+    mail_from: str  # the envelope sender
+    to: str  # the envelope recipient
+    others: tuple[str, ...]  # the other envelope recipients (cc, bcc)
+    sender: str  # the bare address of From
+
+
+def _addressing(email: ClaimedEmail, redirect_all_to: str | None) -> _Addressed:
+    """Who the message is from and to, as headers and as its envelope."""
+    content = email.content
     sender_text: str = content["from"]
     if (
         email.to_name is None
@@ -120,58 +171,60 @@ def build_message(
     ):
         # The common case, one bare ASCII recipient: no mailbox to parse or encode.
         from_line, mail_from, sender_address = _ascii_sender(sender_text)
-        headers: list[tuple[str, str]] = [("", from_line), ("To", email.to)]
-        utf8, to_address = False, email.to
-        others: tuple[str, ...] = ()
-    else:
-        headers, utf8, mail_from, to_address, others = _addressed(email, redirect_all_to)
-        sender_address = _mailbox("from", sender_text).address
-    subject = render(content["subject"], context, html=False)
-    if _CONTROL.search(subject):
-        raise PermanentFailure("subject: the rendered subject has a line break or control char")
-    headers.append(("Subject", subject))
-    headers.append(("Message-ID", email.message_id))
-    headers.append(("Date", _date(int(time.time()))))
+        headers = [("", from_line), ("To", email.to)]
+        return _Addressed(headers, False, mail_from, email.to, (), sender_address)
+    return _with_mailboxes(email, redirect_all_to)
+
+
+def _further_headers(
+    email: ClaimedEmail,
+    addressed: _Addressed,
+    unsubscribe: UnsubscribeLinks | None,
+    list_unsubscribe: bool,
+    feedback_sender_id: str,
+) -> list[tuple[str, str]]:
+    """The headers after Date: List-Unsubscribe, a campaign's List-Id and Feedback-ID (each
+    unless the email set its own), then the email's own headers."""
+    content = email.content
     own = content.get("headers") or {}
     own_names = {name.lower() for name in own}
+    headers: list[tuple[str, str]] = []
     if list_unsubscribe and unsubscribe is not None and "list-unsubscribe" not in own_names:
-        headers.extend(unsubscribe.headers(email.to, ascii_address(sender_address)))
+        headers.extend(unsubscribe.headers(email.to, ascii_address(addressed.sender)))
     if email.campaign_id is not None:
         headers.extend(
-            _campaign_headers(email, content, sender_address, feedback_sender_id, own_names, utf8)
+            _campaign_headers(
+                email, content, addressed.sender, feedback_sender_id, own_names, addressed.utf8
+            )
         )
     headers.extend(own.items())
-    text = content.get("text")
-    html = content.get("html")
-    html_body = render(html, context, html=True) if html else None
-    # Every HTML email carries a text alternative, derived from the HTML when none is given.
-    text_body = render(text, context, html=False) if text else _text_from_html(html_body or "")
-    files = [_file(a) for a in content.get("attachments") or ()]
-    data = mime.message(headers, mime.body(text_body, html_body, files), utf8=utf8)
-    parts = MessageParts(
+    return headers
+
+
+def _parts(
+    email: ClaimedEmail,
+    to: str,
+    headers: Sequence[tuple[str, str]],
+    subject: str,
+    bodies: tuple[str, str | None],
+    files: Sequence[mime.File],
+) -> MessageParts:
+    """What the message was written from, for the backends that take it field by field."""
+    content = email.content
+    return MessageParts(
         kind=email.kind,
-        from_header=sender_text,
-        to=to_address,
+        from_header=content["from"],
+        to=to,
         cc=tuple(content.get("cc") or ()),
         bcc=tuple(content.get("bcc") or ()),
         reply_to=tuple(content.get("reply_to") or ()),
         subject=subject,
-        text=text_body,
-        html=html_body,
+        text=bodies[0],
+        html=bodies[1],
         headers=tuple(h for h in headers if h[0] and h[0].lower() not in _FIELD_HEADERS),
         attachments=tuple(
             AttachmentPart(f.filename, f.content_type, f.content, f.content_id) for f in files
         ),
-    )
-    return OutgoingMessage(
-        email_id=email.id,
-        message_id=email.message_id,
-        mail_from=mail_from,
-        to=to_address,
-        other_recipients=others,
-        data=data,
-        parts=parts,
-        utf8=utf8,
     )
 
 
@@ -183,12 +236,9 @@ def _ascii_sender(sender: str) -> tuple[str, str, str]:
     return mime.address_header("From", [mailbox]), mailbox.envelope(utf8=False), mailbox.address
 
 
-def _addressed(
-    email: ClaimedEmail, redirect_all_to: str | None
-) -> tuple[list[tuple[str, str]], bool, str, str, tuple[str, ...]]:
-    """The address headers, whether the message needs SMTPUTF8, and the envelope (sender,
-    recipient, other recipients) of an email with display names, several recipients or
-    non-ASCII addresses."""
+def _with_mailboxes(email: ClaimedEmail, redirect_all_to: str | None) -> _Addressed:
+    """The addressing of an email with display names, several recipients or non-ASCII
+    addresses (or redirected)."""
     content = email.content
     sender = _mailbox("from", content["from"])
     to = Mailbox(email.to, email.to_name)
@@ -210,7 +260,8 @@ def _addressed(
     if reply_to:
         headers.append(("", mime.address_header("Reply-To", reply_to, utf8=utf8)))
     others = tuple(m.envelope(utf8=utf8) for m in (*cc, *bcc))
-    return headers, utf8, sender.envelope(utf8=utf8), to.envelope(utf8=utf8), others
+    mail_from, to_address = sender.envelope(utf8=utf8), to.envelope(utf8=utf8)
+    return _Addressed(headers, utf8, mail_from, to_address, others, sender.address)
 
 
 def _mailbox(field: str, value: str) -> Mailbox:

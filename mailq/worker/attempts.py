@@ -125,8 +125,9 @@ class SendAttempts:
         self, emails: Sequence[ClaimedEmail], started_at: datetime
     ) -> list[AttemptResult]:
         """One attempt at each of `emails` through one `send_batch`: each result is its own
-        attempt. An email that is suppressed, cannot be built or (`hold`) cannot be marked
-        as starting DATA has its outcome without being sent; the others go in the batch."""
+        attempt. An email that is suppressed, cannot be built, (`hold`) cannot be marked as
+        starting DATA or whose lease cannot be proven right before the request has its outcome
+        without being sent; the others go in the batch."""
         results: dict[int, AttemptResult] = {}
         prepared: list[_Prepared] = []
         for email in emails:
@@ -158,9 +159,31 @@ class SendAttempts:
                 elif isinstance(mark, BaseException):
                     raise mark
             prepared = [p for p in prepared if p.email.id not in results]
+        prepared = await self._still_held(prepared, started_at, results)
         if prepared:
             await self._send_batch(prepared, started_at, results)
         return [results[e.id] for e in emails]
+
+    async def _still_held(
+        self, prepared: list[_Prepared], started_at: datetime, results: dict[int, AttemptResult]
+    ) -> list[_Prepared]:
+        """Right before the request (as before SMTP DATA): the lease of each email proven
+        again; one that cannot be proven (taken back while the worker's lease had lapsed, or
+        the lease not renewed in time) is handed back unsent and left out of the batch."""
+        if self._proof is None or not prepared:
+            return prepared
+        proofs = await asyncio.gather(
+            *(self._proof.prove(p.email.id) for p in prepared), return_exceptions=True
+        )
+        kept = []
+        for p, proof in zip(prepared, proofs, strict=True):
+            if isinstance(proof, SendFailure):
+                results[p.email.id] = await self._failed(p.email, started_at, proof, p.policy)
+            elif isinstance(proof, BaseException):
+                raise proof
+            else:
+                kept.append(p)
+        return kept
 
     async def _send_batch(
         self, prepared: list[_Prepared], started_at: datetime, results: dict[int, AttemptResult]

@@ -76,6 +76,16 @@ def test_quick_bench_measures_every_figure(pg_admin_url: str, tmp_path: Path) ->
     assert campaign["seconds"] > 0 and campaign["peak_rss_mb"] > 0
     if doc["environment"]["smtp_sink"] in ("smtp-sink", "aiosmtpd"):
         assert groups["smtp"]["mailq"] > 0 and groups["smtp"]["aiosmtplib"] > 0
+    # ESP end to end: postmark:// next to a bare httpx client and to smtp://.
+    esp = groups["esp"]
+    assert esp["mailq"] > 0 and esp["httpx"] > 0
+    assert esp["ratios"]["rate_vs_httpx"] > 0 and esp["ratios"]["cpu_vs_httpx"] > 0
+    assert esp["by_system"]["mailq"]["drainers_cpu_us"] > 0
+    if doc["environment"]["smtp_sink"] in ("smtp-sink", "aiosmtpd"):
+        assert esp["mailq_smtp"] > 0 and esp["ratios"]["rate_vs_smtp"] > 0
+    (mailq_esp,) = [m for m in doc["measurements"] if m["key"] == "esp/mailq"]
+    assert mailq_esp["samples"][0]["details"]["esp_server"]["messages"] == 300
+    assert "ESP end to end, 300 emails" in result.stdout
     assert len(doc["targets"]) == 8
     assert "Targets of issue 6" in result.stdout
     assert output.with_suffix(".md").read_text(encoding="utf-8").startswith("mailq bench")

@@ -4,7 +4,7 @@ import argparse
 
 import pytest
 
-from bench import peers, smtp
+from bench import esp, peers, smtp
 from bench.command import add_arguments, options_from_args, plan
 from bench.plan import Group, Measurement, Options, Sample
 from bench.report import document, markdown, measurement_result
@@ -35,7 +35,7 @@ def test_quick_options_are_small_and_overridable() -> None:
 
 def test_default_plan_pairs_each_drain_with_the_bare_loop() -> None:
     groups = plan(options_from_args(_args("--no-peers")))
-    assert [g.name for g in groups][:10] == [
+    assert [g.name for g in groups] == [
         "enqueue_bulk",
         "enqueue_one",
         "drain_1",
@@ -46,6 +46,7 @@ def test_default_plan_pairs_each_drain_with_the_bare_loop() -> None:
         "campaign",
         "dashboard",
         *(["smtp"] if smtp.sink_kind() else []),
+        *(["esp"] if esp.available() else []),
     ]
     assert [m.system for m in groups[2].members] == ["mailq", "bare"]
 

@@ -50,7 +50,7 @@ async def claim_all(conn: asyncpg.Connection) -> list[object]:
 async def test_recipients_stream_in_chunks_and_duplicates_are_counted(
     conn: asyncpg.Connection, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(campaigns, "CHUNK", 7)
+    monkeypatch.setattr(campaigns.recipients, "CHUNK", 7)
     recipients = [*people(20), Recipient("USER3@example.com", {"name": "again"}), "x@example.com"]
     plain = spring(subject="News", text="Hello")
     campaign, added = await campaigns.create_campaign(conn, plain, iter(recipients))

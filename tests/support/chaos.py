@@ -16,7 +16,6 @@ scenario's figures to FILE as one JSON line.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import random
@@ -33,6 +32,7 @@ import asyncpg
 
 from tests.support.processes import start_worker
 from tests.support.relay import RecordingRelay
+from tests.support.waiting import eventually
 
 MEASURE = os.environ.get("MAILQ_CHAOS_MEASURE", "") not in {"", "0"}
 # In a measuring run a deadline is stretched to this many times its stated bound.
@@ -119,12 +119,8 @@ async def wait_until(
     """Poll `await check()` until truthy; returns the seconds it took. AssertionError past the
     deadline (the deadline is the caller's stated bound)."""
     began = time.monotonic()
-    while True:
-        if await check():
-            return time.monotonic() - began
-        if time.monotonic() - began > timeout:
-            raise AssertionError(f"{message}: not within {timeout:.0f}s")
-        await asyncio.sleep(interval)
+    await eventually(check, timeout=timeout, interval=interval, message=message)
+    return time.monotonic() - began
 
 
 class Fleet:
@@ -275,13 +271,15 @@ async def figures(
         recovery_bound_s=recovery_bound_s,
         burnt_bound=burnt_bound,
     )
-    rows = None
-    for _ in range(50):  # the database may be on its way back
+
+    async def emails() -> tuple[list[asyncpg.Record]] | None:
         rows = await observer.fetch("SELECT message_id, status, attempts FROM mailq.emails")
-        if rows is not None:
-            break
-        await asyncio.sleep(0.2)
-    assert rows is not None, "the queue's database did not come back"
+        return None if rows is None else (rows,)
+
+    # The database may be on its way back.
+    (rows,) = await eventually(
+        emails, timeout=10, interval=0.2, message="the queue's database did not come back"
+    )
     received: Counter[str] = Counter()
     for relay in relays:
         received.update(relay.counts())

@@ -6,16 +6,21 @@ test_resend.py).
 A burst goes out in batches of at most the worker's concurrency, each email once; a lone
 email goes alone through the single-send call; the provider's ids are recorded on the
 attempts; a worker killed while the provider holds its batch loses nothing, and Resend's
-re-sent batch carries the same Idempotency-Key.
+re-sent batch carries the same Idempotency-Key. Right before the batch request the lease of
+each email is proven again: one that cannot be proven is handed back and left out.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import signal
+import socket
+import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +28,17 @@ import asyncpg
 import pytest
 from starlette.responses import JSONResponse, Response
 
-from mailq import Settings, enqueue
+from mailq import Email, Settings, enqueue
+from mailq.compose.unsubscribe import UnsubscribeLinks
 from mailq.config import load_config
+from mailq.db.leases import WorkerIdentity
 from mailq.delivery.backends import sender_from_url
+from mailq.models import ClaimedEmail, Outcome
+from mailq.validation import to_row
+from mailq.worker.attempts import SendAttempts
 from mailq.worker.duties import RescueExpired
+from mailq.worker.lease import LeaseProof
+from mailq.worker.slots import SlotLedger
 from mailq.worker.worker import Worker
 from tests.delivery.esp.fake import FakeProvider, Seen, running
 from tests.delivery.esp.messages import endpoint
@@ -268,3 +280,106 @@ async def test_a_429_retry_after_holds_the_shared_backend_limit(
     assert await conn.fetchval("SELECT status FROM mailq.emails WHERE id = $1", email_id) == (
         "waiting"
     )
+
+
+class LapsingHeartbeat:
+    """The heartbeat as the lease proof sees it. `lapse()`: the lease runs out (the database
+    went away, or the worker froze). With `renews`, the next renewal registers again and,
+    as LeaseProof.check_claims does with the database's answer, revokes the claims that
+    were taken back meanwhile (`taken_back`)."""
+
+    def __init__(self, ledger: SlotLedger, taken_back: set[int], *, renews: bool) -> None:
+        self._ledger = ledger
+        self._taken_back = taken_back
+        self._renews = renews
+        self._proven = True
+        self._renewed = asyncio.Event()
+
+    def lapse(self) -> None:
+        self._proven = False
+
+    def lease_left_s(self) -> float:
+        return 10.0 if self._proven else 0.0
+
+    async def wait_renewed(self, timeout: float) -> bool:
+        if self._renews:
+            emails = self._ledger.held_ids()
+            self._ledger.revoke_unheld(emails, set(emails) - self._taken_back)
+            self._proven = True
+            return True
+        try:
+            await asyncio.wait_for(self._renewed.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+
+class LapseWhileBuilding:
+    """Stands where the DKIM signer does (the last step of building each message): the
+    lease lapses once the batch's messages are built, before its request."""
+
+    def __init__(self, heartbeat: LapsingHeartbeat, after: int) -> None:
+        self._heartbeat = heartbeat
+        self._left = after
+
+    def sign(self, message: Any) -> Any:
+        self._left -= 1
+        if self._left == 0:
+            self._heartbeat.lapse()
+        return message
+
+
+def claimed(email_id: int) -> ClaimedEmail:
+    row = to_row(
+        Email(to=f"ann{email_id}@example.com", subject="Hi", text="Hello."),
+        default_from="news@example.com",
+    )
+    return ClaimedEmail(
+        email_id, row.kind, row.priority, 1, None, row.to_address, row.message_id,
+        json.loads(row.content), datetime.now(UTC),
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("renews", [True, False], ids=["taken-back-one", "lease-not-renewed"])
+async def test_the_lease_of_each_email_is_proven_right_before_the_batch_request(
+    database_url: str, renews: bool
+) -> None:
+    emails = [claimed(n) for n in (1, 2, 3)]
+    ledger = SlotLedger()
+    ledger.take(emails)
+    heartbeat = LapsingHeartbeat(ledger, taken_back={2}, renews=renews)
+    proof = LeaseProof(ledger, uuid.uuid4(), wait_s=0.2)
+    proof.watch(heartbeat)
+    identity = WorkerIdentity(uuid.uuid4(), socket.gethostname(), 1, ("default",), CONCURRENCY)
+    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=1)
+    assert pool is not None
+    async with running(postmark_accepts()) as provider:
+        sender = sender_from_url(f"postmark://{TOKEN}@?endpoint={endpoint(provider.url)}")
+        attempts = SendAttempts(
+            pool,
+            identity,
+            sender,
+            policies={},
+            retry_policy=None,
+            redirect_all_to=None,
+            unsubscribe=UnsubscribeLinks(b"k" * 32, "https://example.com"),
+            dkim=LapseWhileBuilding(heartbeat, after=len(emails)),  # type: ignore[arg-type]
+            proof=proof,
+        )
+        try:
+            results = await attempts.attempt_batch(emails, datetime.now(UTC))
+        finally:
+            await sender.close()
+            await pool.close()
+    outcomes = {r.email.id: r.outcome for r in results}
+    if renews:
+        # The email taken back meanwhile is handed back unsent; the others go in the batch.
+        assert outcomes == {1: Outcome.SENT, 2: Outcome.RELEASED, 3: Outcome.SENT}
+        (request,) = provider.seen
+        assert request.path == "/email/batch"
+        assert postmark_message_ids(request) == [emails[0].message_id, emails[2].message_id]
+    else:
+        # The lease could not be proven at all: nothing is sent, every email handed back.
+        assert outcomes == {e.id: Outcome.RELEASED for e in emails}
+        assert provider.seen == []
+        assert all("could not prove its lease" in (r.error or "") for r in results)

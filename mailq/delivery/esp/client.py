@@ -111,9 +111,12 @@ class HttpSender:
         raise NotImplementedError
 
     def probe_answered(self, response: httpx.Response) -> bool:
-        """Whether the probe's answer shows the backend usable again: the credentials are
-        taken and the service answers (a 404 of a read-only lookup still proves both)."""
-        return response.status_code < 400 or response.status_code == 404
+        """Whether the probe's answer shows the backend usable again: a 2xx only (the
+        credentials taken and the service answering). A 401/403 (credentials refused), a
+        404 (the domain or account looked up is gone: sends fail too), a redirect, a 429 or
+        a 5xx keeps the breaker open; so does no answer (a timeout). A provider whose
+        documented answer proves more, or less, says so in its own `probe_answered`."""
+        return 200 <= response.status_code < 300
 
     async def probe(self) -> None:
         """BackendUnavailable unless the provider takes the credentials and answers."""

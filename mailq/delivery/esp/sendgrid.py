@@ -76,6 +76,15 @@ class SendgridSender(HttpSender):
         # "Retrieve a list of scopes": any valid API key may read its own.
         return self._request("GET", "/v3/scopes")
 
+    def probe_answered(self, response: httpx.Response) -> bool:
+        # A key without the mail.send scope reads its scopes but has every send refused
+        # (403): the backend is not back for mailq.
+        if not super().probe_answered(response):
+            return False
+        answer = json_of(response)
+        scopes = answer.get("scopes") if isinstance(answer, dict) else None
+        return not isinstance(scopes, list) or "mail.send" in scopes
+
     def body(self, message: OutgoingMessage) -> dict[str, Any]:
         parts = parts_of(message, self.provider)
         personalization: dict[str, Any] = {"to": [_address(parts.to)]}

@@ -155,6 +155,14 @@ class SesSender(HttpSender):
         # GetAccount: read-only, signed like a send (the credentials and the region).
         return await self._signed("GET", "/v2/email/account")
 
+    def probe_answered(self, response: httpx.Response) -> bool:
+        # GetAccount answers 200 while sending is paused (SendingEnabled false): every send
+        # would then be refused with SendingPausedException, so the backend is not back.
+        if not super().probe_answered(response):
+            return False
+        answer = json_of(response)
+        return not (isinstance(answer, dict) and answer.get("SendingEnabled") is False)
+
     async def send(
         self, message: OutgoingMessage, before_data: BeforeData | None = None
     ) -> SendReceipt:

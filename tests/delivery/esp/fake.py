@@ -24,6 +24,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from tests.support.waiting import eventually
+
 
 @dataclass
 class Seen:
@@ -112,11 +114,11 @@ async def running(default: Answer) -> AsyncIterator[FakeProvider]:
     )
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
-        async with asyncio.timeout(10):
-            while not server.started:
-                if task.done():
-                    task.result()
-                await asyncio.sleep(0.005)
+        await eventually(
+            lambda: server.started or task.done(), interval=0.005, message="the ESP did not start"
+        )
+        if task.done():
+            task.result()  # it failed to start: its error
         yield provider
     finally:
         server.should_exit = True
