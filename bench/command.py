@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import platform
+import re
 import sys
 import tempfile
 import time
@@ -83,6 +84,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"finished emails in the history database ({defaults.history_emails:,})",
     )
     parser.add_argument(
+        "--dashboard-waiting",
+        type=int,
+        help=f"waiting emails beside the history in the dashboard measure "
+        f"({defaults.dashboard_waiting:,})",
+    )
+    parser.add_argument(
+        "--history-database",
+        help="an existing database mailq_bench_<name> (on the same server, migrated) that "
+        "already holds the finished emails: the history and dashboard measures work on copies "
+        "of it (the history is not written again; --history-emails says how many it holds)",
+    )
+    parser.add_argument(
         "--campaign-recipients",
         type=int,
         help=f"recipients of the campaign measure ({defaults.campaign_recipients:,})",
@@ -133,6 +146,7 @@ def options_from_args(args: argparse.Namespace) -> Options:
         ("wakeup_emails", "wakeup_emails"),
         ("history_emails", "history_emails"),
         ("campaign_recipients", "campaign_recipients"),
+        ("dashboard_waiting", "dashboard_waiting"),
         ("smtp_emails", "smtp_emails"),
         ("esp_emails", "esp_emails"),
     ):
@@ -153,6 +167,10 @@ def options_from_args(args: argparse.Namespace) -> Options:
         if not counts or min(counts) < 1:
             raise UsageError("--processes: a comma-separated list of whole numbers ≥ 1")
         changes["processes"] = counts
+    if getattr(args, "history_database", None):
+        if not re.fullmatch(r"mailq_bench_[a-z0-9_]{1,40}", args.history_database):
+            raise UsageError("--history-database: a name mailq_bench_<lowercase, digits, _>")
+        changes["history_database"] = args.history_database
     if args.peers is False:
         changes["peers"] = False
     if args.only:

@@ -27,6 +27,8 @@ FILE_COPY_FROM = 1_000_000
 async def history_template(ctx: Context) -> str:
     """The name of the database holding the finished emails (made on first use)."""
     server = ctx.server
+    if ctx.options.history_database:
+        return ctx.options.history_database
     if _KEY in server.templates:
         return server.templates[_KEY]
     name = await server.prepare_copy("hist")

@@ -45,6 +45,9 @@ class Options:
     campaign_recipients: int = 1_000_000
     # Waiting emails next to the history in the dashboard measure.
     dashboard_waiting: int = 100_000
+    # An existing database holding the history (migrated, filled once by hand): measured on
+    # copies of it, never changed or dropped; None: the run writes its own history.
+    history_database: str | None = None
     smtp_emails: int = 10_000
     smtp_processes: int = 2
     esp_emails: int = 10_000

@@ -320,7 +320,8 @@ def _mailq_alone(doc: Mapping[str, Any], options: Options) -> list[str]:
             f"| dashboard pages with {options.history_emails:,} finished and "
             f"{options.dashboard_waiting:,} waiting emails (server time) | slowest page "
             f"{_n(d.get('slowest_page_ms'), 1)} ms, overview {_n(d.get('overview_ms'), 1)} ms | "
-            f"SSE update {_n(d.get('sse_update_ms'), 1)} ms | |"
+            f"SSE update {_n(d.get('sse_update_ms'), 1)} ms "
+            f"({_n(d.get('sse_update_db_ms'), 1)} ms of queries) | |"
         )
     if "smtp" in g:
         sm = g["smtp"]

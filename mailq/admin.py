@@ -24,6 +24,7 @@ from mailq.db.emails import (
     email_states,
 )
 from mailq.db.paused_kinds import kind_list_paused, kind_pause, kind_resume
+from mailq.db.waiting_later_counts import email_waiting_later_forget
 from mailq.errors import EmailNotFound, NotAllowed, UsageError
 from mailq.kinds import KIND_NAME
 from mailq.models import WAITING_STATES, EmailState
@@ -137,7 +138,8 @@ async def prune(
     """Delete emails that finished longer than `older_than` ago, in batches (each in a
     transaction holding the prune lock, so one process at a time prunes); returns how many,
     or None when another process is pruning right now. `mailq prune` and the workers' prune
-    duty both call it."""
+    duty both call it. The last batch also forgets the waiting counts of due-time slots long begun
+    (mailq.waiting_later_counts)."""
     before = (now or datetime.now(UTC)) - older_than
     total = 0
     while True:
@@ -145,6 +147,8 @@ async def prune(
             if not await schema_try_duty_lock(conn, PRUNE_LOCK_KEY):
                 return total if total else None
             deleted = await email_delete_finished(conn, before, batch)
+            if deleted < batch:
+                await email_waiting_later_forget(conn, now)
         total += deleted
         if on_batch is not None:
             on_batch(deleted)

@@ -92,6 +92,7 @@ async def open_pool(
     max_size: int,
     command_timeout: float,
     reset: Any = None,
+    init: Any = None,
 ) -> asyncpg.Pool:
     """A pool of mailq's own, with no connection floor (min_size 0). With a floor, asyncpg
     reconnects in the background whenever a connection is lost and logs every failed try
@@ -100,6 +101,8 @@ async def open_pool(
     loop that asked, which logs one warning line and retries. One connection is made at once
     (and kept while it is used), so an unreachable database fails here: DatabaseUnavailable."""
     options: dict[str, Any] = {"reset": reset} if reset is not None else {}
+    if init is not None:
+        options["init"] = init
     try:
         pool = await asyncpg.create_pool(
             dsn, min_size=0, max_size=max_size, command_timeout=command_timeout, **options

@@ -6,9 +6,9 @@ attempts_finished_brin, by email through their primary key), or the partial inde
 unfinished emails, and never walks the finished emails unbounded: tests/dashboard/
 test_queries_plan.py checks each one's executed plan.
 
-Panels that need tables other work adds are behind functions that answer None until then:
-`backend_breaker` (the backend circuit breaker, issue 12) and `event_rates` (bounce and
-complaint rates from mailq.events, issue 14). The pages show a panel only for an answer.
+The bounce and complaint rates divide the trigger-kept event counts (mailq.event_counts) by
+the sent counts (mailq.finished_counts per kind, mailq.campaign_counts per campaign); the
+backend circuit breaker is read through mailq.db.breakers.
 """
 
 from __future__ import annotations
@@ -86,9 +86,9 @@ async def dashboard_email_max_id(db: Executor) -> int:
     return int(await db.fetchval(QUERIES["dashboard_email_max_id"]))
 
 
-async def dashboard_email_created_from(db: Executor, email_id: int) -> tuple[int, datetime] | None:
-    row = await db.fetchrow(QUERIES["dashboard_email_created_from"], email_id)
-    return None if row is None else (row["id"], row["created_at"])
+async def dashboard_email_id_at(db: Executor, moment: datetime, top: int) -> int:
+    """The first id created at or after `moment`, of ids up to `top` (top + 1 if none)."""
+    return int(await db.fetchval(QUERIES["dashboard_email_id_at"], moment, top))
 
 
 async def dashboard_email_walk(
@@ -178,17 +178,13 @@ async def dashboard_campaign_sample_prune(db: Executor, older_than_s: float) -> 
     await db.execute(QUERIES["dashboard_campaign_sample_prune"], older_than_s)
 
 
-# -- panels for tables that are not there yet -----------------------------------------------
+async def dashboard_event_rates_kinds(db: Executor, days: int) -> list[dict[str, Any]]:
+    """Sent emails and delivery events (the last `days` days) per kind, by outcome."""
+    return _dicts(await db.fetch(QUERIES["dashboard_event_rates_kinds"], days))
 
 
-async def backend_breaker(db: Executor) -> list[dict[str, Any]] | None:
-    """The backend circuit breaker's state per backend (open, half-open, closed, since when,
-    why). None: this schema has no breaker table yet (issue 12 adds it)."""
-    return None
-
-
-async def event_rates(db: Executor, campaign_id: int | None = None) -> dict[str, Any] | None:
-    """Bounce and complaint rates over sent emails (overall, or of one campaign), for the
-    panels drawn against Gmail's 0.1% / 0.3% complaint lines and the campaign pause limit.
-    None: this schema has no mailq.events table yet (issue 14 adds it)."""
-    return None
+async def dashboard_event_rates_campaign(db: Executor, campaign_id: int) -> dict[str, Any] | None:
+    """A campaign's sent emails and delivery events by outcome, and the bounce breaker's
+    reason when it paused the campaign; None: no such campaign."""
+    row = await db.fetchrow(QUERIES["dashboard_event_rates_campaign"], campaign_id)
+    return None if row is None else dict(row)

@@ -26,6 +26,7 @@ REVISIONS: tuple[str, ...] = (
     "0006_outages",
     "0007_bounces",
     "0008_dashboard",
+    "0010_dashboard_counts",
 )
 HEAD = REVISIONS[-1]
 

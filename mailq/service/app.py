@@ -40,6 +40,7 @@ from mailq.errors import ConfigError
 from mailq.service.api import Handler, Operation, Router
 from mailq.service.auth import authorize, load_tokens
 from mailq.service.dashboard import routes as dashboard_routes
+from mailq.service.dashboard import timing
 from mailq.service.embedded import EmbeddedWorker, SenderFactory, default_sender
 from mailq.service.errors import EXCEPTION_HANDLERS, RetryAfterOn503
 from mailq.service.metrics import ROUTE_KEY, Metrics, MetricsMiddleware, metrics
@@ -105,7 +106,10 @@ async def _open_pool(settings: Settings, limits: Limits) -> asyncpg.Pool:
     if not settings.database_url:
         raise ConfigError("the service has no database URL")
     return await open_pool(
-        settings.database_url, max_size=limits.pool_size, command_timeout=COMMAND_TIMEOUT_S
+        settings.database_url,
+        max_size=limits.pool_size,
+        command_timeout=COMMAND_TIMEOUT_S,
+        init=timing.install,
     )
 
 

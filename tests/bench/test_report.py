@@ -33,6 +33,19 @@ def test_quick_options_are_small_and_overridable() -> None:
     assert [g.name for g in plan(options)] == ["drain_1", "drain_3"]
 
 
+def test_the_dashboard_measure_takes_its_size_and_a_history_filled_beforehand() -> None:
+    options = options_from_args(
+        _args("--only", "dashboard", "--dashboard-waiting", "5000", "--history-emails", "10000000",
+              "--history-database", "mailq_bench_dash_big")
+    )  # fmt: skip
+    assert (options.dashboard_waiting, options.history_emails) == (5000, 10_000_000)
+    assert options.history_database == "mailq_bench_dash_big"
+    (group,) = plan(options)
+    assert group.members[0].params == {"finished": 10_000_000, "waiting": 5000}
+    with pytest.raises(UsageError, match="--history-database"):
+        options_from_args(_args("--history-database", "postgres"))
+
+
 def test_default_plan_pairs_each_drain_with_the_bare_loop() -> None:
     groups = plan(options_from_args(_args("--no-peers")))
     assert [g.name for g in groups] == [

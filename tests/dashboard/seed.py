@@ -1,7 +1,8 @@
 """A queue that has been running for a day, for the dashboard's pages and screenshots: sent
 emails with their attempts spread over the last 24 hours, failures with real-looking replies
 from a few domains, emails waiting, retrying and in doubt, a worker, a paused kind, a
-campaign part way through, suppressed addresses."""
+campaign part way through, suppressed addresses, bounces and complaints, a relay whose
+circuit breaker is open."""
 
 from __future__ import annotations
 
@@ -213,6 +214,7 @@ async def _seed(conn: asyncpg.Connection) -> dict[str, int]:
         """,
         campaign.id,
     )
+    await _seed_health(conn)
     await conn.execute("ANALYZE")
     # The attempt-rate rollup as after the dashboard has been open a while (a first look
     # counts a bounded slice of history per refresh).
@@ -220,3 +222,39 @@ async def _seed(conn: asyncpg.Connection) -> dict[str, int]:
         if not (await rates.attempt_rates(conn)).uncounted:
             break
     return {"campaign": campaign.id}
+
+
+async def _seed_health(conn: asyncpg.Connection) -> None:
+    """Delivery events of sent emails (through mailq.events, whose trigger counts them into
+    mailq.event_counts) and an open backend circuit breaker."""
+    await conn.execute(
+        """
+        INSERT INTO mailq.events (email_id, kind, campaign_id, type, subtype, sender_side,
+                                  provider, recipient, status_code, dedup_key, occurred_at)
+        SELECT e.id, e.kind, e.campaign_id, x.type, x.subtype, x.sender_side, 'dsn',
+               e.to_address, x.status,
+               concat_ws('.', 'seed', x.type, x.subtype, x.status, e.id), now()
+        FROM mailq.emails AS e
+        CROSS JOIN LATERAL (
+            SELECT * FROM (VALUES
+                (e.id % 40 = 0, 'bounced', 'hard', false, '5.1.1'),
+                (e.id % 97 = 1, 'bounced', 'soft', false, '4.2.2'),
+                (e.id % 400 = 3, 'bounced', 'hard', true, '5.7.26'),
+                (e.id % 350 = 5 OR (e.campaign_id IS NOT NULL AND e.id % 60 = 7),
+                 'complained', NULL, false, NULL),
+                (e.id % 9 = 2, 'delivered', NULL, false, '2.0.0')
+            ) AS v(pick, type, subtype, sender_side, status)
+            WHERE v.pick
+        ) AS x
+        WHERE e.status = 'sent'
+        """
+    )
+    await conn.execute(
+        """
+        INSERT INTO mailq.backend_breakers (backend, state, opened_at, last_error, deferred,
+                                            probes, backoff_s, probe_at)
+        VALUES ('smtp://relay.shop.example:587', 'open', now() - interval '4 minutes',
+                'connection refused (relay.shop.example:587)', 37, 3, 40,
+                now() + interval '25 seconds')
+        """
+    )

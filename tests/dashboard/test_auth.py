@@ -137,6 +137,11 @@ async def test_each_token_signs_in_and_the_client_token_does_not(
         page = await client.get("/dashboard")
         assert page.status_code == 200 and f"role-{role}" in page.text
         assert page.headers["content-security-policy"].startswith("default-src 'none'")
+        # The page's time and its queries' time, for the benchmark.
+        timing = re.fullmatch(
+            r"page;dur=([0-9.]+), db;dur=([0-9.]+)", page.headers["server-timing"]
+        )
+        assert timing is not None and float(timing[1]) > 0 and float(timing[2]) > 0
     client.cookies.clear()
     form = await client.get("/dashboard/login")
     refused = await client.post(

@@ -1,7 +1,7 @@
 """The dashboard in a real browser (Debian's Chromium through Playwright) against a real
 uvicorn service: signing in with each token, the viewer's disabled actions, live counts,
-pausing a kind, the sandboxed preview of a hostile email, and a screenshot of every page at
-1280 px and 390 px (test-artifacts/dashboard/)."""
+pausing a kind, the breaker and the bounce and complaint rates, the sandboxed preview of a
+hostile email, and a screenshot of every page at 1280 px and 390 px (test-artifacts/dashboard/)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 import asyncpg
 import httpx
 
+from mailq.service.dashboard.deliverability import percent as rate
 from tests.dashboard.conftest import (
     ADMIN,
     CLIENT,
@@ -183,3 +184,41 @@ def test_an_emails_script_never_runs_and_nothing_remote_loads(
     assert page.evaluate("window.__emailRan") is None
     assert not [m for m in console if "RAN" in m], console
     page.context.close()
+
+
+def test_the_breaker_and_the_rates_are_what_the_database_says(
+    dashboard: Dashboard, browser: Any
+) -> None:
+    page = sign_in(browser, dashboard, ADMIN)
+    breakers = fetch(dashboard.database_url, "SELECT * FROM mailq.backend_breakers")
+    assert breakers
+    for b in breakers:
+        row = page.locator(f'[data-breaker="{b["backend"]}"]')
+        assert row.locator('[data-breaker-field="state"]').inner_text() == b["state"]
+        assert row.locator('[data-breaker-field="deferred"]').inner_text() == str(b["deferred"])
+        assert row.locator('[data-breaker-field="probes"]').inner_text() == str(b["probes"])
+    assert page.locator("[data-breaker-summary]").get_attribute("data-breaker-summary") == "open"
+    # The kinds' rates against mailq.bounces (the bounce work's own view of the same counts).
+    kinds = fetch(dashboard.database_url, "SELECT * FROM mailq.bounces WHERE scope = 'kind'")
+    assert sum(r["complained"] for r in kinds) > 0 and sum(r["hard_bounced"] for r in kinds) > 0
+    for r in kinds:
+        _assert_rates(page.locator(f'[data-rates="{r["kind"]}"]'), r)
+    page.goto(f"{dashboard.url}/dashboard/campaigns/{dashboard.seeded['campaign']}")
+    (campaign,) = fetch(
+        dashboard.database_url,
+        "SELECT * FROM mailq.bounces WHERE scope = 'campaign' AND campaign_id = $1",
+        dashboard.seeded["campaign"],
+    )
+    assert campaign["sent"] > 0 and campaign["complained"] > 0
+    _assert_rates(page.locator("[data-rates]"), campaign)
+    page.context.close()
+
+
+def _assert_rates(row: Any, expected: Any) -> None:
+    def shown(name: str) -> str:
+        return str(row.locator(f'[data-rate-field="{name}"]').inner_text())
+
+    for name in ("sent", "delivered", "hard_bounced", "soft_bounced", "rejected", "complained"):
+        assert int(shown(name).replace(",", "")) == expected[name], (name, dict(expected))
+    assert shown("bounce_rate") == rate(expected["hard_bounce_rate"])
+    assert shown("complaint_rate") == rate(expected["complaint_rate"])

@@ -79,10 +79,28 @@ SELECT now() AS now;
 -- The newest email's id (0 without emails): where a search walks down from.
 SELECT coalesce(max(id), 0)::bigint AS id FROM mailq.emails;
 
--- name: dashboard_email_created_from
--- The first email with an id at or above $1, and when it was created: a time range becomes
--- a range of ids by bisection (ids are handed out in creation order).
-SELECT id, created_at FROM mailq.emails WHERE id >= $1::bigint ORDER BY id LIMIT 1;
+-- name: dashboard_email_id_at
+-- The first id whose email was created at or after $1, ids up to $2 (the newest; $2 + 1 if
+-- none), by bisection over the primary key in one statement (ids are handed out in creation
+-- order): about 25 steps of two one-row lookups. Each step looks at the first email at or
+-- above the middle of [low, high): created before $1, the answer is above it; else it is at
+-- most the middle.
+WITH RECURSIVE bisect (low, high) AS (
+    SELECT 1::bigint, $2::bigint + 1
+    UNION ALL
+    SELECT CASE WHEN f.created_at < $1::timestamptz THEN f.id + 1 ELSE b.low END,
+           CASE WHEN f.created_at < $1::timestamptz THEN b.high ELSE (b.low + b.high) / 2 END
+    FROM bisect AS b
+    CROSS JOIN LATERAL (
+        SELECT (SELECT e.id FROM mailq.emails AS e
+                WHERE e.id >= (b.low + b.high) / 2 ORDER BY e.id LIMIT 1) AS id
+    ) AS m
+    CROSS JOIN LATERAL (
+        SELECT m.id, (SELECT e.created_at FROM mailq.emails AS e WHERE e.id = m.id) AS created_at
+    ) AS f
+    WHERE b.low < b.high
+)
+SELECT low FROM bisect WHERE low >= high;
 
 -- name: dashboard_email_walk
 -- Emails with ids in [$10, $9), newest first, $12 at most, that match every filter given
@@ -104,7 +122,9 @@ WHERE e.id < $9::bigint AND e.id >= $10::bigint
   AND ($6::jsonb IS NULL OR e.metadata @> $6::jsonb)
   AND ($7::timestamptz IS NULL OR e.created_at >= $7::timestamptz)
   AND ($8::timestamptz IS NULL OR e.created_at < $8::timestamptz)
-  AND ($11::text[] IS NULL OR e.status = ANY($11::text[]))
+  -- (`|| ''` keeps the planner on the primary key: through the partial index of the
+  -- waiting emails it would read all of them to sort them by id.)
+  AND ($11::text[] IS NULL OR e.status || '' = ANY($11::text[]))
 ORDER BY e.id DESC
 LIMIT $12::integer;
 
@@ -247,3 +267,54 @@ LIMIT 1;
 -- name: dashboard_campaign_sample_prune
 -- Forget campaign samples older than $1 seconds.
 DELETE FROM mailq.campaign_samples WHERE sampled_at < now() - make_interval(secs => $1::float8);
+
+-- name: dashboard_event_rates_kinds
+-- Per kind: its sent emails (mailq.finished_counts: those the retention keeps) and its
+-- delivery events of the last $1 days (mailq.event_counts, days counted in UTC), by outcome.
+-- Both are trigger-kept counts: nothing here reads an email or an event.
+WITH sent AS (
+    SELECT f.kind, sum(f.n)::bigint AS sent
+    FROM mailq.finished_counts AS f
+    WHERE f.status = 'sent'
+    GROUP BY 1
+),
+events AS (
+    SELECT x.kind,
+           coalesce(sum(x.n) FILTER (WHERE x.outcome = 'delivered'), 0)::bigint AS delivered,
+           coalesce(sum(x.n) FILTER (WHERE x.outcome = 'hard_bounced'), 0)::bigint AS hard_bounced,
+           coalesce(sum(x.n) FILTER (WHERE x.outcome = 'soft_bounced'), 0)::bigint AS soft_bounced,
+           coalesce(sum(x.n) FILTER (WHERE x.outcome = 'rejected'), 0)::bigint AS rejected,
+           coalesce(sum(x.n) FILTER (WHERE x.outcome = 'complained'), 0)::bigint AS complained,
+           coalesce(sum(x.n) FILTER (WHERE x.outcome = 'unsubscribed'), 0)::bigint AS unsubscribed
+    FROM mailq.event_counts AS x
+    WHERE x.day >= (now() AT TIME ZONE 'UTC')::date - $1::integer
+    GROUP BY 1
+)
+SELECT coalesce(s.kind, e.kind) AS kind, coalesce(s.sent, 0) AS sent,
+       coalesce(e.delivered, 0) AS delivered, coalesce(e.hard_bounced, 0) AS hard_bounced,
+       coalesce(e.soft_bounced, 0) AS soft_bounced, coalesce(e.rejected, 0) AS rejected,
+       coalesce(e.complained, 0) AS complained, coalesce(e.unsubscribed, 0) AS unsubscribed
+FROM sent AS s
+FULL JOIN events AS e ON e.kind = s.kind
+WHERE coalesce(s.sent, 0) > 0 OR e.kind IS NOT NULL
+ORDER BY 1;
+
+-- name: dashboard_event_rates_campaign
+-- Campaign $1 over its life: its sent emails (mailq.campaign_counts) and its delivery events
+-- by outcome (mailq.event_counts, through its primary key: kind, campaign), and why the bounce
+-- breaker paused it, if it did.
+SELECT c.id AS campaign_id,
+       (SELECT coalesce(sum(k.n), 0) FROM mailq.campaign_counts AS k
+        WHERE k.campaign_id = c.id AND k.status = 'sent')::bigint AS sent,
+       coalesce(sum(x.n) FILTER (WHERE x.outcome = 'delivered'), 0)::bigint AS delivered,
+       coalesce(sum(x.n) FILTER (WHERE x.outcome = 'hard_bounced'), 0)::bigint AS hard_bounced,
+       coalesce(sum(x.n) FILTER (WHERE x.outcome = 'soft_bounced'), 0)::bigint AS soft_bounced,
+       coalesce(sum(x.n) FILTER (WHERE x.outcome = 'rejected'), 0)::bigint AS rejected,
+       coalesce(sum(x.n) FILTER (WHERE x.outcome = 'complained'), 0)::bigint AS complained,
+       coalesce(sum(x.n) FILTER (WHERE x.outcome = 'unsubscribed'), 0)::bigint AS unsubscribed,
+       (SELECT b.reason FROM mailq.bounce_breakers AS b
+        WHERE b.scope = 'campaign' AND b.key = c.id::text) AS paused_reason
+FROM mailq.campaigns AS c
+LEFT JOIN mailq.event_counts AS x ON x.kind = c.kind AND x.campaign_id = c.id
+WHERE c.id = $1::bigint
+GROUP BY c.id;

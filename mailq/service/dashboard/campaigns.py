@@ -1,6 +1,7 @@
 """Campaigns: progress by state (mailq.campaign_progress: open emails through their partial
 index, finished ones from mailq.campaign_counts), rate and ETA from samples of the finished
-count, pause / resume / cancel through mailq.campaigns."""
+count, bounce and complaint rates (mailq.event_counts over mailq.campaign_counts), pause /
+resume / cancel through mailq.campaigns."""
 
 from __future__ import annotations
 
@@ -11,14 +12,16 @@ from starlette.responses import Response
 from mailq import campaigns as operations
 from mailq.campaigns import Campaign
 from mailq.db.audit_log import audit_log_for_target
-from mailq.db.dashboard import event_rates
+from mailq.db.dashboard import dashboard_event_rates_campaign
 from mailq.errors import CampaignNotFound
-from mailq.service.dashboard import charts, rates
+from mailq.service.dashboard import charts, deliverability, rates
 from mailq.service.dashboard.guard import Context, Form, action, done, not_found, page
 from mailq.service.dashboard.overview import FINISHED_STATES, OPEN_STATES
 from mailq.service.state import MAX_ID
 
 PAGE_SIZE = 25
+NO_EVENTS = dict.fromkeys(("sent", "delivered", "hard_bounced", "soft_bounced", "rejected",
+                           "complained", "unsubscribed"), 0) | {"paused_reason": None}  # fmt: skip
 
 
 async def _view(ctx: Context, campaign: Campaign) -> dict[str, Any]:
@@ -29,7 +32,10 @@ async def _view(ctx: Context, campaign: Campaign) -> dict[str, Any]:
     if campaign.status != "cancelled" and remaining:
         pace = await rates.campaign_pace(ctx.pool, campaign.id, finished, remaining)
     total = campaign.recipients
+    events = await dashboard_event_rates_campaign(ctx.pool, campaign.id) or NO_EVENTS
     return {
+        "events": deliverability.rates_of(campaign.name, events),
+        "paused_reason": events["paused_reason"],
         "campaign": campaign,
         "progress": progress,
         "total": total,
@@ -73,8 +79,8 @@ async def campaign(ctx: Context) -> Response:
         "campaign.html",
         "campaigns",
         **view,
-        events=await event_rates(ctx.pool, found.id),
         audit=await audit_log_for_target(ctx.pool, "campaign", str(found.id)),
+        pause_min_sent=deliverability.PAUSE_MIN_SENT,
         content=found.content,
     )
 

@@ -17,7 +17,6 @@ from email.policy import default as default_policy
 from typing import Any
 from urllib.parse import urlencode
 
-import asyncpg
 import orjson
 from starlette.responses import Response
 
@@ -27,8 +26,8 @@ from mailq.db.audit_log import audit_log_for_email
 from mailq.db.dashboard import (
     EmailFilter,
     dashboard_email_cancellable,
-    dashboard_email_created_from,
     dashboard_email_detail,
+    dashboard_email_id_at,
     dashboard_email_lock,
     dashboard_email_max_id,
     dashboard_email_retryable,
@@ -42,7 +41,7 @@ from mailq.service.dashboard.guard import Context, Form, action, done, not_found
 from mailq.service.state import MAX_ID
 
 PAGE_SIZE = 50
-WALK_IDS = 50_000
+WALK_IDS = 20_000
 BULK_MAX = 100_000
 STATES = tuple(s.value for s in EmailState)
 STORED = {"scheduled": "waiting", "queued": "waiting", "retrying": "waiting"}
@@ -109,21 +108,6 @@ def parse_filter(values: Any) -> tuple[EmailFilter, int | None, dict[str, str]]:
     return where, email_id, given
 
 
-async def _id_at(db: asyncpg.Pool, moment: datetime, top: int) -> int:
-    """The first id created at or after `moment` (top + 1 if none): a bisection over the
-    primary key, about 25 lookups of one row each."""
-    low, high = 1, top + 1
-    while low < high:
-        middle = (low + high) // 2
-        found = await dashboard_email_created_from(db, middle)
-        if found is not None and found[1] < moment:
-            low = found[0] + 1
-        else:
-            # None of the ids in [middle, found) exists: the answer is at most middle.
-            high = middle
-    return low
-
-
 # -- pages ----------------------------------------------------------------------------------
 
 
@@ -142,9 +126,9 @@ async def emails(ctx: Context) -> Response:
     upper = top + 1
     lower = 1
     if where.created_to is not None:
-        upper = await _id_at(ctx.pool, where.created_to, top)
+        upper = await dashboard_email_id_at(ctx.pool, where.created_to, top)
     if where.created_from is not None:
-        lower = await _id_at(ctx.pool, where.created_from, top)
+        lower = await dashboard_email_id_at(ctx.pool, where.created_from, top)
     before = ctx.request.query_params.get("before", "")
     if before.isdigit() and len(before) <= 19:
         upper = min(upper, int(before))

@@ -1,7 +1,7 @@
 """The overview: counts per kind and state (the trigger-kept counts and the partial indexes
 of mailq.queue_stats), send and failure rates, the oldest due email, live workers, paused
-kinds and campaigns. Its live regions are rendered here both for the page and for the
-server-sent updates (live.py)."""
+kinds and campaigns, the backend circuit breakers, bounce and complaint rates per kind. Its
+live regions are rendered here both for the page and for the server-sent updates (live.py)."""
 
 from __future__ import annotations
 
@@ -13,18 +13,15 @@ from typing import Any
 import asyncpg
 from starlette.responses import JSONResponse, Response
 
+from mailq.db.breakers import backend_breaker_list
 from mailq.db.campaigns import campaign_progress_open
 from mailq.db.connection import Executor
-from mailq.db.dashboard import (
-    backend_breaker,
-    dashboard_oldest_due,
-    event_rates,
-)
+from mailq.db.dashboard import dashboard_event_rates_kinds, dashboard_oldest_due
 from mailq.db.emails import email_count_by_state
 from mailq.db.leases import worker_lease_list
 from mailq.db.paused_kinds import kind_list_paused
 from mailq.models import EmailState
-from mailq.service.dashboard import charts, rates
+from mailq.service.dashboard import charts, deliverability, rates
 from mailq.service.dashboard.guard import Context, page
 from mailq.service.dashboard.render import PAGE_HEADERS, render
 
@@ -83,22 +80,45 @@ def campaign_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return sorted(out.values(), key=lambda e: -int(e["id"]))
 
 
+async def _counts_and_oldest(db: Executor) -> tuple[list[KindCounts], dict[str, Any] | None]:
+    counts = count_table(await email_count_by_state(db))
+    waiting_kinds = [k.kind for k in counts if any(k.counts.get(s) for s in WAITING_STATES)]
+    oldest = await dashboard_oldest_due(db, waiting_kinds) if waiting_kinds else None
+    return counts, oldest
+
+
 async def snapshot(db: Executor) -> dict[str, Any]:
     """Everything the overview's live regions show."""
-    counts = count_table(await email_count_by_state(db))
-    # Independent reads: on a pool they run side by side (each on its own connection).
+    # Independent reads: on a pool they run side by side (each on its own connection), so
+    # the update takes as long as its longest chain of queries, not their sum.
     if isinstance(db, asyncpg.Pool):
-        workers, paused, progress = await asyncio.gather(
-            worker_lease_list(db), kind_list_paused(db), campaign_progress_open(db, OPEN_CAMPAIGNS)
+        (
+            (counts, oldest),
+            attempt,
+            workers,
+            paused,
+            progress,
+            (breakers, events),
+        ) = await asyncio.gather(
+            _counts_and_oldest(db),
+            rates.attempt_rates(db),
+            worker_lease_list(db),
+            kind_list_paused(db),
+            campaign_progress_open(db, OPEN_CAMPAIGNS),
+            asyncio.gather(
+                backend_breaker_list(db),
+                dashboard_event_rates_kinds(db, deliverability.KIND_DAYS),
+            ),
         )
     else:
+        counts, oldest = await _counts_and_oldest(db)
+        attempt = await rates.attempt_rates(db)
         workers = await worker_lease_list(db)
         paused = await kind_list_paused(db)
         progress = await campaign_progress_open(db, OPEN_CAMPAIGNS)
-    waiting_kinds = [k.kind for k in counts if any(k.counts.get(s) for s in WAITING_STATES)]
-    oldest = await dashboard_oldest_due(db, waiting_kinds) if waiting_kinds else None
+        breakers = await backend_breaker_list(db)
+        events = await dashboard_event_rates_kinds(db, deliverability.KIND_DAYS)
     totals = {s: sum(k.counts.get(s, 0) for k in counts) for s in STATES}
-    attempt = await rates.attempt_rates(db)
     hour = charts.bar_chart("Last hour, per minute", attempt.last(60), "minute", 10)
     day = charts.bar_chart("Last 24 hours, per hour", attempt.hours(), "hour", 4)
     campaigns = campaign_rows(progress)
@@ -114,8 +134,9 @@ async def snapshot(db: Executor) -> dict[str, Any]:
         "day": day,
         "uncounted": attempt.uncounted,
         "now": attempt.now,
-        "breaker": await backend_breaker(db),
-        "events": await event_rates(db),
+        "breakers": breakers,
+        "events": deliverability.kind_rates(events),
+        "event_days": deliverability.KIND_DAYS,
     }
 
 

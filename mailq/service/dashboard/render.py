@@ -12,6 +12,8 @@ from typing import Any
 import jinja2
 from starlette.responses import HTMLResponse
 
+from mailq.service.dashboard.deliverability import percent as rate
+
 HERE = Path(__file__).parent
 NONE = "\N{EN DASH}"  # what a table shows for "no value"
 # Our own script and style only; no inline script, no remote anything. The email preview
@@ -84,7 +86,7 @@ def _environment() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(number=number, duration=duration, when=when, iso=iso, ago=ago)
+    env.filters.update(number=number, duration=duration, when=when, iso=iso, ago=ago, rate=rate)
     env.globals.update(percent=percent)
     return env
 
