@@ -84,6 +84,7 @@ def error_line(message: str) -> None:
 
 
 def one_line(message: str, limit: int = MAX_ERROR_CHARS) -> str:
-    text = redact(message)
+    # An argument that was not UTF-8 reaches Python as lone surrogates: shown escaped.
+    text = redact(message).encode("utf-8", "backslashreplace").decode("utf-8")
     text = _CONTROL.sub(lambda m: repr(m.group(0))[1:-1], text)
     return text if len(text) <= limit else text[: limit - 3] + "..."
