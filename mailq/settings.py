@@ -59,6 +59,8 @@ class Settings:
     retention_days: float = RETENTION_DAYS
     # The name given in EHLO (MAILQ_HELO_NAME); None: the host's FQDN.
     helo_name: str | None = None
+    # MAILQ_BOUNCE_DOMAIN: SMTP mail goes out with a VERP envelope sender of this domain.
+    bounce_domain: str | None = None
 
     @property
     def backend_url(self) -> str:
@@ -93,6 +95,11 @@ class Settings:
         _check_mailbox("MAILQ_FROM", self.from_address)
         if self.redirect_all_to is not None:
             _check_mailbox("MAILQ_REDIRECT_ALL_TO", self.redirect_all_to)
+        if self.bounce_domain is not None and not _BOUNCE_DOMAIN.match(self.bounce_domain):
+            raise ConfigError(
+                f"MAILQ_BOUNCE_DOMAIN: {self.bounce_domain!r} is not a domain name "
+                "(e.g. bounces.example.com)"
+            )
         if self.helo_name is not None and not _HELO_NAME.match(self.helo_name):
             raise ConfigError(
                 f"MAILQ_HELO_NAME: {self.helo_name!r} is not a host name (letters, digits, "
@@ -122,6 +129,7 @@ class Settings:
             config_file=Path(config_file).expanduser() if config_file else None,
             retention_days=_number(env, "MAILQ_RETENTION_DAYS", RETENTION_DAYS),
             helo_name=(env.get("MAILQ_HELO_NAME") or "").strip() or None,
+            bounce_domain=(env.get("MAILQ_BOUNCE_DOMAIN") or "").strip().lower() or None,
         )
         settings.validate()
         return settings
@@ -131,6 +139,11 @@ class Settings:
 _HELO_NAME = re.compile(
     r"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
     r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\[[0-9A-Fa-f:.]+\])$"
+)
+
+
+_BOUNCE_DOMAIN = re.compile(
+    r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
 )
 
 

@@ -44,10 +44,12 @@ class Suppression:
     address: str
     reason: str
     created_at: datetime
+    # When it ends (a soft-bounce suppression); None: never.
+    expires_at: datetime | None = None
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Suppression:
-        return cls(row["address"], row["reason"], row["created_at"])
+        return cls(row["address"], row["reason"], row["created_at"], row.get("expires_at"))
 
 
 @dataclass(frozen=True, slots=True)

@@ -71,16 +71,7 @@ def parse_feedback(
         email_id, seen_forged = verp_lookup(verp, candidates)
         forged = forged or seen_forged
     message_id = original_message_id(message)
-    recipients: list[str] = []
-    if fields is not None:
-        for name in ("Original-Rcpt-To", "Removal-Recipient"):
-            for value in _all(fields, name):
-                found = address_of(value)
-                if found and found.lower() not in {r.lower() for r in recipients}:
-                    recipients.append(found)
-    if not recipients and original is not None:
-        to = [addr for addr in header_addresses(original, ("To",)) if _plausible(addr)]
-        recipients = to[:1] if len(to) == 1 else []
+    recipients = _recipients(fields, original)
     occurred = None
     if fields is not None:
         occurred = parse_date(header(fields, "Arrival-Date") or header(fields, "Received-Date"))
@@ -113,6 +104,22 @@ def parse_feedback(
         forged_verp=forged,
         feedback_type=feedback_type,
     )
+
+
+def _recipients(fields: Message | None, original: Message | None) -> list[str]:
+    """The complaining recipients: `Original-Rcpt-To` / `Removal-Recipient`, else the
+    original's single `To` unless redacted."""
+    recipients: list[str] = []
+    if fields is not None:
+        for name in ("Original-Rcpt-To", "Removal-Recipient"):
+            for value in _all(fields, name):
+                found = address_of(value)
+                if found and found.lower() not in {r.lower() for r in recipients}:
+                    recipients.append(found)
+    if not recipients and original is not None:
+        to = [addr for addr in header_addresses(original, ("To",)) if _plausible(addr)]
+        recipients = to[:1] if len(to) == 1 else []
+    return recipients
 
 
 def _all(block: Message, name: str) -> list[str]:

@@ -155,18 +155,7 @@ def _parse_dsn(
     per_message = blocks[0] if blocks and not _is_recipient_block(blocks[0]) else None
     recipients = [block for block in blocks if _is_recipient_block(block)]
     if email_id is None and per_message is not None:
-        # A DSN echoes the ENVID given at MAIL FROM (RFC 3461): a VERP token if mailq sent one.
-        envid = strip_type(header(per_message, "Original-Envelope-Id"))
-        if envid and verp is not None:
-            try:
-                email_id = verp.read_token(envid)
-            except ForgedVerpToken:
-                forged = True
-    if email_id is None and per_message is not None:
-        # Postfix names the envelope sender of the bounced mail: our VERP address.
-        sender = address_of(header(per_message, "X-Postfix-Sender"))
-        email_id, seen_forged = verp_lookup(verp, [sender] if sender else [])
-        forged = forged or seen_forged
+        email_id, forged = _envelope_email_id(per_message, verp, forged)
     original = original_headers(message)
     original_id = normalize_message_id(header(original, "Message-ID")) if original else None
     if original_id is None:
@@ -208,6 +197,23 @@ def _parse_dsn(
         report_message_id=report_id,
         forged_verp=forged,
     )
+
+
+def _envelope_email_id(
+    per_message: Message, verp: Verp | None, forged: bool
+) -> tuple[int | None, bool]:
+    """The email named by the DSN's per-message fields, and whether a forged token was seen."""
+    # A DSN echoes the ENVID given at MAIL FROM (RFC 3461): a VERP token if mailq sent one.
+    envid = strip_type(header(per_message, "Original-Envelope-Id"))
+    if envid and verp is not None:
+        try:
+            return verp.read_token(envid), forged
+        except ForgedVerpToken:
+            forged = True
+    # Postfix names the envelope sender of the bounced mail: our VERP address.
+    sender = address_of(header(per_message, "X-Postfix-Sender"))
+    email_id, seen_forged = verp_lookup(verp, [sender] if sender else [])
+    return email_id, forged or seen_forged
 
 
 def _status_blocks(part: Message) -> list[Message]:

@@ -11,6 +11,7 @@ from typing import Any
 
 from mailq.cli import (
     bench,
+    bounces,
     campaign,
     enqueue,
     migrate,
@@ -23,7 +24,18 @@ from mailq.cli import (
 from mailq.cli.command import Parser, run
 
 # In the order `mailq --help` lists them.
-COMMAND_GROUPS = (migrate, worker, enqueue, serve, up, monitor, suppression, campaign, bench)
+COMMAND_GROUPS = (
+    migrate,
+    worker,
+    enqueue,
+    serve,
+    up,
+    monitor,
+    suppression,
+    campaign,
+    bounces,
+    bench,
+)
 
 
 def parser() -> argparse.ArgumentParser:

@@ -13,6 +13,7 @@ from typing import Any
 from mailq import admin
 from mailq.cli import display
 from mailq.cli.backends import backends_report, backends_table
+from mailq.cli.bounce_rates import print_rates, rates_report
 from mailq.cli.options import (
     add_command,
     connect,
@@ -61,6 +62,7 @@ async def cmd_status(args: argparse.Namespace) -> int:
         paused = await admin.paused_kinds(pool)
         progress = await campaign_progress_open(pool, CAMPAIGNS_SHOWN)
         backends = await backends_report(pool)
+        bounces = await rates_report(pool)
     report: dict[str, Any] = {
         "kinds": kinds_by_state(counts, paused),
         "workers": workers,
@@ -68,6 +70,7 @@ async def cmd_status(args: argparse.Namespace) -> int:
         "campaigns": open_campaigns(progress),
         "unserved_kinds": admin.unserved_kinds(counts, workers, paused),
         "backends": backends,
+        "bounces": bounces,
     }
     if args.json:
         display.print_json(report)
@@ -90,6 +93,7 @@ async def cmd_status(args: argparse.Namespace) -> int:
         out.print(campaigns_table(report["campaigns"]))
     if backends:
         out.print(backends_table(backends))
+    print_rates(out, bounces)
     return 0
 
 

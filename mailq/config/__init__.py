@@ -48,6 +48,9 @@ section is optional::
     [unsubscribe]
     mailto = "unsubscribe@example.com" # the mailto: of List-Unsubscribe (default: From)
 
+    [bounces]                          # and [kinds.X.bounces], [webhooks.*]: config.bounces
+    feedback_address = "fbl@bounces.example.com"
+
     [dkim]
     domain = "example.com"
     selector = "mail"

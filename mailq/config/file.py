@@ -9,10 +9,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mailq.bounces.policy import DEFAULT_POLICY, BouncePolicy
 from mailq.compose.dkim import DkimKey
 from mailq.compose.message import DEFAULT_FEEDBACK_SENDER_ID
 from mailq.compose.templates import TemplateStore
-from mailq.config import sections
+from mailq.config import bounces, sections
 from mailq.config.toml import Problem, line_of
 from mailq.delivery.replies import BUILTIN_QUIRKS, Quirk
 from mailq.errors import ConfigError
@@ -35,6 +36,12 @@ class Config:
     retention_days: float = RETENTION_DAYS
     # The last field of campaign emails' Feedback-ID ([campaigns] feedback_sender_id).
     feedback_sender_id: str = DEFAULT_FEEDBACK_SENDER_ID
+    # [bounces]: what bounces and complaints do, the feedback-loop address, per-kind policies.
+    bounces: BouncePolicy = DEFAULT_POLICY
+    kind_bounces: Mapping[str, BouncePolicy] = field(default_factory=dict)
+    feedback_address: str | None = None
+    # [webhooks.<provider>] tables, checked when the service builds the webhooks.
+    webhooks: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     # Settings the file gives (field name of Settings -> value); env vars win over them.
     tunables: Mapping[str, Any] = field(default_factory=dict)
     path: Path | None = None
@@ -54,6 +61,8 @@ _TOP_KEYS = frozenset(
         "dkim",
         "quirks",
         "campaigns",
+        "bounces",
+        "webhooks",
     }
 )
 
@@ -85,6 +94,7 @@ def _build(data: Mapping[str, Any], path: Path) -> Config:
             raise Problem((key,), "unknown setting")
     tunables = sections.tunables(data)
     body_limit_bytes, batch_limit, retention_days = sections.limits(data)
+    policy = bounces.policy(data)
     return Config(
         kinds=sections.kinds(data),
         quirks=sections.quirks(data),
@@ -96,6 +106,10 @@ def _build(data: Mapping[str, Any], path: Path) -> Config:
         batch_limit=batch_limit,
         retention_days=retention_days,
         feedback_sender_id=sections.feedback_sender_id(data),
+        bounces=policy,
+        kind_bounces=bounces.kind_policies(data, policy),
+        feedback_address=bounces.feedback_address(data),
+        webhooks=bounces.webhooks(data),
         tunables=tunables,
         path=path,
     )

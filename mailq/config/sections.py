@@ -55,6 +55,7 @@ KIND_KEYS = frozenset(
         "lost",
         "list_unsubscribe",
         "from",
+        "bounces",  # [kinds.X.bounces], read by mailq.config.bounces
     }
 )
 _FEEDBACK_SENDER_ID = re.compile(r"^[A-Za-z0-9._-]{5,15}$")

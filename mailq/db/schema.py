@@ -27,6 +27,7 @@ REVISIONS: tuple[str, ...] = (
     "0007_bounces",
     "0008_dashboard",
     "0010_dashboard_counts",
+    "0011_bounce_policy",
 )
 HEAD = REVISIONS[-1]
 

@@ -85,6 +85,10 @@ class SmtpSender:
     BackendUnavailable: they are not the email's (its attempt is deferred) and open the
     backend's breaker. A reply to the email's own commands is classified (mailq.replies)."""
 
+    # With MAILQ_BOUNCE_DOMAIN, the worker gives each email a VERP envelope sender (ESP
+    # backends keep the provider's own return path).
+    verp_envelope = True
+
     def __init__(
         self,
         target: SmtpTarget,

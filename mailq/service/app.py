@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from functools import partial
 from typing import Any
@@ -25,6 +25,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from mailq import __version__, logs
+from mailq.bounces.webhooks import Webhook
 from mailq.compose.unsubscribe import load_secret_key
 from mailq.config import DEFAULT_CONFIG, Config, load_settings
 from mailq.db import embedded
@@ -47,11 +48,13 @@ from mailq.service.metrics import ROUTE_KEY, Metrics, MetricsMiddleware, metrics
 from mailq.service.openapi import document
 from mailq.service.routes import campaigns as routes_campaigns
 from mailq.service.routes import emails as routes_emails
+from mailq.service.routes import events as routes_events
 from mailq.service.routes import health as routes_health
 from mailq.service.routes import kinds as routes_kinds
 from mailq.service.routes import queue as routes_queue
 from mailq.service.routes import suppressions as routes_suppressions
 from mailq.service.routes import unsubscribe as routes_unsubscribe
+from mailq.service.routes import webhooks as routes_webhooks
 from mailq.service.state import Limits, Service, service_of
 from mailq.settings import Settings
 
@@ -60,10 +63,12 @@ logger = logging.getLogger(__name__)
 # Each area of the API is one router, in a module of its own.
 ROUTERS: tuple[Router, ...] = (
     routes_emails.router,
+    routes_events.router,
     routes_campaigns.router,
     routes_suppressions.router,
     routes_kinds.router,
     routes_unsubscribe.router,
+    routes_webhooks.router,
     routes_queue.router,
     routes_health.router,
 )
@@ -134,9 +139,12 @@ def create_app(
     make_sender: SenderFactory | None = None,
     routers: Sequence[Router] = ROUTERS,
     configure_logging: bool = False,
+    webhooks: Mapping[str, Webhook] | None = None,
 ) -> Starlette:
     """The app of `configured` settings and `config` (MAILQ_CONFIG: the kinds and named
-    templates requests may use, the limits, and what the embedded worker needs)."""
+    templates requests may use, the limits, and what the embedded worker needs).
+    `webhooks` replaces the ones `[webhooks.*]` configures (tests: an SNS certificate served
+    from loopback)."""
     limits = limits or Limits(body_bytes=config.body_limit_bytes, batch_emails=config.batch_limit)
     if make_sender is None:
         make_sender = partial(default_sender, quirks=config.quirks)
@@ -147,7 +155,7 @@ def create_app(
     async def lifespan(_app: Starlette) -> AsyncIterator[dict[str, Any]]:
         if configure_logging:
             logs.configure()
-        running = _running(configured, config, limits, make_sender, process_metrics)
+        running = _running(configured, config, limits, make_sender, process_metrics, webhooks)
         async with running as service:
             yield {"service": service}
 
@@ -171,6 +179,7 @@ async def _running(
     limits: Limits,
     make_sender: SenderFactory,
     process_metrics: Metrics,
+    webhooks: Mapping[str, Webhook] | None = None,
 ) -> AsyncIterator[Service]:
     """One process of the service from start to shutdown: the pool, the schema check, the
     tokens and key, the embedded worker and the idempotency janitor."""
@@ -182,6 +191,7 @@ async def _running(
     )
     tokens = load_tokens(settings)
     secret_key = load_secret_key(settings)
+    hooks = dict(webhooks) if webhooks is not None else routes_webhooks.webhooks_from_config(config)
     pool = await _open_pool(settings, limits)
     worker: EmbeddedWorker | None = None
     janitor: asyncio.Task[None] | None = None
@@ -202,8 +212,11 @@ async def _running(
             "service started",
             extra={"action": "service_started", "embedded_worker": worker is not None},
         )
-        yield Service(settings, limits, pool, tokens, process_metrics, worker, config, secret_key)
+        yield Service(
+            settings, limits, pool, tokens, process_metrics, worker, config, secret_key, hooks
+        )
     finally:
+        await routes_webhooks.close_webhooks(hooks)
         if worker is not None:
             await worker.stop()
         if janitor is not None:

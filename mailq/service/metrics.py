@@ -29,6 +29,7 @@ import stat
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -213,10 +214,14 @@ class QueueState(Collector):
         counts: Sequence[Mapping[str, Any]] | None,
         workers: Sequence[Mapping[str, Any]] | None,
         breakers: Sequence[Mapping[str, Any]] = (),
+        rates: Sequence[Mapping[str, Any]] = (),
+        bounce_breakers: Sequence[Mapping[str, Any]] = (),
     ) -> None:
         self._counts = counts
         self._workers = workers
         self._breakers = breakers
+        self._rates = rates
+        self._bounce_breakers = bounce_breakers
 
     def collect(self) -> Iterable[Metric]:
         up = GaugeMetricFamily("mailq_database_up", "1 when the queue's database answered.")
@@ -250,6 +255,7 @@ class QueueState(Collector):
         in_flight.add_metric([], sum(w["in_flight"] for w in self._workers))
         yield from (emails, oldest, live, in_flight)
         yield from self._breaker_metrics()
+        yield from bounce_metrics(self._rates, self._bounce_breakers)
 
     def _breaker_metrics(self) -> Iterable[Metric]:
         is_open = GaugeMetricFamily(
@@ -273,6 +279,75 @@ class QueueState(Collector):
             deferred.add_metric([row["backend"]], row["deferred"])
             open_for.add_metric([row["backend"]], row["open_for_s"] if opened else 0.0)
         yield from (is_open, deferred, open_for)
+
+
+METRIC_CAMPAIGNS = 50  # campaigns whose rates /metrics shows, the newest
+
+
+def bounce_metrics(
+    rates: Sequence[Mapping[str, Any]], breakers: Sequence[Mapping[str, Any]]
+) -> Iterable[Metric]:
+    """Per kind (events of the last 14 days) and per campaign (the newest 50): emails sent,
+    events by outcome, the hard-bounce and complaint rates; and the campaigns the bounce
+    breaker paused, the kinds whose breaker tripped."""
+    labels = ["kind", "campaign"]
+    sent = GaugeMetricFamily("mailq_bounce_sent", "Emails sent (the rates' base).", labels=labels)
+    events = GaugeMetricFamily(
+        "mailq_delivery_events",
+        "Events after the server said 250, by outcome (delivered, hard_bounced, soft_bounced, "
+        "rejected: refused about the sender, complained, unsubscribed, deferred).",
+        labels=[*labels, "outcome"],
+    )
+    hard = GaugeMetricFamily(
+        "mailq_hard_bounce_rate",
+        "Hard bounces and refusals about the sender per email sent.",
+        labels=labels,
+    )
+    complaint = GaugeMetricFamily(
+        "mailq_complaint_rate", "Complaints per email sent.", labels=labels
+    )
+    kinds = [r for r in rates if r["campaign_id"] is None]
+    # The newest campaigns only: every campaign ever sent would be series without end.
+    newest = sorted(
+        (r for r in rates if r["campaign_id"] is not None), key=lambda r: -r["campaign_id"]
+    )
+    for row in kinds + newest[:METRIC_CAMPAIGNS]:
+        key = [row["kind"], "" if row["campaign_id"] is None else str(row["campaign_id"])]
+        sent.add_metric(key, row["sent"])
+        for outcome in _OUTCOMES:
+            events.add_metric([*key, outcome], row[outcome])
+        hard.add_metric(key, row["hard_bounce_rate"] or 0.0)
+        complaint.add_metric(key, row["complaint_rate"] or 0.0)
+    paused = GaugeMetricFamily(
+        "mailq_campaign_bounce_paused",
+        "1 for a campaign the bounce breaker paused (reason: hard_bounce_rate or complaint_rate).",
+        labels=["campaign", "reason"],
+    )
+    tripped = GaugeMetricFamily(
+        "mailq_kind_bounce_breaker",
+        "1 for a kind whose bounce breaker tripped in the last 14 days (a warning: mailq does "
+        "not pause a kind itself).",
+        labels=["kind", "reason"],
+    )
+    recent = datetime.now(UTC) - timedelta(days=14)
+    for row in breakers:
+        why = "complaint_rate" if "complaint rate" in row["reason"] else "hard_bounce_rate"
+        if row["scope"] == "campaign" and row.get("campaign_status") == "paused":
+            paused.add_metric([row["key"], why], 1)
+        elif row["scope"] == "kind" and row["tripped_at"] > recent:
+            tripped.add_metric([row["key"], why], 1)
+    yield from (sent, events, hard, complaint, paused, tripped)
+
+
+_OUTCOMES = (
+    "delivered",
+    "hard_bounced",
+    "soft_bounced",
+    "rejected",
+    "complained",
+    "unsubscribed",
+    "deferred",
+)
 
 
 class MetricsMiddleware:

@@ -3,12 +3,14 @@ service, opened by the lifespan in app.py."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import cast
 
 import asyncpg
 from starlette.requests import Request
 
+from mailq.bounces.webhooks import Webhook
 from mailq.config import Config
 from mailq.service.auth import Tokens
 from mailq.service.embedded import EmbeddedWorker
@@ -44,6 +46,9 @@ class Service:
     config: Config
     # Signs and checks unsubscribe tokens: the key the workers sign with.
     secret_key: bytes
+    # The provider webhooks MAILQ_CONFIG configures ([webhooks.<provider>]), built once per
+    # process (SNS certificates are cached in them).
+    webhooks: Mapping[str, Webhook] = field(default_factory=dict)
 
 
 def service_of(request: Request) -> Service:

@@ -6,12 +6,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Protocol, runtime_checkable
 
 import asyncpg
 
+from mailq.bounces.verp import Verp
 from mailq.compose.dkim import DkimSigner
 from mailq.compose.message import OutgoingMessage, build_message
 from mailq.compose.templates import needs_sandbox, render_executor
@@ -86,8 +87,10 @@ class SendAttempts:
         on_retry_after: RetryAfterHook | None = None,
         proof: LeaseProof | None = None,
         breaker: Breaker | None = None,
+        verp: Verp | None = None,
     ) -> None:
-        """`on_retry_after` is told of the wait a refusal asked for (a 429's Retry-After)."""
+        """`on_retry_after` is told of the wait a refusal asked for (a 429's Retry-After);
+        `verp` (MAILQ_BOUNCE_DOMAIN, SMTP backends) makes each envelope sender name its email."""
         self._pool = pool
         self._identity = identity
         self._sender = sender
@@ -101,6 +104,7 @@ class SendAttempts:
         self.batch_size = batch_size(sender)
         self._proof = proof
         self._breaker = breaker
+        self._verp = verp
 
     async def attempt(self, email: ClaimedEmail, started_at: datetime) -> AttemptResult:
         policy = policy_for(email.kind, self._policies)
@@ -225,6 +229,9 @@ class SendAttempts:
             list_unsubscribe=policy.list_unsubscribe,
             feedback_sender_id=self._feedback_sender_id,
         )
+        if self._verp is not None:
+            # MAIL FROM, which the receiving MTA records as Return-Path: bounces name the email.
+            message = replace(message, mail_from=self._verp.address(email.id))
         if self._dkim is not None:
             message = self._dkim.sign(message)
         return message

@@ -28,6 +28,7 @@ from datetime import timedelta
 
 import asyncpg
 
+from mailq.bounces.verp import Verp
 from mailq.compose.dkim import DkimSigner
 from mailq.compose.unsubscribe import UnsubscribeLinks, load_secret_key
 from mailq.config import DEFAULT_CONFIG, Config
@@ -105,6 +106,7 @@ class Worker:
         self._unsubscribe = unsubscribe or UnsubscribeLinks(
             load_secret_key(settings), settings.public_url, config.unsubscribe_mailto
         )
+        self._verp = _verp(settings, sender)
         self.identity = _identity(settings, self.kinds)
         # Sends run on this many long-lived lanes (see mailq.worker.lanes).
         self._lane_count = max(1, sender_parallelism or settings.concurrency)
@@ -224,6 +226,7 @@ class Worker:
             on_retry_after=lambda seconds: self._backend_hold.request(pool, seconds),
             proof=proof,
             breaker=breaker,
+            verp=self._verp,
         )
         return Lanes(
             self._lane_count,
@@ -317,6 +320,13 @@ async def _forget_lease(pool: asyncpg.Pool, worker_id: uuid.UUID) -> None:
         await worker_lease_delete(pool, worker_id)
     except DATABASE_ERRORS as exc:
         logger.warning("could not remove the worker's lease: %s", exc)
+
+
+def _verp(settings: Settings, sender: Sender) -> Verp | None:
+    """VERP envelope senders: with MAILQ_BOUNCE_DOMAIN, on backends that take them (SMTP)."""
+    if not settings.bounce_domain or not getattr(sender, "verp_envelope", False):
+        return None
+    return Verp.from_secret(settings.bounce_domain, load_secret_key(settings))
 
 
 def _identity(settings: Settings, kinds: Sequence[KindPolicy]) -> WorkerIdentity:

@@ -22,6 +22,8 @@ def test_every_statement_is_named_noun_first_and_bound_not_formatted() -> None:
             "dashboard",
             "audit",
             "backend",
+            "event",
+            "bounce",
         }, name
         # No str.format placeholders; the empty JSON object literal '{}' is fine.
         assert "%s" not in statement and not re.search(r"\{\w*\}", statement.replace("'{}'", "")), (

@@ -47,6 +47,13 @@ EXPECTED: dict[tuple[str, str], Role] = {
     ("POST", "/v1/kinds/{kind}/resume"): Role.ADMIN,
     ("GET", "/v1/unsubscribe/{token}"): Role.PUBLIC,
     ("POST", "/v1/unsubscribe/{token}"): Role.PUBLIC,
+    ("GET", "/v1/events"): Role.ADMIN,
+    # Verified by each provider's own scheme (401 when that fails), no bearer token.
+    ("POST", "/v1/webhooks/ses"): Role.PUBLIC,
+    ("POST", "/v1/webhooks/postmark"): Role.PUBLIC,
+    ("POST", "/v1/webhooks/mailgun"): Role.PUBLIC,
+    ("POST", "/v1/webhooks/sendgrid"): Role.PUBLIC,
+    ("POST", "/v1/webhooks/resend"): Role.PUBLIC,
     ("GET", "/v1/stats"): Role.ADMIN,
     ("GET", "/v1/workers"): Role.ADMIN,
     ("GET", "/email-queue/stats"): Role.CLIENT,

@@ -139,16 +139,13 @@ def mailgun_events(data: Mapping[str, Any]) -> list[Event]:
                 **origin,
             )
         ]
-    status = mapping(data.get("delivery-status"))
-    code = status.get("code")
-    reply = clean_text(status.get("message")) or clean_text(status.get("description"))
-    diagnostic = clean_text(f"{code} {reply}" if code and reply else reply)
     if event == "delivered":
+        status = mapping(data.get("delivery-status"))
         return [
             Event(
                 type=EventType.DELIVERED,
                 recipient=recipient,
-                diagnostic=diagnostic,
+                diagnostic=_diagnostic(status),
                 occurred_at=occurred,
                 provider_event_id=event_id,
                 **origin,
@@ -156,9 +153,29 @@ def mailgun_events(data: Mapping[str, Any]) -> list[Event]:
         ]
     if event != "failed":
         return []  # accepted, opened, clicked, stored ...
+    return [_failure(data, recipient, occurred, event_id, origin)]
+
+
+def _diagnostic(status: Mapping[str, Any]) -> str | None:
+    code = status.get("code")
+    reply = clean_text(status.get("message")) or clean_text(status.get("description"))
+    return clean_text(f"{code} {reply}" if code and reply else reply)
+
+
+def _failure(
+    data: Mapping[str, Any],
+    recipient: str,
+    occurred: datetime | None,
+    event_id: str | None,
+    origin: Origin,
+) -> Event:
+    """A `failed` event: a bounce, a deferral, or one of Mailgun's own suppressions."""
+    status = mapping(data.get("delivery-status"))
+    diagnostic = _diagnostic(status)
     reason = text(data.get("reason")) or ""
     found = classify(text(status.get("enhanced-code")), diagnostic)
     sender_side = found.sender_side or reason == "espblock"
+    subtype: Subtype | None
     if data.get("severity") == "temporary":
         event_type, subtype = EventType.DEFERRED, None
     elif reason in _SUPPRESSED:
@@ -169,16 +186,14 @@ def mailgun_events(data: Mapping[str, Any]) -> list[Event]:
         explicit_soft = found.status is not None and found.subtype is Subtype.SOFT
         event_type, subtype = EventType.BOUNCED, Subtype.SOFT if explicit_soft else Subtype.HARD
     bounce_like = event_type in {EventType.BOUNCED, EventType.DEFERRED}
-    return [
-        Event(
-            type=event_type,
-            recipient=recipient,
-            subtype=subtype,
-            status=found.status if bounce_like else None,
-            diagnostic=diagnostic,
-            sender_side=sender_side and bounce_like,
-            occurred_at=occurred,
-            provider_event_id=event_id,
-            **origin,
-        )
-    ]
+    return Event(
+        type=event_type,
+        recipient=recipient,
+        subtype=subtype,
+        status=found.status if bounce_like else None,
+        diagnostic=diagnostic,
+        sender_side=sender_side and bounce_like,
+        occurred_at=occurred,
+        provider_event_id=event_id,
+        **origin,
+    )

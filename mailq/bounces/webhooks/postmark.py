@@ -112,57 +112,72 @@ def postmark_events(record: Mapping[str, Any]) -> list[Event]:
         email_id=email_id_of(mapping(record.get("Metadata")).get(EMAIL_ID_TAG)),
     )
     if record_type in {"Bounce", "SpamComplaint"}:
-        kind = text(record.get("Type")) or record_type
-        mapped = _BOUNCES.get(kind)
-        recipient = text(record.get("Email"))
-        if mapped is None or recipient is None:
-            return []
-        event_type, subtype, sender_side = mapped
-        details = clean_text(record.get("Details")) or clean_text(record.get("Description"))
-        found = classify(None, details)
-        return [
-            Event(
-                type=event_type,
-                recipient=recipient,
-                subtype=subtype,
-                status=found.status if event_type is EventType.BOUNCED else None,
-                diagnostic=details,
-                sender_side=event_type is EventType.BOUNCED and (sender_side or found.sender_side),
-                occurred_at=iso_time(record.get("BouncedAt")),
-                provider_event_id=f"bounce/{record.get('ID')}",
-                feedback_type="abuse" if event_type is EventType.COMPLAINED else None,
-                **origin,
-            )
-        ]
+        return _bounce(record, record_type, origin)
     if record_type == "Delivery":
-        recipient = text(record.get("Recipient"))
-        if recipient is None:
-            return []
-        return [
-            Event(
-                type=EventType.DELIVERED,
-                recipient=recipient,
-                diagnostic=clean_text(record.get("Details")),
-                occurred_at=iso_time(record.get("DeliveredAt")),
-                provider_event_id=f"delivery/{origin['provider_message_id']}/{recipient}",
-                **origin,
-            )
-        ]
+        return _delivery(record, origin)
     if record_type == "SubscriptionChange":
-        recipient = text(record.get("Recipient"))
-        manual = record.get("SuppressionReason") == "ManualSuppression"
-        if recipient is None or record.get("SuppressSending") is not True or not manual:
-            return []  # bounce and complaint suppressions arrive as their own records
-        return [
-            Event(
-                type=EventType.UNSUBSCRIBED,
-                recipient=recipient,
-                occurred_at=iso_time(record.get("ChangedAt")),
-                provider_event_id=(
-                    f"subscription/{origin['provider_message_id']}/{recipient}/"
-                    f"{record.get('ChangedAt')}"
-                ),
-                **origin,
-            )
-        ]
+        return _subscription_change(record, origin)
     return []
+
+
+def _bounce(record: Mapping[str, Any], record_type: str, origin: Origin) -> list[Event]:
+    """A Bounce or SpamComplaint record: its `Type` decides what it is."""
+    kind = text(record.get("Type")) or record_type
+    mapped = _BOUNCES.get(kind)
+    recipient = text(record.get("Email"))
+    if mapped is None or recipient is None:
+        return []
+    event_type, subtype, sender_side = mapped
+    details = clean_text(record.get("Details")) or clean_text(record.get("Description"))
+    found = classify(None, details)
+    return [
+        Event(
+            type=event_type,
+            recipient=recipient,
+            subtype=subtype,
+            status=found.status if event_type is EventType.BOUNCED else None,
+            diagnostic=details,
+            sender_side=event_type is EventType.BOUNCED and (sender_side or found.sender_side),
+            occurred_at=iso_time(record.get("BouncedAt")),
+            provider_event_id=f"bounce/{record.get('ID')}",
+            feedback_type="abuse" if event_type is EventType.COMPLAINED else None,
+            **origin,
+        )
+    ]
+
+
+def _delivery(record: Mapping[str, Any], origin: Origin) -> list[Event]:
+    recipient = text(record.get("Recipient"))
+    if recipient is None:
+        return []
+    return [
+        Event(
+            type=EventType.DELIVERED,
+            recipient=recipient,
+            diagnostic=clean_text(record.get("Details")),
+            occurred_at=iso_time(record.get("DeliveredAt")),
+            provider_event_id=f"delivery/{origin['provider_message_id']}/{recipient}",
+            **origin,
+        )
+    ]
+
+
+def _subscription_change(record: Mapping[str, Any], origin: Origin) -> list[Event]:
+    """A recipient's own unsubscribe; bounce and complaint suppressions arrive as their own
+    records."""
+    recipient = text(record.get("Recipient"))
+    manual = record.get("SuppressionReason") == "ManualSuppression"
+    if recipient is None or record.get("SuppressSending") is not True or not manual:
+        return []
+    return [
+        Event(
+            type=EventType.UNSUBSCRIBED,
+            recipient=recipient,
+            occurred_at=iso_time(record.get("ChangedAt")),
+            provider_event_id=(
+                f"subscription/{origin['provider_message_id']}/{recipient}/"
+                f"{record.get('ChangedAt')}"
+            ),
+            **origin,
+        )
+    ]

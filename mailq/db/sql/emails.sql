@@ -78,7 +78,8 @@ RETURNING e.id, e.kind, e.priority, e.attempts, e.max_attempts, e.to_address, e.
           e.claimed_at, e.campaign_id,
           -- Suppressed since it was queued: the worker cancels it instead of sending.
           (SELECT s.reason FROM mailq.suppressions AS s
-           WHERE s.address = lower(e.to_address)) AS suppressed,
+           WHERE s.address = lower(e.to_address)
+             AND (s.expires_at IS NULL OR s.expires_at > now())) AS suppressed,
           -- Its deadlines (mailq.deadlines) count from here.
           e.expires_at, coalesce(e.retried_at, e.send_at, e.created_at) AS first_due_at,
           e.deferrals;
@@ -425,7 +426,8 @@ WITH inserted AS (
            r.name, $11::timestamptz
     FROM unnest($2::text[], $3::text[], $4::text[], $10::text[])
          AS r(address, message_id, content, name)
-    LEFT JOIN mailq.suppressions AS s ON s.address = lower(r.address)
+    LEFT JOIN mailq.suppressions AS s
+           ON s.address = lower(r.address) AND (s.expires_at IS NULL OR s.expires_at > now())
     ON CONFLICT (campaign_id, lower(to_address)) WHERE campaign_id IS NOT NULL DO NOTHING
     RETURNING status
 )

@@ -12,12 +12,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from mailq import campaigns
+from mailq.db.bounce_breakers import bounce_breaker_get
+from mailq.db.events import event_rates_campaign
 from mailq.service import idempotency
 from mailq.service.api import Role, Router
 from mailq.service.body import read_json
 from mailq.service.errors import ApiError
 from mailq.service.openapi import errors
 from mailq.service.schemas import campaigns as schemas_campaigns
+from mailq.service.schemas.events import rates_view
 from mailq.service.schemas.fields import ID
 from mailq.service.state import MAX_ID, service_of
 
@@ -120,8 +123,22 @@ async def add_recipients(request: Request) -> Response:
     responses={200: ("the campaign", schemas_campaigns.CAMPAIGN_VIEW), **errors(401, 404)},
 )
 async def get_campaign(request: Request) -> Response:
-    campaign = await campaigns.get_campaign(service_of(request).pool, _campaign_id(request))
-    return JSONResponse(schemas_campaigns.campaign_view(campaign))
+    pool = service_of(request).pool
+    campaign = await campaigns.get_campaign(pool, _campaign_id(request))
+    return JSONResponse(await _with_rates(pool, schemas_campaigns.campaign_view(campaign)))
+
+
+async def _with_rates(pool: asyncpg.Pool, view: dict[str, Any]) -> dict[str, Any]:
+    """The campaign's bounce and complaint rates, and why it is paused when the bounce
+    breaker paused it."""
+    counts = await event_rates_campaign(pool, view["id"])
+    breaker = await bounce_breaker_get(pool, "campaign", str(view["id"]))
+    paused_by_breaker = breaker is not None and view["status"] == "paused"
+    return {
+        **view,
+        "rates": rates_view(counts),
+        "paused_reason": breaker["reason"] if paused_by_breaker and breaker else None,
+    }
 
 
 Change = Callable[[asyncpg.Connection, int], Awaitable[int]]
@@ -133,7 +150,7 @@ async def _change(request: Request, change: Change) -> Response:
     async with service.pool.acquire() as conn:
         changed = await change(conn, campaign_id)
     view = schemas_campaigns.campaign_view(await campaigns.get_campaign(service.pool, campaign_id))
-    return JSONResponse({**view, "changed": changed})
+    return JSONResponse({**await _with_rates(service.pool, view), "changed": changed})
 
 
 _CHANGED = {

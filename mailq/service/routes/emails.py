@@ -17,6 +17,7 @@ from mailq.db.emails import (
     email_get,
     email_retry,
 )
+from mailq.db.events import event_list_for_email
 from mailq.enqueue import enqueue_rows
 from mailq.models import EmailRow
 from mailq.service import idempotency
@@ -130,7 +131,8 @@ def _email_id(request: Request) -> int:
     "GET",
     "/v1/emails/{id:id}",
     role=Role.CLIENT,
-    summary="One email: state, attempts with SMTP replies, Message-ID, metadata, timestamps",
+    summary="One email: state, attempts with SMTP replies, events (bounces, complaints), "
+    "Message-ID, metadata, timestamps",
     parameters=[ID_PARAMETER],
     responses={200: ("the email", schemas.EMAIL_DETAIL), **errors(401, 404)},
 )
@@ -141,7 +143,8 @@ async def get_email(request: Request) -> Response:
     if row is None:
         raise ApiError(404, f"no email has id {email_id}")
     attempts = await email_attempts(service.pool, email_id)
-    return JSONResponse(schemas.email_detail(row, attempts))
+    events = await event_list_for_email(service.pool, email_id)
+    return JSONResponse(schemas.email_detail(row, attempts, events))
 
 
 @router.route(

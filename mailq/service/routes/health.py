@@ -8,9 +8,11 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from mailq.db.bounce_breakers import bounce_breaker_list
 from mailq.db.breakers import backend_breaker_list
 from mailq.db.connection import DATABASE_ERRORS
 from mailq.db.emails import email_count_by_state
+from mailq.db.events import event_rates
 from mailq.db.leases import worker_lease_list
 from mailq.db.schema import HEAD, check_revision, current_revision
 from mailq.errors import SchemaMismatch
@@ -18,6 +20,7 @@ from mailq.service.api import Role, Router
 from mailq.service.errors import error_response
 from mailq.service.metrics import CONTENT_TYPE, QueueState
 from mailq.service.openapi import errors
+from mailq.service.schemas.events import RATE_DAYS
 from mailq.service.state import service_of
 
 router = Router("health")
@@ -75,7 +78,9 @@ async def metrics(request: Request) -> Response:
             counts = await email_count_by_state(service.pool)
             workers = await worker_lease_list(service.pool)
             breakers = await backend_breaker_list(service.pool)
-        state = QueueState(counts, workers, breakers)
+            rates = await event_rates(service.pool, RATE_DAYS)
+            paused = await bounce_breaker_list(service.pool)
+        state = QueueState(counts, workers, breakers, rates, paused)
     except DATABASE_ERRORS:
         state = QueueState(None, None)
     body = await asyncio.to_thread(service.metrics.render, state)

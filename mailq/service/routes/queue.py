@@ -9,12 +9,14 @@ from starlette.responses import JSONResponse, Response
 
 from mailq.db.breakers import backend_breaker_list
 from mailq.db.emails import email_count_by_state, email_sent_recently
+from mailq.db.events import event_rates
 from mailq.db.leases import worker_lease_list
 from mailq.models import WAITING_STATES, EmailState
 from mailq.service.api import Role, Router
 from mailq.service.openapi import errors
 from mailq.service.schemas import queue as schemas
 from mailq.service.schemas.emails import iso
+from mailq.service.schemas.events import RATE_DAYS
 from mailq.service.schemas.fields import TIMESTAMP
 from mailq.service.state import service_of
 
@@ -48,7 +50,8 @@ PENDING_STATES = (*WAITING_STATES, EmailState.SENDING)
     "GET",
     "/v1/stats",
     role=Role.ADMIN,
-    summary="Per kind: count by state, age of the oldest due email, sent in the last minute",
+    summary="Per kind: count by state, age of the oldest due email, sent in the last minute, "
+    "bounce and complaint rates; the same rates per campaign",
     responses={200: ("the queue's state", schemas.STATS), **errors(401, 403)},
 )
 async def stats(request: Request) -> Response:
@@ -56,7 +59,8 @@ async def stats(request: Request) -> Response:
     counts = await email_count_by_state(pool)
     sent = await email_sent_recently(pool, SENT_WINDOW_S)
     breakers = await backend_breaker_list(pool)
-    return JSONResponse(schemas.stats_view(counts, sent, breakers))
+    view = schemas.stats_view(counts, sent, breakers)
+    return JSONResponse(schemas.with_bounce_rates(view, await event_rates(pool, RATE_DAYS)))
 
 
 @router.route(

@@ -40,6 +40,7 @@ ENTRY: dict[str, Any] = {
         "address": {"type": "string"},
         "reason": {"type": "string"},
         "created_at": {"type": "string", "format": "date-time"},
+        "expires_at": {"type": ["string", "null"], "format": "date-time"},
     },
 }
 PAGE: dict[str, Any] = {
@@ -90,7 +91,12 @@ REMOVED: dict[str, Any] = {
 
 
 def entry_view(entry: Suppression) -> dict[str, Any]:
-    return {"address": entry.address, "reason": entry.reason, "created_at": iso(entry.created_at)}
+    return {
+        "address": entry.address,
+        "reason": entry.reason,
+        "created_at": iso(entry.created_at),
+        "expires_at": iso(entry.expires_at),
+    }
 
 
 def _object(data: object, fields: set[str], shape: str) -> dict[str, Any]:

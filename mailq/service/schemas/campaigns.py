@@ -17,6 +17,7 @@ from mailq.kinds import MAX_ATTEMPTS_LIMIT, KindPolicy
 from mailq.service.errors import ApiError
 from mailq.service.openapi import KINDS_MARKER
 from mailq.service.schemas.emails import STATES, iso, known_kind
+from mailq.service.schemas.events import RATES
 from mailq.service.schemas.fields import ADDRESS, ADDRESSES, HEADERS, ID, NO_NUL, ONE_LINE, TEMPLATE
 from mailq.wire import parse_send_at, parse_time
 
@@ -219,5 +220,10 @@ CAMPAIGN_VIEW: dict[str, Any] = {
             "additionalProperties": {"type": "integer"},
         },
         "changed": {"type": "integer", "description": "(pause/resume/cancel) emails changed"},
+        "rates": RATES,
+        "paused_reason": {
+            "type": ["string", "null"],
+            "description": "why the bounce breaker paused the campaign (null otherwise)",
+        },
     },
 }

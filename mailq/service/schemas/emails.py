@@ -21,6 +21,7 @@ from mailq.errors import InvalidEmail
 from mailq.kinds import KindPolicy
 from mailq.models import NOT_ATTEMPTED, EmailRow, EmailState, Outcome
 from mailq.service.errors import ApiError
+from mailq.service.schemas.events import EVENT, event_view
 from mailq.service.schemas.fields import (
     ADDRESS,
     ADDRESSES,
@@ -187,7 +188,11 @@ def email_summary(row: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def email_detail(row: Mapping[str, Any], attempts: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+def email_detail(
+    row: Mapping[str, Any],
+    attempts: Sequence[Mapping[str, Any]],
+    events: Sequence[Mapping[str, Any]] = (),
+) -> dict[str, Any]:
     content = json.loads(row["content"])
     view = email_summary(row)
     view.update(
@@ -207,6 +212,8 @@ def email_detail(row: Mapping[str, Any], attempts: Sequence[Mapping[str, Any]]) 
                 for a in content.get("attachments") or []
             ],
             "attempts": [attempt_view(a) for a in attempts],
+            # What happened after the server said 250: bounces, complaints, deliveries.
+            "events": [event_view(e) for e in events],
         }
     )
     return view
@@ -363,6 +370,7 @@ EMAIL_DETAIL: dict[str, Any] = {
         "reply_to": {"type": "array", "items": {"type": "string"}},
         "attachments": {"type": "array", "items": {"type": "object"}},
         "attempts": {"type": "array", "items": ATTEMPT},
+        "events": {"type": "array", "items": EVENT},
     },
 }
 EMAIL_LIST: dict[str, Any] = {

@@ -8,6 +8,7 @@ from typing import Any
 
 from mailq.delivery.breaker import breaker_report
 from mailq.service.schemas.emails import STATES, iso
+from mailq.service.schemas.events import RATES, rates_view
 from mailq.service.schemas.fields import TIMESTAMP
 
 
@@ -60,6 +61,30 @@ def stats_view(
     }
 
 
+def with_bounce_rates(view: dict[str, Any], rates: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """`view` with each kind's bounce and complaint rates (events of the last days) and the
+    same per campaign (over its life)."""
+    for row in rates:
+        if row["scope"] == "kind":
+            entry = view["kinds"].setdefault(
+                row["kind"],
+                {
+                    "states": dict.fromkeys(STATES, 0),
+                    "oldest_due_age_s": None,
+                    "sent_last_minute": 0,
+                },
+            )
+            entry["rates"] = rates_view(row)
+    for entry in view["kinds"].values():
+        entry.setdefault("rates", rates_view(None))
+    view["campaigns"] = [
+        {"id": row["campaign_id"], "kind": row["kind"], "rates": rates_view(row)}
+        for row in rates
+        if row["scope"] == "campaign"
+    ]
+    return view
+
+
 # -- JSON Schemas (OpenAPI 3.1) ------------------------------------------------------------
 
 STATE_COUNTS: dict[str, Any] = {"type": "object", "additionalProperties": {"type": "integer"}}
@@ -75,6 +100,19 @@ STATS: dict[str, Any] = {
                     "states": STATE_COUNTS,
                     "oldest_due_age_s": {"type": ["number", "null"]},
                     "sent_last_minute": {"type": "integer"},
+                    "rates": RATES,
+                },
+            },
+        },
+        "campaigns": {
+            "type": "array",
+            "description": "bounce and complaint rates of each campaign that sent or heard back",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "id": {"type": "integer"},
+                    "kind": {"type": "string"},
+                    "rates": RATES,
                 },
             },
         },

@@ -10,6 +10,7 @@ import asyncpg
 
 from mailq import admin
 from mailq.admin import PRUNE_BATCH
+from mailq.db.suppressions import suppression_delete_expired
 from mailq.worker.signals import Signal
 
 logger = logging.getLogger(__name__)
@@ -29,5 +30,7 @@ class PruneFinished:
 
     async def run(self, pool: asyncpg.Pool, now: datetime | None = None) -> int:
         pruned = await admin.prune(pool, self.retention, now=now, batch=self.batch) or 0
+        # Suppressions that ended (soft bounces) no longer block; their rows go too.
+        await suppression_delete_expired(pool, self.batch, now)
         self.signal.emit(pruned)
         return pruned
