@@ -20,6 +20,8 @@ from functools import lru_cache
 
 from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
 
+from mailq.caches import bytes_cache
+
 MAX_NAME_CHARS = 256
 # Any C0 control character or DEL.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -78,8 +80,19 @@ def parse_mailbox(value: str) -> Mailbox:
     return _parse_slow(value)
 
 
-@lru_cache(maxsize=65_536)
+# The address caches keep at most this much of what clients sent (keys counted in full): an
+# entry count alone would keep 65,536 invalid addresses of megabytes each.
+ADDRESS_CACHE_BYTES = 16 * 1024 * 1024
+# RFC 5321 §4.5.3.1.3: a path is at most 256 octets, so an address at most 254; a mailbox
+# adds its display name (quoted or RFC 2047-encoded), <, > and spaces.
+MAX_ADDRESS_CHARS = 254
+MAX_MAILBOX_CHARS = 600
+
+
+@bytes_cache(ADDRESS_CACHE_BYTES)
 def _parse_slow(value: str) -> Mailbox:
+    if len(value) > MAX_MAILBOX_CHARS:
+        raise AddressError(f"longer than {MAX_MAILBOX_CHARS} characters")
     text = value.strip()
     if not text.endswith(">"):
         if "<" in text:
@@ -179,8 +192,10 @@ def address_problem(address: str) -> str | None:
     return _address_problem_slow(address)
 
 
-@lru_cache(maxsize=65_536)
+@bytes_cache(ADDRESS_CACHE_BYTES)
 def _address_problem_slow(address: str) -> str | None:
+    if len(address) > MAX_ADDRESS_CHARS:
+        return f"longer than {MAX_ADDRESS_CHARS} characters"
     # Single-label domains like `localhost` are accepted (internal relays and staging use
     # them) and `*.test` is an ordinary name (RFC 6761 §6.2); email-validator refuses both,
     # so such an address is checked with a stand-in domain of the same shape.

@@ -18,7 +18,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from mailq.errors import InvalidEmail
+from mailq.errors import InvalidEmail, quoted
 from mailq.models import Attachment
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -32,6 +32,9 @@ _CONTENT_ID = re.compile(
     r"(?:@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)?$"
 )
 MAX_CONTENT_ID_CHARS = 250
+# A file name as file systems keep it (255), and files per email: a message is not an archive.
+MAX_FILENAME_CHARS = 255
+MAX_ATTACHMENTS = 100
 _NOT_BASE64 = ("multipart", "message")
 
 
@@ -39,6 +42,8 @@ def check_attachments(attachments: Sequence[Attachment], *, html: bool) -> list[
     """The stored form of an email's files; InvalidEmail names the attachment and field."""
     stored: list[dict[str, Any]] = []
     content_ids: set[str] = set()
+    if len(attachments) > MAX_ATTACHMENTS:
+        raise InvalidEmail(f"attachments: at most {MAX_ATTACHMENTS} files per email")
     for i, attachment in enumerate(attachments):
         field = f"attachments[{i}]"
         name = attachment.filename
@@ -48,6 +53,8 @@ def check_attachments(attachments: Sequence[Attachment], *, html: bool) -> list[
             raise InvalidEmail(
                 f"{field}.filename: control characters (CR, LF, ...) are not allowed"
             )
+        if len(name) > MAX_FILENAME_CHARS:
+            raise InvalidEmail(f"{field}.filename: longer than {MAX_FILENAME_CHARS} characters")
         if not isinstance(attachment.content, bytes | bytearray):
             raise InvalidEmail(f"{field}.content: must be bytes")
         item: dict[str, Any] = {
@@ -70,11 +77,15 @@ def content_type(field: str, value: object, content: bytes) -> str:
     if not isinstance(value, str) or not value.strip():
         raise InvalidEmail(f"{field}.content_type: required, a MIME type like text/plain")
     if not value.isascii() or _CONTROL.search(value):
-        raise InvalidEmail(f"{field}.content_type: {value!r} is not a MIME type like text/plain")
+        raise InvalidEmail(
+            f"{field}.content_type: {quoted(value)} is not a MIME type like text/plain"
+        )
     media, *raw_parameters = _split_parameters(value)
     match = _MEDIA_TYPE.match(media.strip())
     if match is None:
-        raise InvalidEmail(f"{field}.content_type: {value!r} is not a MIME type like text/plain")
+        raise InvalidEmail(
+            f"{field}.content_type: {quoted(value)} is not a MIME type like text/plain"
+        )
     main, sub = match.group(1).lower(), match.group(2).lower()
     if main in _NOT_BASE64:
         raise InvalidEmail(
@@ -153,7 +164,7 @@ def _content_id(field: str, value: object, *, html: bool) -> str:
         cid = cid[1:-1]
     if len(cid) > MAX_CONTENT_ID_CHARS or not _CONTENT_ID.match(cid):
         raise InvalidEmail(
-            f"{field}.content_id: {value!r} is not a Content-ID like logo@acme (letters, "
+            f"{field}.content_id: {quoted(value)} is not a Content-ID like logo@acme (letters, "
             "digits, . _ - and one @)"
         )
     if not html:

@@ -7,8 +7,27 @@ class MailqError(Exception):
     """Base class of every error mailq raises on purpose."""
 
 
+# An error message quotes a value at most this long (a 4 MB address is not echoed back).
+QUOTED_CHARS = 80
+MAX_MESSAGE_CHARS = 1000
+
+
+def quoted(value: object, limit: int = QUOTED_CHARS) -> str:
+    """`repr(value)` for an error message, cut to about `limit` characters."""
+    if isinstance(value, str) and len(value) > limit:
+        return f"{value[: limit - 20]!r}...({len(value):,} characters)"
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 class InvalidEmail(MailqError):
-    """An email cannot be queued as given; the message names the field. Nothing was written."""
+    """An email cannot be queued as given; the message names the field. Nothing was written.
+    The message is at most MAX_MESSAGE_CHARS long, whatever it quotes."""
+
+    def __init__(self, message: str = "") -> None:
+        if len(message) > MAX_MESSAGE_CHARS:
+            message = message[: MAX_MESSAGE_CHARS - 3] + "..."
+        super().__init__(message)
 
 
 class ConfigError(MailqError):

@@ -1,9 +1,12 @@
-"""Logging for mailq's own processes: one line per event, the event's fields as key=value."""
+"""Logging for mailq's own processes: one line per event, the event's fields as key=value,
+secrets redacted (mailq.redaction)."""
 
 from __future__ import annotations
 
 import logging
 import sys
+
+from mailq.redaction import redact
 
 _STANDARD = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 
@@ -16,7 +19,8 @@ class KeyValueFormatter(logging.Formatter):
             for key, value in record.__dict__.items()
             if key not in _STANDARD and not key.startswith("_")
         )
-        return f"{line} {extras}" if extras else line
+        # Whatever a message quotes (a URL with its password, a driver's error), never secrets.
+        return redact(f"{line} {extras}" if extras else line)
 
 
 def configure(level: str = "INFO") -> None:

@@ -5,6 +5,7 @@ Every refusal is an InvalidEmail whose message starts with the field it is about
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -23,7 +24,7 @@ from mailq.addresses import (
 )
 from mailq.attachments import check_attachments
 from mailq.compose.templates import DEFAULT_TEMPLATES, TemplateStore, check_context
-from mailq.errors import InvalidEmail
+from mailq.errors import InvalidEmail, quoted
 from mailq.kinds import BUILTIN_KINDS, KIND_NAME, MAX_ATTEMPTS_LIMIT, KindPolicy
 from mailq.models import Email, EmailRow
 
@@ -50,6 +51,8 @@ _RESERVED_HEADERS = frozenset(
 MAX_SCHEDULE_AHEAD = timedelta(days=3660)
 MAX_SUBJECT_CHARS = 998
 MAX_RECIPIENTS = 100
+# Metadata integers: what a signed 64-bit integer holds (jsonb and the JSON encoder agree).
+METADATA_INT_MIN, METADATA_INT_MAX = -(2**63), 2**63 - 1
 
 
 def check_mailbox(field: str, value: object) -> Mailbox:
@@ -59,7 +62,9 @@ def check_mailbox(field: str, value: object) -> Mailbox:
     try:
         return parse_mailbox(value)
     except AddressError as exc:
-        raise InvalidEmail(f"{field}: {value!r} is not a valid email address ({exc})") from None
+        raise InvalidEmail(
+            f"{field}: {quoted(value)} is not a valid email address ({exc})"
+        ) from None
 
 
 def _plain(value: object) -> bool:
@@ -152,6 +157,11 @@ def _check_metadata(metadata: Mapping[str, Any]) -> dict[str, Any]:
             raise InvalidEmail(f"metadata.{key}: values must be strings, numbers or booleans")
         if isinstance(value, str) and "\x00" in value:
             raise InvalidEmail(f"metadata.{key}: NUL characters are not allowed")
+        if isinstance(value, int) and not isinstance(value, bool):
+            if not METADATA_INT_MIN <= value <= METADATA_INT_MAX:
+                raise InvalidEmail(f"metadata.{key}: integers are 64-bit (from -2**63 to 2**63-1)")
+        elif isinstance(value, float) and not math.isfinite(value):
+            raise InvalidEmail(f"metadata.{key}: numbers must be finite (not NaN or infinity)")
         flat[key] = value
     return flat
 
@@ -162,7 +172,7 @@ def _check_headers(headers: Mapping[str, str]) -> dict[str, str]:
     checked: dict[str, str] = {}
     for name, value in headers.items():
         if not isinstance(name, str) or not _HEADER_NAME.match(name):
-            raise InvalidEmail(f"headers: {name!r} is not a valid header name")
+            raise InvalidEmail(f"headers: {quoted(name)} is not a valid header name")
         if name.lower() in _RESERVED_HEADERS:
             raise InvalidEmail(f"headers.{name}: set this header through its own field")
         text = _check_text(f"headers.{name}", value, header=True)
@@ -174,7 +184,7 @@ def check_kind(kind: object, kinds: Mapping[str, KindPolicy] = BUILTIN_KINDS) ->
     """The policy of a kind that is built in or declared in MAILQ_CONFIG. Any other kind is
     refused (no worker would claim its emails: they would wait forever)."""
     if not isinstance(kind, str) or not KIND_NAME.match(kind):
-        raise InvalidEmail(f"kind: {kind!r} is not a kind name (lowercase, digits, _)")
+        raise InvalidEmail(f"kind: {quoted(kind)} is not a kind name (lowercase, digits, _)")
     policy = kinds.get(kind)
     if policy is None:
         raise InvalidEmail(unknown_kind_message(kind, kinds))

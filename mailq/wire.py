@@ -8,6 +8,7 @@ import re
 from datetime import datetime
 from typing import Any
 
+from mailq.attachments import MAX_ATTACHMENTS
 from mailq.errors import InvalidEmail
 from mailq.models import Attachment, Email
 
@@ -70,6 +71,9 @@ def _attachments(raw: object) -> tuple[Attachment, ...]:
         return ()
     if not isinstance(raw, list):
         raise InvalidEmail("attachments: must be a list")
+    if len(raw) > MAX_ATTACHMENTS:
+        # Before decoding any of them.
+        raise InvalidEmail(f"attachments: at most {MAX_ATTACHMENTS} files per email")
     attachments = []
     for index, item in enumerate(raw):
         if not isinstance(item, dict):

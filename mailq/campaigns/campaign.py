@@ -26,6 +26,7 @@ from mailq.validation import (
     check_max_attempts,
     check_priority,
     check_send_at,
+    content_json,
 )
 
 NAME_MAX_CHARS = 200
@@ -143,7 +144,7 @@ async def create_campaign(
             send_at,
             priority,
             max_attempts,
-            json.dumps(content, separators=(",", ":")),
+            content_json(content),
             expires_at,
         )
         added = await insert_recipients(conn, row, recipients)

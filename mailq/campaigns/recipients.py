@@ -29,7 +29,7 @@ import asyncpg
 from mailq.addresses import AddressError, is_plain_address, message_id_domain, parse_mailbox
 from mailq.compose.templates import PROVIDED_VARIABLES, variables_of
 from mailq.db import campaigns as db
-from mailq.errors import CampaignClosed, CampaignNotFound, InvalidEmail
+from mailq.errors import CampaignClosed, CampaignNotFound, InvalidEmail, quoted
 from mailq.streams import each
 
 # Recipients inserted per statement: big enough to amortise the round trip, small enough
@@ -201,7 +201,8 @@ def _recipient(item: object, index: int, shape: Shape) -> tuple[str, str | None,
             mailbox = parse_mailbox(address)
         except AddressError as problem:
             raise InvalidEmail(
-                f"recipients[{index}].email: {address!r} is not a valid email address ({problem})"
+                f"recipients[{index}].email: {quoted(address)} is not a valid email address "
+                f"({problem})"
             ) from None
         address, display_name = mailbox.address, mailbox.name
     if not isinstance(context, Mapping):

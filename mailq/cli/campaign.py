@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import csv
 import sys
 from typing import Any, TextIO
 
@@ -60,6 +61,10 @@ async def create_from_csv(
                 )
         except InvalidEmail as exc:
             raise CliError(f"{args.csv}: {exc}") from None
+        except UnicodeDecodeError as exc:
+            raise CliError(f"{args.csv}: not UTF-8 text (byte {exc.start} of a line)") from None
+        except csv.Error as exc:
+            raise CliError(f"{args.csv}: not a CSV file ({exc})") from None
     finally:
         await conn.close()
     extra = f", {added.suppressed} suppressed" if added.suppressed else ""

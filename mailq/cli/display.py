@@ -5,6 +5,7 @@ messages to stderr."""
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
 import uuid
@@ -43,9 +44,14 @@ def print_json(value: object, stream: TextIO | None = None) -> None:
 
 
 def console(stream: TextIO | None = None) -> Console:
-    """A console on stdout; wide enough for the tables when output is not a terminal."""
+    """A console on stdout; wide enough for the tables when output is not a terminal.
+
+    Everything it prints is text, never markup: an error message, an address or a campaign
+    name holding `[bold]` or `[/x]` is shown as it is (rich would style it, or fail)."""
     out = stream or sys.stdout
-    return Console(file=out, width=None if out.isatty() else 160, highlight=False)
+    return Console(
+        file=out, width=None if out.isatty() else 160, highlight=False, markup=False, emoji=False
+    )
 
 
 def table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[object]]) -> Table:
@@ -68,8 +74,17 @@ def cell(value: object) -> str:
     if isinstance(value, float):
         return age(value)
     if isinstance(value, list | tuple):
-        return ",".join(str(v) for v in value)
-    return str(value)
+        return _printable(",".join(str(v) for v in value))
+    return _printable(str(value))
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
+def _printable(text: str) -> str:
+    """Control characters (an ANSI escape in an SMTP reply) shown escaped, not sent to the
+    terminal."""
+    return _CONTROL.sub(lambda m: repr(m.group(0))[1:-1], text)
 
 
 def age(seconds: float | None) -> str:
@@ -132,13 +147,14 @@ def progress(
         yield tracker
         tracker._line()  # the closing count, on success only: a failure says its own line
         return
-    columns: list[Any] = [SpinnerColumn(), TextColumn("{task.description}")]
+    columns: list[Any] = [SpinnerColumn(), TextColumn("{task.description}", markup=False)]
     if total is not None:
         columns += [BarColumn(), MofNCompleteColumn()]
     else:
         columns += [TextColumn("{task.completed}")]
     columns.append(TimeElapsedColumn())
-    with Progress(*columns, console=Console(file=out), transient=False) as bar:
+    progress_console = Console(file=out, markup=False, emoji=False)
+    with Progress(*columns, console=progress_console, transient=False) as bar:
         tracker._progress = bar
         tracker._task = bar.add_task(label, total=total)
         yield tracker

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import sys
 from collections.abc import Iterator
 from typing import Any, TextIO
@@ -28,16 +29,46 @@ ENQUEUE_CHUNK = 10_000
 
 def email_lines(stream: TextIO) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line number, JSON object) of each line that is not blank."""
-    for number, line in enumerate(stream, start=1):
+    for number, line in _lines(stream):
         if not line.strip():
             continue
         try:
-            value = json.loads(line)
+            value = json.loads(line, parse_float=_finite, parse_constant=_no_constant)
         except json.JSONDecodeError as exc:
             raise CliError(f"line {number}: not JSON ({exc.msg})") from None
+        except RecursionError:
+            raise CliError(f"line {number}: not acceptable JSON (nested too deeply)") from None
+        except ValueError as exc:
+            # int() refuses more than 4,300 digits with a paragraph of advice.
+            detail = "a number with too many digits" if "digits" in str(exc) else str(exc)
+            raise CliError(f"line {number}: not acceptable JSON ({detail})") from None
         if not isinstance(value, dict):
             raise CliError(f"line {number}: each line must be a JSON object")
         yield number, value
+
+
+def _lines(stream: TextIO) -> Iterator[tuple[int, str]]:
+    number = 0
+    while True:
+        number += 1
+        try:
+            line = stream.readline()
+        except UnicodeDecodeError:
+            raise CliError(f"line {number}: not UTF-8 text") from None
+        if not line:
+            return
+        yield number, line
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text[:40]} is out of range")
+    return value
+
+
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
 
 
 def email_rows(stream: TextIO, settings: Settings, config: Config) -> Iterator[EmailRow]:
@@ -84,7 +115,7 @@ def cmd_enqueue(args: argparse.Namespace) -> int:
         count = asyncio.run(enqueue_file(settings, sys.stdin, config, None))
     else:
         with existing_file(args.file, "--file").open(encoding="utf-8") as stream:
-            expected = sum(1 for line in stream if line.strip())
+            expected = sum(1 for _, line in _lines(stream) if line.strip())
             stream.seek(0)
             count = asyncio.run(enqueue_file(settings, stream, config, expected))
     print(f"queued {count} emails")

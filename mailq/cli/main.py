@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
+from typing import Any
 
 from mailq.cli import (
     bench,
@@ -44,7 +45,22 @@ def parser() -> argparse.ArgumentParser:
     commands = mailq.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for group in COMMAND_GROUPS:
         group.add_commands(commands)
+    _database_url_everywhere(commands)
     return mailq
+
+
+def _database_url_everywhere(commands: argparse._SubParsersAction[Any]) -> None:
+    """`--database-url` after any command too (`mailq migrate --database-url URL`), as
+    before it; SUPPRESS keeps a value given before the command."""
+    for command in commands.choices.values():
+        nested = [a for a in command._actions if isinstance(a, argparse._SubParsersAction)]
+        for group in nested:
+            _database_url_everywhere(group)
+        if nested or "--database-url" in command._option_string_actions:
+            continue
+        command.add_argument(
+            "--database-url", default=argparse.SUPPRESS, help="overrides MAILQ_DATABASE_URL"
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -10,13 +10,21 @@ from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import asyncpg
-
 from mailq import admin
 from mailq.cli import display
 from mailq.cli.backends import backends_report, backends_table
 from mailq.cli.bounce_rates import print_rates, rates_report
-from mailq.cli.options import add_command, connect, email_ids, moment, settings_for
+from mailq.cli.options import (
+    add_command,
+    connect,
+    days,
+    email_ids,
+    list_limit,
+    listed_kind,
+    moment,
+    paused_kind,
+    settings_for,
+)
 from mailq.db.campaigns import campaign_progress_open
 from mailq.db.emails import (
     email_count_by_state,
@@ -178,8 +186,8 @@ def campaigns_table(campaigns: list[dict[str, Any]]) -> Any:
 
 
 async def cmd_pending(args: argparse.Namespace) -> int:
-    kind = admin.check_kind(args.kind) if args.kind else None
     async with connect(args) as pool:
+        kind = await listed_kind(pool, args)
         rows = await email_list_pending(pool, kind, args.limit)
         counts = await email_count_by_state(pool)
     total = sum(
@@ -214,9 +222,9 @@ async def cmd_pending(args: argparse.Namespace) -> int:
 
 
 async def cmd_failed(args: argparse.Namespace) -> int:
-    kind = admin.check_kind(args.kind) if args.kind else None
     since = moment(args.since) if args.since else None
     async with connect(args) as pool:
+        kind = await listed_kind(pool, args)
         rows = await email_list_failed(pool, kind, since, args.limit)
     if args.json:
         display.print_json({"emails": rows})
@@ -294,22 +302,9 @@ async def cmd_cancel(args: argparse.Namespace) -> int:
 # -- pause and resume ----------------------------------------------------------------------
 
 
-async def _known_kind(pool: asyncpg.Pool, kind: str) -> None:
-    admin.check_kind(kind)
-    if kind in BUILTIN_KINDS:
-        return
-    known = {r["kind"] for r in await email_count_by_state(pool)}
-    known |= set(await admin.paused_kinds(pool))
-    if kind not in known:
-        raise UsageError(
-            f"unknown kind {kind!r}: no email of it was ever queued (known kinds: "
-            f"{', '.join(sorted(known | set(BUILTIN_KINDS)))})"
-        )
-
-
 async def cmd_pause(args: argparse.Namespace) -> int:
     async with connect(args) as pool:
-        await _known_kind(pool, args.kind)
+        await paused_kind(pool, args.kind)
         changed = await admin.pause_kind(pool, args.kind, paused_by="mailq pause (CLI)")
     if args.json:
         display.print_json({"kind": args.kind, "paused": True, "changed": changed})
@@ -322,7 +317,7 @@ async def cmd_pause(args: argparse.Namespace) -> int:
 
 async def cmd_resume(args: argparse.Namespace) -> int:
     async with connect(args) as pool:
-        await _known_kind(pool, args.kind)
+        await paused_kind(pool, args.kind)
         changed = await admin.resume_kind(pool, args.kind)
     if args.json:
         display.print_json({"kind": args.kind, "paused": False, "changed": changed})
@@ -368,14 +363,18 @@ def add_commands(commands: Any) -> None:
 
     pending = command("pending", cmd_pending, "waiting emails, the longest overdue first")
     pending.add_argument("--kind", help="only this kind")
-    pending.add_argument("--limit", type=int, default=LIST_LIMIT, help="at most this many (50)")
+    pending.add_argument(
+        "--limit", type=list_limit, default=LIST_LIMIT, help="at most this many (50)"
+    )
 
     failed = command("failed", cmd_failed, "failed emails with their last error, newest first")
     failed.add_argument("--kind", help="only this kind")
     failed.add_argument(
         "--since", metavar="TIME", help="failed at or after TIME (2h, 2025-05-01, …)"
     )
-    failed.add_argument("--limit", type=int, default=LIST_LIMIT, help="at most this many (50)")
+    failed.add_argument(
+        "--limit", type=list_limit, default=LIST_LIMIT, help="at most this many (50)"
+    )
 
     retry = command("retry", cmd_retry, "make failed, cancelled or unknown emails due again")
     retry.add_argument("ids", nargs="*", metavar="ID", help="email ids")
@@ -394,7 +393,7 @@ def add_commands(commands: Any) -> None:
     prune = command("prune", cmd_prune, "delete finished emails past the retention, in batches")
     prune.add_argument(
         "--older-than",
-        type=float,
+        type=days,
         metavar="DAYS",
         help="finished more than DAYS ago (default: MAILQ_RETENTION_DAYS, 14)",
     )

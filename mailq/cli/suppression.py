@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import re
 import sys
 from collections.abc import Iterator
 from typing import Any, TextIO
@@ -21,7 +22,7 @@ from mailq.errors import InvalidEmail, UsageError
 OPERATOR_REASON = "suppressed by an operator"
 IMPORT_REASON = "imported"
 LIST_LIMIT = 100
-_ADDRESS_COLUMNS = ("email", "address")
+_ADDRESS_COLUMNS = ("email", "emailaddress", "address", "mail")
 
 
 def addresses(raw: list[str]) -> list[str]:
@@ -152,9 +153,16 @@ def _header(line: str) -> list[str]:
 
 
 def _address_column(line: str) -> str | None:
-    """The address column when `line` is a CSV header, else None."""
+    """The address column when `line` is a CSV header, else None: a column named `email` or
+    `address`, however spelt (`Email Address`, `e-mail`, `EMAIL_ADDRESS`)."""
+    if "@" in line:
+        return None
     header = _header(line)
-    return next((c for c in _ADDRESS_COLUMNS if c in header), None)
+    squeezed = {re.sub(r"[^a-z]", "", cell): cell for cell in header}
+    for name in _ADDRESS_COLUMNS:
+        if name in squeezed:
+            return squeezed[name]
+    return next((cell for cell in header if "email" in cell or "address" in cell), None)
 
 
 def _lines(first: str, stream: TextIO) -> Iterator[tuple[int, str, str]]:

@@ -42,6 +42,7 @@ from mailq.cli.options import settings_for
 from mailq.db import embedded
 from mailq.db.schema import HEAD, migrate
 from mailq.errors import ConfigError
+from mailq.redaction import redact, redact_url
 from mailq.settings import Settings, default_home
 
 READY_TIMEOUT_S = 60.0
@@ -208,7 +209,8 @@ class Up:
     def _env_prefix(self) -> str:
         """What another shell needs to reach the same queue."""
         if self.settings.database_url:
-            return f"MAILQ_DATABASE_URL={shlex.quote(self.settings.database_url)} "
+            # The password stays out of the output: the user has the URL already.
+            return f"MAILQ_DATABASE_URL={shlex.quote(redact_url(self.settings.database_url))} "
         if self.settings.home != default_home(os.environ).resolve():
             return f"MAILQ_HOME={shlex.quote(str(self.settings.home))} "
         return ""
@@ -224,14 +226,16 @@ class Up:
             f"  MAILQ_HOME    {self.settings.home}",
             f"  service       {self.url}   (API description: {self.url}/openapi.json)",
             f"  dashboard     {self.url}/dashboard   (sign in with the admin or viewer token)",
-            f"  database      {database_url}" + ("   (embedded)" if database else ""),
+            f"  database      {redact_url(database_url)}" + ("   (embedded)" if database else ""),
         ]
         if database is not None:
             lines.append(
-                f"  psql          {shlex.quote(str(database.psql))} {shlex.quote(database_url)}"
+                f"  psql          {shlex.quote(str(database.psql))} "
+                f"{shlex.quote(redact_url(database_url))}"
             )
         lines += [
-            f"  mail lands in {outbox + '  (one .eml file per email)' if outbox else backend}",
+            f"  mail lands in "
+            f"{outbox + '  (one .eml file per email)' if outbox else redact_url(backend)}",
             f"  client token  {client or '(see ' + str(self.settings.home / TOKENS_FILE) + ')'}",
             f"  admin token   {admin or '(see ' + str(self.settings.home / TOKENS_FILE) + ')'}",
             f"  workers       {self._workers_text()}, schema {HEAD}",
@@ -244,7 +248,7 @@ class Up:
             "Press Ctrl-C to stop.",
             "",
         ]
-        print("\n".join(lines), flush=True)
+        print(redact("\n".join(lines)), flush=True)
 
 
 def read_tokens(settings: Settings) -> tuple[str | None, str | None]:
@@ -325,7 +329,7 @@ def _healthy(url: str) -> bool:
 
 
 def _say(message: str) -> None:
-    print(f"mailq up: {message}", file=sys.stderr, flush=True)
+    print(f"mailq up: {redact(message)}", file=sys.stderr, flush=True)
 
 
 def cmd_up(args: argparse.Namespace) -> int:

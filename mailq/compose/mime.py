@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 import string
 import uuid
 from collections.abc import Sequence
@@ -26,6 +27,10 @@ from mailq.addresses import Mailbox, quote_name
 CRLF = "\r\n"
 MAX_LINE = 76
 _SEVEN_BIT_LINE = 998
+# A header line's limit in octets, CRLF aside (RFC 5322 §2.1.1).
+MAX_HEADER_LINE = 998
+# A Content-Disposition parameter longer than this goes in RFC 2231 continuations.
+_PARAMETER_CHARS = 60
 # RFC 2047 §5(3): the characters an encoded word in a phrase may carry unencoded ("Q").
 _Q_SAFE = frozenset(string.ascii_letters + string.digits + "!*+-/")
 _WORD_PAYLOAD = 75 - len("=?utf-8?q??=")
@@ -42,9 +47,13 @@ class File:
 
 
 def header(name: str, value: str, *, utf8: bool = False) -> str:
-    """One header line (folded). Non-ASCII is RFC 2047 encoded unless `utf8` (SMTPUTF8)."""
+    """One header line (folded). Non-ASCII is RFC 2047 encoded unless `utf8` (SMTPUTF8). A
+    value with a word too long to fold within a line's 998 octets (RFC 5322 §2.1.1) is
+    RFC 2047 encoded too: encoded words can be folded anywhere."""
     if value.isascii() or utf8:
-        return _fold(f"{name}: {value}")
+        line = _fold(f"{name}: {value}")
+        if all(len(part.encode()) <= MAX_HEADER_LINE for part in line.split(CRLF)):
+            return line
     encoded = Header(value, "utf-8", header_name=name).encode(linesep=CRLF)
     return f"{name}: {encoded}"
 
@@ -134,15 +143,38 @@ def _text_part(body: str, subtype: str) -> str:
     return f"{head}{CRLF}{payload}"
 
 
-def _file_part(file: File) -> str:
-    filename = file.filename
-    kind = "inline" if file.content_id else "attachment"
-    if filename.isascii() and '"' not in filename and "\\" not in filename:
-        disposition = f'{kind}; filename="{filename}"'
-    else:
-        from urllib.parse import quote
+def _disposition(kind: str, filename: str) -> str:
+    """Content-Disposition with the filename: quoted when it is short ASCII, else RFC 2231
+    (UTF-8, percent-encoded), in numbered continuations when long, so that no line of the
+    header grows past what SMTP takes."""
+    if (
+        filename.isascii()
+        and '"' not in filename
+        and "\\" not in filename
+        and len(filename) <= _PARAMETER_CHARS
+    ):
+        return f'{kind}; filename="{filename}"'
+    from urllib.parse import quote
 
-        disposition = f"{kind}; filename*=utf-8''{quote(filename, safe='')}"
+    encoded = quote(filename, safe="")
+    if len(encoded) <= _PARAMETER_CHARS:
+        return f"{kind}; filename*=utf-8''{encoded}"
+    pieces: list[str] = []
+    for unit in re.findall(r"%[0-9A-F]{2}|[^%]", encoded):
+        if pieces and len(pieces[-1]) + len(unit) <= _PARAMETER_CHARS:
+            pieces[-1] += unit
+        else:
+            pieces.append(unit)
+    charset = "utf-8''"
+    parameters = [
+        f"filename*{i}*={charset if i == 0 else ''}{piece}" for i, piece in enumerate(pieces)
+    ]
+    return f"{kind}; {'; '.join(parameters)}"
+
+
+def _file_part(file: File) -> str:
+    kind = "inline" if file.content_id else "attachment"
+    disposition = _disposition(kind, file.filename)
     encoded = base64.b64encode(file.content).decode("ascii")
     lines = CRLF.join(encoded[i : i + MAX_LINE] for i in range(0, len(encoded), MAX_LINE))
     content_id = f"Content-ID: <{file.content_id}>{CRLF}" if file.content_id else ""

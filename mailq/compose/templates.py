@@ -6,32 +6,48 @@ searched first, then the defaults shipped for the built-in kinds (mailq/compose/
 A named template's sources are copied into the email when it is queued, so what is sent
 does not change when the folder changes later.
 
-A template that uses a variable its context lacks is refused when the email is queued, by
-reading the template's variables (cheap, cached per template text) rather than rendering it.
+When the email is queued a template is checked for everything that can fail later: its
+syntax, the tags that would load another template (refused), unknown filters and tests (at
+compile), variables its context lacks (read from the template, cached per text), and then one
+trial render within the budget per distinct template text (cached by its hash), so that a
+template that divides by zero or loops for minutes is refused at once, not at send.
+
+At send a template is rendered within a budget of steps, CPU time and size
+(mailq.compose.sandbox); over it, the email fails permanently (never retried).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from jinja2 import StrictUndefined, Template, TemplateError, meta
-from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import escape
 
+from mailq.caches import BytesCache, bytes_cache
+from mailq.compose import sandbox
+from mailq.compose.sandbox import Budget, BudgetedEnvironment, render_budgeted
 from mailq.errors import InvalidEmail, PermanentFailure
 
-_TEXT_ENV = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
-_HTML_ENV = SandboxedEnvironment(undefined=StrictUndefined, autoescape=True)
-_TEMPLATE_CACHE = 4096
+_TEXT_ENV = BudgetedEnvironment(undefined=StrictUndefined, autoescape=False)
+_HTML_ENV = BudgetedEnvironment(undefined=StrictUndefined, autoescape=True)
+# Each cache keyed by template text holds at most this much (its keys counted in full).
+TEMPLATE_CACHE_BYTES = 32 * 1024 * 1024
+# A compiled template keeps its Python code: counted as this many times its text.
+_COMPILED_WEIGHT = 8
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# The trial render at enqueue: the send's budget, but a fifth of its CPU time (it runs where
+# the email is queued, e.g. on the service's event loop).
+TRIAL_CPU_S = 0.2
+# Shown of an error's message at most (a template error may quote the template).
+MAX_ERROR_CHARS = 300
 
 
-@lru_cache(maxsize=_TEMPLATE_CACHE)
+@bytes_cache(TEMPLATE_CACHE_BYTES)
 def variables_of(source: str) -> frozenset[str]:
     """The context variables a template reads; raises InvalidEmail on a syntax error."""
     if "{" not in source:
@@ -39,7 +55,7 @@ def variables_of(source: str) -> frozenset[str]:
     try:
         return frozenset(meta.find_undeclared_variables(_TEXT_ENV.parse(source)))
     except TemplateError as exc:
-        raise InvalidEmail(f"template syntax error: {exc}") from None
+        raise InvalidEmail(f"template syntax error: {_short(exc)}") from None
 
 
 def check_context(
@@ -59,6 +75,9 @@ def check_context(
         raise InvalidEmail(
             f"{field}: the template uses {', '.join(missing)}, which the context lacks"
         )
+    check_compiles(field, source, html=field == "html")
+    if not partial:
+        _trial(field, source, context, html=field == "html")
     if header:
         for name in used & context.keys():
             value = context[name]
@@ -69,7 +88,51 @@ def check_context(
                 )
 
 
-@lru_cache(maxsize=_TEMPLATE_CACHE)
+def check_compiles(field: str, source: str, *, html: bool) -> None:
+    """Refuse a template that does not compile (unknown filters and tests are found here)."""
+    if "{" not in source or _simple_parts(source) is not None:
+        return
+    try:
+        _compiled(source, html)
+    except TemplateError as exc:
+        raise InvalidEmail(f"{field}: template error: {_short(exc)}") from None
+
+
+# Trial renders done: (text, html) -> the error, or "" when it rendered.
+_TRIALS: BytesCache[str] = BytesCache(TEMPLATE_CACHE_BYTES)
+
+
+def _trial(field: str, source: str, context: Mapping[str, Any], *, html: bool) -> None:
+    """One budgeted render of each distinct template text, with the first context it comes
+    with (the variables of every context are checked apart, without rendering)."""
+    if "{" not in source or _simple_parts(source) is not None:
+        return
+    key = (source, html)
+    found, error = _TRIALS.get(key)
+    if not found:
+        error = ""
+        values = {"unsubscribe_url": "https://example.invalid/u", **context}
+        try:
+            trial = Budget(sandbox.MAX_STEPS, min(TRIAL_CPU_S, sandbox.MAX_CPU_S))
+            render(source, values, html=html, budget=trial)
+        except PermanentFailure as exc:
+            error = exc.reason
+        _TRIALS.put(key, error)
+    if error:
+        raise InvalidEmail(f"{field}: {error}")
+
+
+def _short(exc: BaseException) -> str:
+    """The error's message on one line (Jinja's syntax errors add the template's line)."""
+    text = (str(exc) or type(exc).__name__).strip().splitlines()[0]
+    return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 3] + "..."
+
+
+def _compiled_weight(key: Any, _value: object) -> int:
+    return _COMPILED_WEIGHT * len(key[0]) + 4096
+
+
+@bytes_cache(TEMPLATE_CACHE_BYTES, weight=_compiled_weight)
 def _compiled(source: str, html: bool) -> Template:
     return (_HTML_ENV if html else _TEXT_ENV).from_string(source)
 
@@ -87,7 +150,7 @@ _JINJA_WORDS = frozenset(
 )
 
 
-@lru_cache(maxsize=_TEMPLATE_CACHE)
+@bytes_cache(TEMPLATE_CACHE_BYTES)
 def _simple_parts(source: str) -> tuple[str, ...] | None:
     """Literal text and variable names, alternating (text first); None when the template
     uses anything beyond plain `{{ name }}`."""
@@ -117,8 +180,32 @@ def _render_simple(parts: tuple[str, ...], context: Mapping[str, Any], html: boo
     return "".join(out)
 
 
-def render(source: str, context: Mapping[str, Any], *, html: bool) -> str:
-    """Render at send time; a failure fails the email permanently (no half-empty message)."""
+_EXECUTOR: list[ThreadPoolExecutor] = []
+# Threads that render templates off a worker's event loop: each render is bounded by its
+# budget, so a few threads are enough; a render past its budget ends by itself.
+RENDER_THREADS = 2
+
+
+def render_executor() -> ThreadPoolExecutor:
+    """The process's render threads (made on first use)."""
+    if not _EXECUTOR:
+        _EXECUTOR.append(
+            ThreadPoolExecutor(max_workers=RENDER_THREADS, thread_name_prefix="mailq-render")
+        )
+    return _EXECUTOR[0]
+
+
+def needs_sandbox(source: str | None) -> bool:
+    """Whether rendering `source` runs Jinja (not only text and `{{ name }}`): the worker
+    renders such templates off its event loop."""
+    return source is not None and "{" in source and _simple_parts(source) is None
+
+
+def render(
+    source: str, context: Mapping[str, Any], *, html: bool, budget: Budget | None = None
+) -> str:
+    """Render at send time within `budget` (the default: mailq.compose.sandbox's limits); a
+    failure, or going over the budget, fails the email permanently (no half-empty message)."""
     if "{" not in source:
         return source
     parts = _simple_parts(source)
@@ -127,9 +214,17 @@ def render(source: str, context: Mapping[str, Any], *, html: bool) -> str:
         if rendered is not None:
             return rendered
     try:
-        return _compiled(source, html).render(context)
+        return render_budgeted(
+            _compiled(source, html), dict(context), budget or sandbox.send_budget()
+        )
+    except RecursionError:
+        raise PermanentFailure("template rendering failed: recursion too deep") from None
     except TemplateError as exc:
-        raise PermanentFailure(f"template rendering failed: {exc}") from None
+        raise PermanentFailure(f"template rendering failed: {_short(exc)}") from None
+    except Exception as exc:
+        # A template's own errors (1/0, an operation on the wrong type) are the email's.
+        reason = f"{type(exc).__name__}: {_short(exc)}"
+        raise PermanentFailure(f"template rendering failed: {reason}") from None
 
 
 # Variables mailq itself gives every template at send time (not needed in the context).

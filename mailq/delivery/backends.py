@@ -12,6 +12,7 @@ from mailq.delivery.replies import BUILTIN_QUIRKS, Quirk
 from mailq.delivery.sender import Sender
 from mailq.delivery.smtp import SmtpSender, SmtpTarget
 from mailq.errors import BackendError
+from mailq.redaction import redact_url
 
 
 def sender_from_url(
@@ -24,7 +25,10 @@ def sender_from_url(
     helo_name: str | None = None,
 ) -> Sender:
     """The backend a MAILQ_BACKEND URL names; BackendError for a malformed one."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:
+        raise BackendError(f"MAILQ_BACKEND {redact_url(url)!r}: not a URL ({exc})") from None
     scheme = parts.scheme.lower()
     if scheme in {"smtp", "smtps"}:
         return SmtpSender(
@@ -44,7 +48,9 @@ def sender_from_url(
         )
     if scheme == "file":
         if parts.netloc not in {"", "localhost"} or not parts.path:
-            raise BackendError(f"MAILQ_BACKEND {url!r}: use file:///absolute/path/to/outbox")
+            raise BackendError(
+                f"MAILQ_BACKEND {redact_url(url)!r}: use file:///absolute/path/to/outbox"
+            )
         return FileSender(Path(unquote(parts.path)))
     if scheme == "console":
         return ConsoleSender()

@@ -24,6 +24,7 @@ from mailq.errors import (
     RetryLater,
     SendFailure,
 )
+from mailq.redaction import redact_url
 
 logger = logging.getLogger(__name__)
 
@@ -52,11 +53,13 @@ class SmtpTarget:
         if implicit and "tls" in query:
             raise BackendError("MAILQ_BACKEND: smtps:// is implicit TLS; tls= is for smtp://")
         if not parts.hostname:
-            raise BackendError(f"MAILQ_BACKEND {url!r}: no host")
+            raise BackendError(f"MAILQ_BACKEND {redact_url(url)!r}: no host")
         try:
             port = parts.port or (465 if implicit else 25)
         except ValueError:
-            raise BackendError(f"MAILQ_BACKEND {url!r}: the port is not a number") from None
+            raise BackendError(
+                f"MAILQ_BACKEND {redact_url(url)!r}: the port is not a number"
+            ) from None
         return cls(
             host=parts.hostname,
             port=port,

@@ -90,6 +90,23 @@ def _guarded(op: Operation) -> Handler:
     return endpoint
 
 
+def _routes(operations: Sequence[Operation]) -> list[Route]:
+    """One Route per path with every method of that path, so that Starlette answers a method
+    the path lacks (OPTIONS too) with 405 and an `Allow` that lists all the path's methods."""
+    by_path: dict[str, dict[str, Handler]] = {}
+    for op in operations:
+        by_path.setdefault(op.path, {})[op.method] = _guarded(op)
+    routes = []
+    for path, handlers in by_path.items():
+
+        async def endpoint(request: Request, handlers: dict[str, Handler] = handlers) -> Response:
+            method = "GET" if request.method == "HEAD" else request.method
+            return await handlers[method](request)
+
+        routes.append(Route(path, endpoint, methods=list(handlers)))
+    return routes
+
+
 async def _open_pool(settings: Settings, limits: Limits) -> asyncpg.Pool:
     if not settings.database_url:
         raise ConfigError("the service has no database URL")
@@ -131,7 +148,7 @@ def create_app(
     limits = limits or Limits(body_bytes=config.body_limit_bytes, batch_emails=config.batch_limit)
     if make_sender is None:
         make_sender = partial(default_sender, quirks=config.quirks)
-    process_metrics = metrics()
+    process_metrics = metrics(home=configured.home)
     operations = [op for router in routers for op in router.operations]
 
     @asynccontextmanager
@@ -143,8 +160,7 @@ def create_app(
             yield {"service": service}
 
     app = Starlette(
-        routes=[Route(op.path, _guarded(op), methods=[op.method]) for op in operations]
-        + dashboard_routes(),
+        routes=_routes(operations) + dashboard_routes(),
         lifespan=lifespan,
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[
@@ -152,7 +168,7 @@ def create_app(
             Middleware(RetryAfterOn503),
         ],
     )
-    app.state.openapi = document(operations, __version__)
+    app.state.openapi = document(operations, __version__, kinds=config.kinds)
     return app
 
 

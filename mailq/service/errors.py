@@ -39,7 +39,17 @@ class ApiError(Exception):
 RETRY_AFTER_S = 5
 
 
+# An error message quotes the input at most this long: an invalid address of 1 MB answers
+# a short 422, not a 1 MB one.
+MAX_MESSAGE_CHARS = 500
+
+
+def short_message(message: str, limit: int = MAX_MESSAGE_CHARS) -> str:
+    return message if len(message) <= limit else message[: limit - 3] + "..."
+
+
 def error_response(status: int, message: str, headers: Mapping[str, str] | None = None) -> Response:
+    message = short_message(message)
     if status == 503 and not any(k.lower() == "retry-after" for k in headers or {}):
         headers = {**(headers or {}), "Retry-After": str(RETRY_AFTER_S)}
     return JSONResponse({"error": message}, status_code=status, headers=headers)

@@ -10,10 +10,13 @@ Two sources:
   workers, so it is never summed.
 
 The folder is PROMETHEUS_MULTIPROC_DIR when set (wipe it between runs, as prometheus-client
-says; `mailq serve` does). Otherwise a folder under the temp dir keyed by the parent process,
-which is the same for all workers of one uvicorn (they share the supervisor as parent). Files
-of processes that no longer run are removed when a process starts, so counters of a worker
-that died restart from the living ones (Prometheus reads that as a counter reset).
+says; `mailq serve` does). Otherwise `$MAILQ_HOME/metrics/<parent pid>`, which is the same for
+all workers of one uvicorn (they share the supervisor as parent) and private: made mode 0700,
+and refused unless this user owns it and no one else may write to it (a folder in a shared
+place such as /tmp could be made beforehand by another user, who would then plant counters).
+The folders of parents that no longer run are removed when a process starts. Files of
+processes that no longer run are removed too, so counters of a worker that died restart from
+the living ones (Prometheus reads that as a counter reset).
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import tempfile
+import shutil
+import stat
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -35,7 +39,9 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from mailq.errors import MailqError
 from mailq.models import AttemptResult
+from mailq.settings import default_home
 
 ENV = "PROMETHEUS_MULTIPROC_DIR"
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -48,11 +54,54 @@ _FILE = re.compile(r"_(\d+)\.db$")
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
-def multiprocess_dir(environ: Mapping[str, str]) -> Path:
+class UnsafeMetricsFolder(MailqError):
+    """The metrics folder is not private to this user."""
+
+
+def multiprocess_dir(environ: Mapping[str, str], home: Path | None = None) -> Path:
+    """The folder of this service's metrics files (made, checked; see the module's doc)."""
     configured = environ.get(ENV)
     if configured:
-        return Path(configured)
-    return Path(tempfile.gettempdir()) / f"mailq-metrics-{os.getuid()}-{os.getppid()}"
+        folder = Path(configured)
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        _check_private(folder, mode=False)
+        return folder
+    base = (home or default_home(environ)) / "metrics"
+    base.mkdir(parents=True, exist_ok=True, mode=0o700)
+    _check_private(base, mode=True, forbidden=0o022)
+    remove_dead_folders(base)
+    folder = base / str(os.getppid())
+    with contextlib.suppress(FileExistsError):
+        folder.mkdir(mode=0o700)
+    _check_private(folder, mode=True, forbidden=0o077)
+    return folder
+
+
+def _check_private(folder: Path, *, mode: bool, forbidden: int = 0o077) -> None:
+    """Refuse a folder that is not this user's, or (`mode`) whose mode has a `forbidden` bit
+    (others may write into it, or also read it)."""
+    info = folder.lstat()
+    if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
+        raise UnsafeMetricsFolder(f"metrics folder {folder}: not a folder")
+    if info.st_uid != os.getuid():
+        raise UnsafeMetricsFolder(
+            f"metrics folder {folder}: owned by uid {info.st_uid}, not by this user"
+        )
+    if mode and info.st_mode & forbidden:
+        raise UnsafeMetricsFolder(
+            f"metrics folder {folder}: mode {stat.S_IMODE(info.st_mode):o}, others may use "
+            "it (chmod 700 it or remove it)"
+        )
+
+
+def remove_dead_folders(base: Path) -> int:
+    """Remove the folders under `base` of parent processes that no longer run."""
+    removed = 0
+    for path in base.iterdir():
+        if path.name.isdigit() and path.is_dir() and not _alive(int(path.name)):
+            shutil.rmtree(path, ignore_errors=True)
+            removed += 1
+    return removed
 
 
 def _alive(pid: int) -> bool:
@@ -141,15 +190,14 @@ _lock = threading.Lock()
 _instance: Metrics | None = None
 
 
-def metrics(environ: Mapping[str, str] | None = None) -> Metrics:
+def metrics(environ: Mapping[str, str] | None = None, home: Path | None = None) -> Metrics:
     """The process's Metrics, set up on first use: the multiprocess folder is chosen and
     exported (prometheus-client reads it from the environment), and its value class is
     switched to the multiprocess one if prometheus_client was imported before that."""
     global _instance
     with _lock:
         if _instance is None:
-            folder = multiprocess_dir(os.environ if environ is None else environ)
-            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+            folder = multiprocess_dir(os.environ if environ is None else environ, home)
             os.environ[ENV] = str(folder)
             remove_dead_files(folder)
             if not getattr(values.ValueClass, "_multiprocess", False):

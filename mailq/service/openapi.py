@@ -6,7 +6,10 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+from mailq.kinds import KIND_NAME
 from mailq.service.api import JsonSchema, Operation, Role
+
+KINDS_MARKER = "x-mailq-kinds"
 
 ERROR_REF = {"$ref": "#/components/schemas/Error"}
 _DESCRIPTIONS = {
@@ -65,11 +68,27 @@ def _operation(op: Operation) -> dict[str, Any]:
     return spec
 
 
-def document(operations: Iterable[Operation], version: str) -> dict[str, Any]:
+def _with_kinds(value: Any, kinds: list[str]) -> Any:
+    """`value` with each schema marked `x-mailq-kinds` given the enum of `kinds`."""
+    if isinstance(value, dict):
+        if value.get(KINDS_MARKER):
+            marked = {k: v for k, v in value.items() if k != KINDS_MARKER}
+            return {**marked, "enum": kinds} if kinds else {**marked, "pattern": KIND_NAME.pattern}
+        return {key: _with_kinds(item, kinds) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_with_kinds(item, kinds) for item in value]
+    return value
+
+
+def document(
+    operations: Iterable[Operation], version: str, kinds: Iterable[str] = ()
+) -> dict[str, Any]:
+    """The OpenAPI document; a schema marked `x-mailq-kinds` lists the configured `kinds`
+    (a kind not configured is refused, so the document says which are)."""
     paths: dict[str, dict[str, Any]] = {}
     for op in operations:
         path = _CONVERTER.sub(r"{\1}", op.path)
-        paths.setdefault(path, {})[op.method.lower()] = _operation(op)
+        paths.setdefault(path, {})[op.method.lower()] = _with_kinds(_operation(op), sorted(kinds))
     return {
         "openapi": "3.1.0",
         "info": {

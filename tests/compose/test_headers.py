@@ -265,3 +265,24 @@ def test_the_file_outbox_keeps_a_verifiable_signature(keys: DkimKeys, tmp_path: 
 
 
 _FIELDS = ("email_id", "message_id", "mail_from", "to", "other_recipients", "data", "utf8")
+
+
+def test_no_line_of_a_header_is_over_998_octets() -> None:
+    # Issue 11, case 5: a long header value, a long file name and a long SMTPUTF8 subject were
+    # queued and then refused by the server ("500 Line too long").
+    long_name = Attachment("é" * 200 + ".txt", "text/plain", b"x")
+    message = build(
+        {
+            "to": "用户@example.com",
+            "subject": "件名" * 400,
+            "headers": {"X-Long": "a" * 1200},
+            "attachments": [long_name, Attachment("x" * 255, "text/plain", b"y")],
+        }
+    )
+    assert message.utf8
+    assert max(len(line) for line in message.data.split(b"\r\n")) <= 998
+    parsed = strict_parse(message.data)
+    assert header_text(message.data, "X-Long") == "a" * 1200
+    assert header_text(message.data, "Subject") == "件名" * 400
+    names = [part.get_filename() for part in parsed.walk() if part.get_filename()]
+    assert names == ["é" * 200 + ".txt", "x" * 255]

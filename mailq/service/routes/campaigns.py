@@ -20,8 +20,8 @@ from mailq.service.body import read_json
 from mailq.service.errors import ApiError
 from mailq.service.openapi import errors
 from mailq.service.schemas import campaigns as schemas_campaigns
-from mailq.service.schemas.emails import ID
 from mailq.service.schemas.events import rates_view
+from mailq.service.schemas.fields import ID
 from mailq.service.state import MAX_ID, service_of
 
 router = Router("campaigns")

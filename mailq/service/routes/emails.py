@@ -26,12 +26,13 @@ from mailq.service.body import read_json
 from mailq.service.errors import ApiError
 from mailq.service.openapi import errors
 from mailq.service.schemas import emails as schemas
+from mailq.service.schemas.fields import ID
 from mailq.service.state import MAX_ID, Service, service_of
 from mailq.settings import BATCH_LIMIT
 
 router = Router("emails")
 
-ID_PARAMETER = {"name": "id", "in": "path", "required": True, "schema": schemas.ID}
+ID_PARAMETER = {"name": "id", "in": "path", "required": True, "schema": ID}
 KEY_PARAMETER = idempotency.PARAMETER
 LIST_LIMIT_DEFAULT = 100
 LIST_LIMIT_MAX = 1000
@@ -157,7 +158,7 @@ async def get_email(request: Request) -> Response:
             "in": "query",
             "schema": {"type": "integer", "minimum": 1, "maximum": LIST_LIMIT_MAX},
         },
-        {"name": "before_id", "in": "query", "schema": schemas.ID},
+        {"name": "before_id", "in": "query", "schema": ID},
     ],
     responses={200: ("matching emails", schemas.EMAIL_LIST), **errors(400, 401)},
 )

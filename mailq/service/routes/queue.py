@@ -15,8 +15,9 @@ from mailq.models import WAITING_STATES, EmailState
 from mailq.service.api import Role, Router
 from mailq.service.openapi import errors
 from mailq.service.schemas import queue as schemas
-from mailq.service.schemas.emails import TIMESTAMP, iso
+from mailq.service.schemas.emails import iso
 from mailq.service.schemas.events import RATE_DAYS
+from mailq.service.schemas.fields import TIMESTAMP
 from mailq.service.state import service_of
 
 router = Router("queue")

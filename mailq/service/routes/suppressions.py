@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -15,7 +16,8 @@ from mailq.service.api import Role, Router
 from mailq.service.body import parse_json, read_body, read_json
 from mailq.service.errors import ApiError
 from mailq.service.openapi import errors
-from mailq.service.schemas.emails import ADDRESS, iso
+from mailq.service.schemas.emails import iso
+from mailq.service.schemas.fields import ADDRESS, BARE_ADDRESS, ONE_LINE
 from mailq.service.state import service_of
 from mailq.suppression import REASON_MAX_CHARS, Suppression
 
@@ -29,7 +31,7 @@ ADDRESS_PARAMETER = {
     "in": "path",
     "required": True,
     "description": "an email address (compared without case)",
-    "schema": {"type": "string", "minLength": 1, "maxLength": 320},
+    "schema": {"type": "string", "maxLength": 320, "pattern": f"^{BARE_ADDRESS}$"},
 }
 ENTRY: dict[str, Any] = {
     "type": "object",
@@ -120,13 +122,23 @@ def _addresses(data: dict[str, Any], limit: int) -> list[str]:
 
 def _reason(data: dict[str, Any]) -> str:
     reason = data.get("reason", API_REASON)
-    if not isinstance(reason, str):
-        raise InvalidEmail("reason: must be a string")
+    if not isinstance(reason, str) or not reason:
+        raise InvalidEmail("reason: must be a non-empty string")
+    if len(reason) > REASON_MAX_CHARS:
+        # As the document says (the list would keep its first characters only).
+        raise InvalidEmail(f"reason: at most {REASON_MAX_CHARS} characters")
     return reason
 
 
 def _path_address(request: Request) -> str:
     address: str = request.path_params["address"]
+    if "\ufffd" in address:
+        # Starlette decodes a path's %-escapes leniently: %FF becomes U+FFFD.
+        raw = request.scope.get("raw_path") or b""
+        try:
+            unquote_to_bytes(raw).decode("utf-8")
+        except UnicodeDecodeError:
+            raise ApiError(400, "address: the path is not valid UTF-8") from None
     return suppression.normalise(address, "address")
 
 
@@ -140,7 +152,7 @@ def _path_address(request: Request) -> str:
             "name": "after",
             "in": "query",
             "description": "the last address of the previous page",
-            "schema": {"type": "string", "maxLength": 320},
+            "schema": {"type": "string", "maxLength": 320, "pattern": ONE_LINE},
         },
         {
             "name": "limit",
@@ -160,7 +172,9 @@ async def list_suppressions(request: Request) -> Response:
             after = value or None
         elif name == "limit":
             top = suppression.LIST_LIMIT_MAX
-            if not (value.isascii() and value.isdigit() and 1 <= int(value) <= top):
+            if not (
+                value.isascii() and value.isdigit() and len(value) <= 9 and 1 <= int(value) <= top
+            ):
                 raise ApiError(400, f"limit: a whole number from 1 to {top}")
             limit = int(value)
         else:

@@ -13,10 +13,12 @@ from typing import Any
 
 from mailq.campaigns import NAME_MAX_CHARS, Campaign, NewCampaign
 from mailq.errors import InvalidEmail
-from mailq.kinds import KIND_NAME, MAX_ATTEMPTS_LIMIT, KindPolicy
+from mailq.kinds import MAX_ATTEMPTS_LIMIT, KindPolicy
 from mailq.service.errors import ApiError
-from mailq.service.schemas.emails import ADDRESS, ADDRESSES, ID, STATES, iso, known_kind
+from mailq.service.openapi import KINDS_MARKER
+from mailq.service.schemas.emails import STATES, iso, known_kind
 from mailq.service.schemas.events import RATES
+from mailq.service.schemas.fields import ADDRESS, ADDRESSES, HEADERS, ID, NO_NUL, ONE_LINE, TEMPLATE
 from mailq.wire import parse_send_at, parse_time
 
 FIELDS = frozenset(
@@ -147,11 +149,11 @@ CAMPAIGN: dict[str, Any] = {
     "required": ["name", "kind"],
     "properties": {
         "name": {"type": "string", "minLength": 1, "maxLength": NAME_MAX_CHARS},
-        "kind": {"type": "string", "pattern": KIND_NAME.pattern},
-        "subject": {"type": "string"},
-        "text": {"type": "string"},
-        "html": {"type": "string"},
-        "template": {"type": "string"},
+        "kind": {"type": "string", KINDS_MARKER: True},
+        "subject": {"type": "string", "minLength": 1, "maxLength": 998, "pattern": ONE_LINE},
+        "text": {"type": "string", "minLength": 1, "pattern": NO_NUL},
+        "html": {"type": "string", "minLength": 1, "pattern": NO_NUL},
+        "template": TEMPLATE,
         "context": {"type": "object", "description": "shared by every recipient"},
         "send_at": {
             "type": "string",
@@ -160,7 +162,7 @@ CAMPAIGN: dict[str, Any] = {
         },
         "from": ADDRESS,
         "reply_to": ADDRESSES,
-        "headers": {"type": "object", "additionalProperties": {"type": "string"}},
+        "headers": HEADERS,
         "priority": {"type": "integer", "minimum": 0, "maximum": 9},
         "max_attempts": {"type": "integer", "minimum": 1, "maximum": MAX_ATTEMPTS_LIMIT},
         "expires_at": {

@@ -15,13 +15,26 @@ from datetime import UTC, datetime
 from typing import Any
 
 from mailq.addresses import Mailbox
+from mailq.attachments import MAX_ATTACHMENTS, MAX_FILENAME_CHARS
 from mailq.config import Config
 from mailq.errors import InvalidEmail
-from mailq.kinds import KIND_NAME, KindPolicy
+from mailq.kinds import KindPolicy
 from mailq.models import NOT_ATTEMPTED, EmailRow, EmailState, Outcome
 from mailq.service.errors import ApiError
 from mailq.service.schemas.events import EVENT, event_view
-from mailq.validation import MAX_RECIPIENTS, MAX_SUBJECT_CHARS, check_kind, to_row
+from mailq.service.schemas.fields import (
+    ADDRESS,
+    ADDRESSES,
+    HEADERS,
+    ID,
+    KIND,
+    METADATA,
+    NO_NUL,
+    ONE_LINE,
+    TEMPLATE,
+    TIMESTAMP,
+)
+from mailq.validation import MAX_SUBJECT_CHARS, check_kind, to_row
 from mailq.wire import email_from_json
 
 # -- requests ------------------------------------------------------------------------------
@@ -123,7 +136,7 @@ def metadata_candidates(filters: Mapping[str, str]) -> list[str]:
         alternatives: list[Any] = [value]
         try:
             typed = json.loads(value)
-        except ValueError:
+        except (ValueError, RecursionError):
             typed = None
         if isinstance(typed, bool) or (
             isinstance(typed, int | float) and math.isfinite(typed) and abs(typed) < 2**53
@@ -209,28 +222,27 @@ def email_detail(
 STATES = tuple(state.value for state in EmailState)
 
 
-ADDRESS: dict[str, Any] = {
-    "type": "string",
-    "maxLength": 600,
-    "description": 'addr@example.com or "Display Name <addr@example.com>"',
-    "examples": ["ann@example.com", "Ann Lee <ann@example.com>"],
-}
-ADDRESSES: dict[str, Any] = {"type": "array", "items": ADDRESS, "maxItems": MAX_RECIPIENTS}
-TIMESTAMP: dict[str, Any] = {"type": ["string", "null"], "format": "date-time"}
-ID: dict[str, Any] = {"type": "integer", "minimum": 1, "maximum": 2**63 - 1}
-
 EMAIL: dict[str, Any] = {
     "type": "object",
     "additionalProperties": False,
     "required": ["to"],
-    "anyOf": [{"required": ["subject", "text"]}, {"required": ["subject", "html"]}],
+    "anyOf": [
+        {"required": ["subject", "text"], "properties": {"text": {"minLength": 1}}},
+        {"required": ["subject", "html"], "properties": {"html": {"minLength": 1}}},
+        {"required": ["template"]},
+    ],
     "properties": {
         "to": ADDRESS,
-        "kind": {"type": "string", "pattern": KIND_NAME.pattern, "default": "welcome"},
-        "subject": {"type": "string", "maxLength": MAX_SUBJECT_CHARS},
-        "text": {"type": "string"},
-        "html": {"type": "string"},
-        "template": {"type": "string"},
+        "kind": KIND,
+        "subject": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": MAX_SUBJECT_CHARS,
+            "pattern": ONE_LINE,
+        },
+        "text": {"type": "string", "pattern": NO_NUL},
+        "html": {"type": "string", "pattern": NO_NUL},
+        "template": TEMPLATE,
         "context": {"type": "object"},
         "send_at": {"type": "string", "format": "date-time"},
         "expires_at": {
@@ -242,16 +254,22 @@ EMAIL: dict[str, Any] = {
         "cc": ADDRESSES,
         "bcc": ADDRESSES,
         "reply_to": ADDRESSES,
-        "headers": {"type": "object", "additionalProperties": {"type": "string"}},
+        "headers": HEADERS,
         "from": ADDRESS,
         "attachments": {
             "type": "array",
+            "maxItems": MAX_ATTACHMENTS,
             "items": {
                 "type": "object",
                 "additionalProperties": False,
                 "required": ["filename", "content_type", "content_base64"],
                 "properties": {
-                    "filename": {"type": "string"},
+                    "filename": {
+                        "type": "string",
+                        "minLength": 1,
+                        "maxLength": MAX_FILENAME_CHARS,
+                        "pattern": ONE_LINE,
+                    },
                     "content_type": {
                         "type": "string",
                         "examples": ["application/pdf", "text/csv; charset=iso-8859-1"],
@@ -266,11 +284,7 @@ EMAIL: dict[str, Any] = {
                 },
             },
         },
-        "metadata": {
-            "type": "object",
-            "description": "a flat object of strings, numbers and booleans; searchable",
-            "additionalProperties": {"type": ["string", "number", "boolean", "null"]},
-        },
+        "metadata": METADATA,
     },
 }
 

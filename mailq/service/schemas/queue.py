@@ -7,8 +7,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from mailq.delivery.breaker import breaker_report
-from mailq.service.schemas.emails import STATES, TIMESTAMP, iso
+from mailq.service.schemas.emails import STATES, iso
 from mailq.service.schemas.events import RATES, rates_view
+from mailq.service.schemas.fields import TIMESTAMP
 
 
 def worker_view(row: Mapping[str, Any]) -> dict[str, Any]:
