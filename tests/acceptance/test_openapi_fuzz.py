@@ -162,5 +162,6 @@ def test_schemathesis_run_with_every_check(live_service: str, tmp_path: Path) ->
         "--request-timeout",
         "30",
     ]
-    run = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    # In tmp_path: the command keeps its cache in .schemathesis/ of its working folder.
+    run = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
