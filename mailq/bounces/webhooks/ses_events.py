@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from mailq.bounces.classify import classify
+from mailq.bounces.classify import Classification, classify
 from mailq.bounces.events import Event, EventType, Subtype, clean_text, normalize_message_id
 from mailq.bounces.webhooks.common import (
     EMAIL_ID_TAG,
@@ -92,51 +92,51 @@ def _bounces(bounce: Mapping[str, Any], base: str, common: Origin) -> list[Event
     subtype = _BOUNCE_TYPES.get(str(bounce.get("bounceType")), Subtype.SOFT)
     ses_subtype = text(bounce.get("bounceSubType"))
     feedback = text(bounce.get("feedbackId")) or base
-    events = []
-    for entry in items(bounce.get("bouncedRecipients")):
-        address = text(mapping(entry).get("emailAddress"))
-        if address is None:
-            continue
-        diagnostic = clean_text(mapping(entry).get("diagnosticCode"))
-        found = classify(text(mapping(entry).get("status")), diagnostic)
-        events.append(
-            Event(
-                type=EventType.BOUNCED,
-                recipient=address,
-                subtype=subtype,
-                status=found.status,
-                diagnostic=diagnostic or ses_subtype,
-                sender_side=found.sender_side or ses_subtype in _SENDER_SIDE_SUBTYPES,
-                occurred_at=iso_time(bounce.get("timestamp")),
-                provider_event_id=f"{feedback}/{address}",
-                **common,
-            )
+    return [
+        Event(
+            type=EventType.BOUNCED,
+            recipient=address,
+            subtype=subtype,
+            status=found.status,
+            diagnostic=diagnostic or ses_subtype,
+            sender_side=found.sender_side or ses_subtype in _SENDER_SIDE_SUBTYPES,
+            occurred_at=iso_time(bounce.get("timestamp")),
+            provider_event_id=f"{feedback}/{address}",
+            **common,
         )
-    return events
+        for address, diagnostic, found in _per_recipient(bounce.get("bouncedRecipients"))
+    ]
 
 
 def _delays(delay: Mapping[str, Any], base: str, common: Origin) -> list[Event]:
     delay_type = text(delay.get("delayType"))
-    events = []
-    for entry in items(delay.get("delayedRecipients")):
-        address = text(mapping(entry).get("emailAddress"))
+    return [
+        Event(
+            type=EventType.DEFERRED,
+            recipient=address,
+            status=found.status,
+            diagnostic=diagnostic or delay_type,
+            sender_side=found.sender_side or delay_type in _SENDER_SIDE_DELAYS,
+            occurred_at=iso_time(delay.get("timestamp")),
+            provider_event_id=f"{base}/{address}/deferred",
+            **common,
+        )
+        for address, diagnostic, found in _per_recipient(delay.get("delayedRecipients"))
+    ]
+
+
+def _per_recipient(entries: object) -> list[tuple[str, str | None, Classification]]:
+    """Each recipient entry of a bounce or a delay that names an address: the address, its
+    diagnostic and what its status and diagnostic say."""
+    out: list[tuple[str, str | None, Classification]] = []
+    for entry in items(entries):
+        fields = mapping(entry)
+        address = text(fields.get("emailAddress"))
         if address is None:
             continue
-        diagnostic = clean_text(mapping(entry).get("diagnosticCode"))
-        found = classify(text(mapping(entry).get("status")), diagnostic)
-        events.append(
-            Event(
-                type=EventType.DEFERRED,
-                recipient=address,
-                status=found.status,
-                diagnostic=diagnostic or delay_type,
-                sender_side=found.sender_side or delay_type in _SENDER_SIDE_DELAYS,
-                occurred_at=iso_time(delay.get("timestamp")),
-                provider_event_id=f"{base}/{address}/deferred",
-                **common,
-            )
-        )
-    return events
+        diagnostic = clean_text(fields.get("diagnosticCode"))
+        out.append((address, diagnostic, classify(text(fields.get("status")), diagnostic)))
+    return out
 
 
 def _our_message_id(mail: Mapping[str, Any]) -> str | None:
