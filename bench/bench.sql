@@ -230,3 +230,54 @@ VACUUM ANALYZE mailq.attempts
 -- name: bench_dashboard_vacuum_emails
 -- And to the emails.
 VACUUM ANALYZE mailq.emails
+
+-- name: bench_vacuum_feed
+-- Queue $2 welcome emails numbered from $1 with content $3, written by the server (the
+-- held-back-vacuum measure keeps its backlog topped up without spending the bench's CPU on
+-- validation): the columns an enqueue writes, due now.
+INSERT INTO mailq.emails (kind, priority, max_attempts, to_address, message_id, content,
+                          metadata)
+SELECT 'welcome', 0, 5, 'user' || g || '@example.com', '<vacuum.' || g || '@bench.mailq>',
+       $3::jsonb, jsonb_build_object('user_id', g)
+FROM generate_series($1::bigint, $1::bigint + $2::bigint - 1) AS g
+
+-- name: bench_vacuum_clock
+-- The database's clock (phase boundaries are compared with finished_at and query_start).
+SELECT clock_timestamp()
+
+-- name: bench_vacuum_pin
+-- The forgotten transaction: an xid of its own, held until it ends, pins the xmin horizon
+-- of the database (vacuum can remove no row version deleted after it began).
+SELECT txid_current()
+
+-- name: bench_vacuum_sent_between
+-- Emails sent with finish times in [$1, $2) (the database's clock).
+SELECT count(*) FROM mailq.attempts
+WHERE outcome = 'sent' AND finished_at >= $1::timestamptz AND finished_at < $2::timestamptz
+
+-- name: bench_vacuum_sent_windows
+-- Emails sent per window of $2 seconds from $1, to $3: the drain rate over time.
+SELECT floor(extract(epoch FROM finished_at - $1::timestamptz) / $2::float8)::integer AS w,
+       count(*) AS sent
+FROM mailq.attempts
+WHERE outcome = 'sent' AND finished_at >= $1::timestamptz AND finished_at < $3::timestamptz
+GROUP BY 1 ORDER BY 1
+
+-- name: bench_vacuum_index_reads
+-- Index entries read from the claim index so far (the cumulative statistics; flushed by
+-- each backend within a second), and the size of the emails table with its indexes.
+SELECT coalesce((SELECT idx_tup_read FROM pg_stat_user_indexes
+                 WHERE schemaname = 'mailq' AND indexrelname = 'emails_due_idx'), 0)::bigint
+           AS due_index_reads,
+       pg_total_relation_size('mailq.emails')::bigint AS emails_bytes
+
+-- name: bench_vacuum_claims_seen
+-- The claim statements that have just ended on this database's connections: a connection
+-- idle after a claim shows it as its last query, with its start and the moment it ended.
+-- (query is cut at track_activity_query_size: compared by its first 20 characters, which
+-- no other statement of the workers starts with; $1 is the claim's.)
+SELECT pid, query_start,
+       extract(epoch FROM state_change - query_start)::float8 * 1000.0 AS ms
+FROM pg_stat_activity
+WHERE datname = current_database() AND state = 'idle' AND pid <> pg_backend_pid()
+  AND left(query, 20) = left($1::text, 20)

@@ -30,6 +30,7 @@ from bench import (
     plots,
     report,
     smtp,
+    vacuum,
     wakeup,
 )
 from bench.databases import Server
@@ -50,6 +51,7 @@ MEASURES = (
     "smtp",
     "dashboard",
     "esp",
+    "vacuum",
 )
 RESULTS_DIR = Path("bench-results")
 
@@ -112,6 +114,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"the Postmark-like server's time to answer ({defaults.esp_latency_ms:g} ms)",
     )
     parser.add_argument(
+        "--vacuum-hold-s",
+        type=float,
+        help="seconds the forgotten transaction of the vacuum measure stays open "
+        f"({defaults.vacuum_hold_s:g}; the drain before and after it: a quarter and half of "
+        "that, at least 3 s)",
+    )
+    parser.add_argument(
         "--no-peers",
         dest="peers",
         action="store_false",
@@ -171,6 +180,15 @@ def options_from_args(args: argparse.Namespace) -> Options:
         if not re.fullmatch(r"mailq_bench_[a-z0-9_]{1,40}", args.history_database):
             raise UsageError("--history-database: a name mailq_bench_<lowercase, digits, _>")
         changes["history_database"] = args.history_database
+    if args.vacuum_hold_s is not None:
+        hold = args.vacuum_hold_s
+        if not 1 <= hold <= 3600:
+            raise UsageError("--vacuum-hold-s must be between 1 and 3600")
+        changes.update(
+            vacuum_hold_s=hold,
+            vacuum_before_s=max(3.0, hold / 4),
+            vacuum_after_s=max(3.0, hold / 2),
+        )
     if args.peers is False:
         changes["peers"] = False
     if args.only:
@@ -219,6 +237,14 @@ def plan(options: Options) -> list[Group]:
     if options.wants("esp") and esp.available():
         members = esp.measurements(options.esp_emails, options.concurrency, options.esp_latency_ms)
         groups.append(Group("esp", members))
+    if options.wants("vacuum"):
+        members = vacuum.measurements(
+            options.concurrency,
+            options.vacuum_before_s,
+            options.vacuum_hold_s,
+            options.vacuum_after_s,
+        )
+        groups.append(Group("vacuum", members))
     return groups
 
 

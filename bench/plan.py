@@ -53,6 +53,11 @@ class Options:
     esp_emails: int = 10_000
     # How long the Postmark-like server takes to answer a request, in milliseconds.
     esp_latency_ms: float = 50.0
+    # The held-back-vacuum measure: seconds of drain before the forgotten transaction, how
+    # long it stays open, and seconds of drain after it ended.
+    vacuum_before_s: float = 30.0
+    vacuum_hold_s: float = 120.0
+    vacuum_after_s: float = 60.0
     repeat: int = 3
     only: frozenset[str] = frozenset()
     # Measure the installed peers (pgqueuer, procrastinate) too.
@@ -70,6 +75,9 @@ class Options:
             dashboard_waiting=2_000,
             smtp_emails=300,
             esp_emails=300,
+            vacuum_before_s=3.0,
+            vacuum_hold_s=4.0,
+            vacuum_after_s=3.0,
             repeat=1,
         )
 

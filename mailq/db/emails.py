@@ -1,4 +1,5 @@
-"""The only caller of the statements on mailq.emails and mailq.attempts (sql/emails.sql).
+"""The only caller of the statements on mailq.emails and mailq.attempts (sql/emails.sql),
+but for the claim's (mailq.db.claims).
 
 Enqueue has one plan (_insert_plan) and two thin drivers: email_insert (asyncpg) and
 email_insert_sync (psycopg, for enqueue_sync)."""
@@ -17,7 +18,6 @@ import psycopg
 
 from mailq.db.connection import Executor
 from mailq.db.queries import QUERIES, SqlLoadError
-from mailq.kinds import ClaimPlan
 from mailq.models import AttemptResult, ClaimedEmail, EmailRow
 
 # Above this many rows an enqueue goes through COPY; below, one INSERT ... unnest round trip.
@@ -151,28 +151,6 @@ def email_copy_record(email_id: int, row: EmailRow, now: datetime) -> tuple[Any,
         row.to_name,
         row.expires_at,
     )
-
-
-async def email_claim_due(
-    db: Executor,
-    plan: ClaimPlan,
-    worker_id: uuid.UUID,
-    now: datetime | None = None,
-    backend: str | None = None,
-) -> list[ClaimedEmail]:
-    """Claim what the plan allows; nothing while `backend`'s circuit breaker is open."""
-    if plan.total <= 0 or not plan.kinds:
-        return []
-    rows = await db.fetch(
-        QUERIES["email_claim_due"], plan.kinds, plan.limits, worker_id, now, plan.total, backend
-    )
-    return [ClaimedEmail.from_row(r) for r in rows]
-
-
-async def email_next_due(db: Executor, kinds: Sequence[str]) -> float | None:
-    """Seconds until the next waiting email of these kinds is due (None: none waits)."""
-    value = await db.fetchval(QUERIES["email_next_due"], list(kinds))
-    return None if value is None else float(value)
 
 
 class Applied(set[int]):
@@ -347,14 +325,6 @@ async def email_mark_data_started(
     """Record that SMTP DATA begins for this attempt; False if the attempt no longer holds it."""
     row = await db.fetchval(QUERIES["email_mark_data_started"], email_id, worker_id, attempt)
     return row is not None
-
-
-async def email_count_due(
-    db: Executor, kinds: Sequence[str], caps: Sequence[int]
-) -> dict[str, int]:
-    """Emails due now per kind, each counted up to its cap."""
-    rows = await db.fetch(QUERIES["email_count_due"], list(kinds), list(caps))
-    return {r["kind"]: r["due"] for r in rows}
 
 
 async def email_mark_sent(db: Executor, ids: Sequence[int]) -> list[int]:

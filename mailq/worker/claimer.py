@@ -18,6 +18,10 @@ due time, and at the latest every poll interval.
 
 While the backend's circuit breaker is open (mailq.delivery.breaker) it claims nothing: it
 probes the backend when the probe is due (one worker at a time), and sleeps until then.
+
+Each claim scans the claim index from where this worker's last claim of that kind and
+priority ended, and from the start every few seconds (mailq.worker.claim_starts: what
+keeps the claim fast while a long transaction holds vacuum back).
 """
 
 from __future__ import annotations
@@ -29,13 +33,15 @@ from collections.abc import Callable, Sequence
 
 import asyncpg
 
-from mailq.db.emails import email_claim_due, email_count_due, email_next_due, email_release_orphans
+from mailq.db.claims import ScanStarts, email_claim_due, email_count_due, email_next_due
+from mailq.db.emails import email_release_orphans
 from mailq.db.leases import WorkerIdentity
 from mailq.delivery.breaker import Breaker
 from mailq.kinds import ClaimPlan, KindPolicy, plan_claim
 from mailq.models import ClaimedEmail
 from mailq.settings import Settings
 from mailq.worker.backoff import Backoff
+from mailq.worker.claim_starts import ClaimStarts
 from mailq.worker.lanes import Lanes
 from mailq.worker.ratelimit import RateLimiter
 from mailq.worker.slots import SlotLedger
@@ -125,6 +131,10 @@ class Claimer:
         ahead = 0 if limiter.active else min(settings.concurrency, PREFETCH_MAX)
         self._capacity = settings.concurrency + ahead
         self._backoff = Backoff(logger, "claiming failed; retrying", "claim_failed")
+        self._starts = ClaimStarts()
+        # The last turn claimed from the starts (its "nothing due" does not cover what is
+        # behind them).
+        self._from_starts = False
 
     async def run(self, until_empty: bool) -> None:
         """Claim until the worker stops; with `until_empty`, also return once nothing is due
@@ -143,15 +153,20 @@ class Claimer:
             except Exception as exc:
                 # The worker outlives any one failure (see mailq.worker.backoff).
                 unsure = True
+                self._starts.rewind()
                 self._wakeup.news = True
                 await self._backoff.pause(exc, sleep=self._wakeup.sleep)
                 continue
             self._on_turn()
             if asked > 0 and claimed == asked:
                 continue  # more may be due right now
+            if until_empty and self._from_starts:
+                self._starts.rewind()  # "nothing due" must cover what is behind the starts
+                self._wakeup.news = True
+                continue
             if until_empty and self._drained(due_in, asked):
                 return
-            timeout = settings.poll_interval_s
+            timeout = min(settings.poll_interval_s, self._starts.rescan_in())
             if due_in is not None:
                 timeout = min(timeout, max(due_in, 0.0))
             if not lease_ok:
@@ -173,6 +188,7 @@ class Claimer:
         seconds until the next due email (None: unknown, or none waits)."""
         plan = plan_claim(self._capacity, self._ledger.by_kind, self._kinds, self._turn)
         self._turn += 1
+        self._from_starts = False
         total = min(plan.total, CLAIM_BATCH_MAX)
         if total <= 0 or not lease_ok:
             return 0, total, None
@@ -180,25 +196,34 @@ class Claimer:
             return 0, 0, None
         self._wakeup.news = False
         breaker = self._breaker
-        if breaker is not None and breaker.open and not await breaker.probe_if_due(self._pool):
-            return 0, total, breaker.wait_s()
+        if breaker is not None and breaker.open:
+            self._starts.rewind()  # its deferred emails wait behind the starts
+            if not await breaker.probe_if_due(self._pool):
+                return 0, total, breaker.wait_s()
+        starts = self._starts.for_claim(plan.kinds)
+        self._from_starts = starts is not None
         limits = [min(n, total) for n in plan.limits]
         asked = total
         due_in: float | None = None
         if self._limiter.active:
-            limits, due_in = await self._take_tokens(plan.kinds, limits)
+            limits, due_in = await self._take_tokens(plan.kinds, limits, starts)
             total = min(total, sum(limits))
         throttled = due_in is not None
         plan = ClaimPlan(plan.kinds, limits, total)
         backend = breaker.backend if breaker is not None else None
-        claimed = await email_claim_due(self._pool, plan, self._identity.id, backend=backend)
+        claimed = await email_claim_due(
+            self._pool, plan, self._identity.id, backend=backend, starts=starts
+        )
+        # The next due time is looked for from where this claim began.
+        before = self._starts.of(self._kind_names) if starts is not None else None
+        self._starts.learn(claimed, rescan=starts is None)
         self._start(claimed)
         if self._limiter.active:
             got = Counter(e.kind for e in claimed)
             unused = {k: n - got[k] for k, n in zip(plan.kinds, limits, strict=True)}
             await self._limiter.refund(self._pool, unused)
         if not throttled and (len(claimed) < total or total == 0):
-            due_in = await email_next_due(self._pool, self._kind_names)
+            due_in = await email_next_due(self._pool, self._kind_names, before)
             overdue = due_in is not None and due_in <= 0 and len(claimed) < total
             if overdue and breaker is not None and await breaker.refresh(self._pool):
                 due_in = breaker.wait_s()  # another worker opened it: wait for its probe
@@ -210,11 +235,12 @@ class Claimer:
             self._lanes.submit(self._ledger.take(claimed))
 
     async def _take_tokens(
-        self, kinds: list[str], limits: list[int]
+        self, kinds: list[str], limits: list[int], starts: ScanStarts | None
     ) -> tuple[list[int], float | None]:
         """Under a rate limit: tokens (shared with every worker) for the emails of each kind
-        that are due now; the emails each kind may claim, and the wait when tokens ran short."""
-        due = await email_count_due(self._pool, kinds, limits)
+        that are due now (after the claim's starts); the emails each kind may claim, and the
+        wait when tokens ran short."""
+        due = await email_count_due(self._pool, kinds, limits, starts)
         wants = [(k, min(n, due.get(k, 0))) for k, n in zip(kinds, limits, strict=True)]
         if not any(n for _k, n in wants):
             return [0] * len(kinds), None

@@ -60,8 +60,22 @@ def test_default_plan_pairs_each_drain_with_the_bare_loop() -> None:
         "dashboard",
         *(["smtp"] if smtp.sink_kind() else []),
         *(["esp"] if esp.available() else []),
+        "vacuum",
     ]
     assert [m.system for m in groups[2].members] == ["mailq", "bare"]
+
+
+def test_the_vacuum_hold_is_an_option_and_sets_the_phases_around_it() -> None:
+    options = options_from_args(_args("--only", "vacuum", "--vacuum-hold-s", "20"))
+    assert (options.vacuum_before_s, options.vacuum_hold_s, options.vacuum_after_s) == (
+        5.0,
+        20.0,
+        10.0,
+    )
+    quick = options_from_args(_args("--quick"))
+    assert quick.vacuum_hold_s < 10 and quick.vacuum_before_s >= 3
+    with pytest.raises(UsageError):
+        options_from_args(_args("--vacuum-hold-s", "0"))
 
 
 def test_installed_peers_join_every_side_by_side_group(monkeypatch: pytest.MonkeyPatch) -> None:

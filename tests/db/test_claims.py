@@ -9,12 +9,11 @@ import asyncpg
 import pytest
 
 from mailq import enqueue
+from mailq.db.claims import email_claim_due, email_next_due
 from mailq.db.emails import (
     email_cancel,
-    email_claim_due,
     email_delete_finished,
     email_finish,
-    email_next_due,
     email_release,
     email_rescue_expired,
     email_retry,

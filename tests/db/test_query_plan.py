@@ -42,6 +42,8 @@ async def test_the_claim_uses_the_due_index_next_to_many_finished_rows(
         None,
         100,
         "smtp://relay.example.com:25",
+        [],
+        [],
     )
     nodes = _nodes(json.loads(plan))
     assert any(n.get("Index Name") == "emails_due_idx" for n in nodes)

@@ -15,7 +15,8 @@ from mailq import InvalidEmail, campaigns
 from mailq.campaigns import NewCampaign, Recipient
 from mailq.cli.main import main
 from mailq.compose.message import build_message
-from mailq.db.emails import email_claim_due, email_delete_finished, email_finish
+from mailq.db.claims import email_claim_due
+from mailq.db.emails import email_delete_finished, email_finish
 from mailq.db.leases import WorkerIdentity, worker_lease_register
 from mailq.errors import CampaignClosed, CampaignNotFound
 from mailq.kinds import ClaimPlan

@@ -14,7 +14,8 @@ import pytest
 from mailq import enqueue, enqueue_sync
 from mailq.campaigns import Recipient, add_recipients, create_campaign
 from mailq.compose.message import build_message
-from mailq.db.emails import COPY_THRESHOLD, email_claim_due
+from mailq.db.claims import email_claim_due
+from mailq.db.emails import COPY_THRESHOLD
 from mailq.db.leases import WorkerIdentity, worker_lease_register
 from mailq.kinds import ClaimPlan
 from mailq.suppression import suppress

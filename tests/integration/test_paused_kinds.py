@@ -9,7 +9,7 @@ import asyncpg
 import pytest
 
 from mailq import Settings, admin, enqueue
-from mailq.db.emails import email_claim_due, email_next_due
+from mailq.db.claims import email_claim_due, email_next_due
 from mailq.delivery.local import RecordingSender
 from mailq.errors import UsageError
 from mailq.worker.worker import Worker

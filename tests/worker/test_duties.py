@@ -12,8 +12,9 @@ import asyncpg
 import pytest
 
 from mailq import Settings, enqueue
+from mailq.db.claims import email_claim_due
 from mailq.db.connection import RESCUE_LOCK_KEY, schema_try_duty_lock
-from mailq.db.emails import email_claim_due, email_finish
+from mailq.db.emails import email_finish
 from mailq.db.leases import WorkerIdentity, worker_lease_register
 from mailq.delivery.backends import sender_from_url
 from mailq.kinds import BUILTIN_KINDS, ClaimPlan

@@ -21,11 +21,16 @@ FROM generate_series(1, $1::integer);
 
 -- name: email_claim_due
 -- Claim up to $2[i] due emails of kind $1[i], $5 in all, for worker $3 sending through
--- backend $6: lowest priority number, then earliest due, then lowest id first.
+-- backend $6: lowest priority number, then earliest due, then lowest id first. Each
+-- (kind, priority) scan starts after the key ($7[j], $8[j]), j = (i - 1) * 10 + priority + 1
+-- (null or missing: from the start), which the worker remembers from its earlier claims
+-- (mailq.worker.claim_starts): the claim index keeps the entry of every claimed email until
+-- vacuum removes it, and while a long transaction holds vacuum back, a scan from the start
+-- would walk all of them, one heap visit each.
 WITH wanted AS (
     -- A kind an operator paused (mailq.paused_kinds) is not claimed at all, nor anything
     -- while the worker's backend has its circuit breaker open (mailq.backend_breakers).
-    SELECT w.kind, w.n FROM unnest($1::text[], $2::integer[]) AS w(kind, n)
+    SELECT w.kind, w.n, w.i FROM unnest($1::text[], $2::integer[]) WITH ORDINALITY AS w(kind, n, i)
     WHERE w.n > 0
       AND NOT EXISTS (SELECT 1 FROM mailq.paused_kinds AS p WHERE p.kind = w.kind)
       AND NOT EXISTS (SELECT 1 FROM mailq.backend_breakers AS b
@@ -35,10 +40,10 @@ picked AS MATERIALIZED (
     -- MATERIALIZED is the optimisation fence: the locking subquery runs once, before the
     -- UPDATE, so the UPDATE changes exactly the rows this statement locked.
     -- Priorities are walked one level at a time (0..9), each a bounded range scan of
-    -- emails_due_idx that stops at the first row not yet due. Ordering by (priority, run_at)
-    -- in one scan would instead walk every scheduled-for-later row of a priority level
-    -- before reaching the next one. The outer LIMIT stops pulling (and locking) once n rows
-    -- are found, so lower levels are not even visited.
+    -- emails_due_idx from its start key that stops at the first row not yet due. Ordering
+    -- by (priority, run_at) in one scan would instead walk every scheduled-for-later row of
+    -- a priority level before reaching the next one. The outer LIMIT stops pulling (and
+    -- locking) once n rows are found, so lower levels are not even visited.
     SELECT p.id
     FROM wanted AS w
     CROSS JOIN LATERAL (
@@ -48,6 +53,11 @@ picked AS MATERIALIZED (
             SELECT e.id FROM mailq.emails AS e
             WHERE e.status = 'waiting' AND e.kind = w.kind AND e.priority = lvl.priority
               AND e.run_at <= coalesce($4::timestamptz, now())
+              -- The start key: a row comparison, so it is where the index scan begins.
+              AND (e.run_at, e.id)
+                  > (coalesce(($7::timestamptz[])[(w.i - 1) * 10 + lvl.priority + 1],
+                              '-infinity'::timestamptz),
+                     coalesce(($8::bigint[])[(w.i - 1) * 10 + lvl.priority + 1], 0))
             ORDER BY e.run_at, e.id
             LIMIT w.n
             -- SKIP LOCKED: rows another worker is claiming right now are not waited for.
@@ -82,19 +92,26 @@ RETURNING e.id, e.kind, e.priority, e.attempts, e.max_attempts, e.to_address, e.
              AND (s.expires_at IS NULL OR s.expires_at > now())) AS suppressed,
           -- Its deadlines (mailq.deadlines) count from here.
           e.expires_at, coalesce(e.retried_at, e.send_at, e.created_at) AS first_due_at,
-          e.deferrals;
+          e.deferrals,
+          -- The worker's next start key of this kind and priority.
+          e.run_at;
 
 -- name: email_next_due
 -- Seconds from now (the database's clock) until the earliest waiting email of kinds $1 is
 -- due; negative when one is overdue, null when none wait. Paused kinds do not count (their
--- resume sends a NOTIFY that wakes the workers).
+-- resume sends a NOTIFY that wakes the workers). Each (kind, priority) is looked at after
+-- the start key ($2[j], $3[j]) as in email_claim_due.
 SELECT extract(epoch FROM min(n.run_at) - now())::float8 AS due_in
-FROM unnest($1::text[]) AS k(kind)
+FROM unnest($1::text[]) WITH ORDINALITY AS k(kind, i)
 CROSS JOIN generate_series(0, 9) AS lvl(priority)
 CROSS JOIN LATERAL (
     SELECT e.run_at FROM mailq.emails AS e
     WHERE e.status = 'waiting' AND e.kind = k.kind AND e.priority = lvl.priority
-    ORDER BY e.run_at
+      AND (e.run_at, e.id)
+          > (coalesce(($2::timestamptz[])[(k.i - 1) * 10 + lvl.priority + 1],
+                      '-infinity'::timestamptz),
+             coalesce(($3::bigint[])[(k.i - 1) * 10 + lvl.priority + 1], 0))
+    ORDER BY e.run_at, e.id
     LIMIT 1
 ) AS n
 WHERE NOT EXISTS (SELECT 1 FROM mailq.paused_kinds AS p WHERE p.kind = k.kind);
@@ -456,7 +473,8 @@ WHERE campaign_id = $1::bigint AND status IN ('waiting', 'unknown');
 
 -- name: email_count_due
 -- How many emails of each kind $1 are due now, counting at most $2[i] per kind: a worker
--- under a rate limit takes tokens only for emails that are there to claim.
+-- under a rate limit takes tokens only for emails that are there to claim. Each
+-- (kind, priority) is counted after the start key ($3[j], $4[j]) as in email_claim_due.
 SELECT w.kind, (
     SELECT count(*) FROM (
         SELECT d.id
@@ -465,13 +483,17 @@ SELECT w.kind, (
             SELECT e.id FROM mailq.emails AS e
             WHERE e.status = 'waiting' AND e.kind = w.kind AND e.priority = lvl.priority
               AND e.run_at <= now()
+              AND (e.run_at, e.id)
+                  > (coalesce(($3::timestamptz[])[(w.i - 1) * 10 + lvl.priority + 1],
+                              '-infinity'::timestamptz),
+                     coalesce(($4::bigint[])[(w.i - 1) * 10 + lvl.priority + 1], 0))
             ORDER BY e.run_at, e.id
             LIMIT w.n
         ) AS d
         LIMIT w.n
     ) AS c
 )::integer AS due
-FROM unnest($1::text[], $2::integer[]) AS w(kind, n);
+FROM unnest($1::text[], $2::integer[]) WITH ORDINALITY AS w(kind, n, i);
 
 -- name: email_mark_sent
 -- An operator's verdict on unknown emails $1 (their worker died during SMTP DATA): they did
