@@ -220,7 +220,8 @@ RETURNING e.id;
 
 -- name: email_rescue_expired
 -- Take back up to $1 emails claimed by workers whose lease expired more than $3 seconds
--- before $2 (default now; killed, host gone) or whose lease row is gone. Each gets an attempt
+-- before $2 (default now; killed, host gone) or whose lease row is gone: every worker but
+-- the live ones. Each gets an attempt
 -- recorded as 'lost'; it waits again where it was in its queue (its run_at and priority are
 -- kept: a `welcome` caught by a crash does not go behind the welcome backlog), or fails when
 -- that was its last attempt, or, when SMTP DATA of this attempt had begun (recorded only for
@@ -228,17 +229,34 @@ RETURNING e.id;
 -- own heartbeat was delayed: the caller (the rescue duty) also takes nothing back unless it
 -- has itself been connected for longer than a lease (after the database was unreachable,
 -- the workers that were cut off with it register again first).
-WITH lost AS (
+WITH live AS MATERIALIZED (
+    SELECT id FROM mailq.worker_leases
+    WHERE lease_expires_at
+          >= coalesce($2::timestamptz, now()) - make_interval(secs => coalesce($3::float8, 0))
+),
+gaps AS (
+    -- The ranges of worker ids around the live workers' (uuid4 ids: never the nil or the
+    -- all-ones uuid that close the ranges). emails_sending_idx is read in these ranges only,
+    -- so the live workers' entries are never walked: while a long transaction holds vacuum
+    -- back, they include one dead entry for every email claimed since it began.
+    SELECT lag(id) OVER (ORDER BY id) AS above, id AS below FROM live
+    UNION ALL
+    SELECT (SELECT id FROM live ORDER BY id DESC LIMIT 1), NULL
+),
+lost AS (
     SELECT e.id, e.attempts, e.worker_id, e.claimed_at,
            coalesce(e.data_started_at >= e.claimed_at, false) AS held
-    FROM mailq.emails AS e
-    LEFT JOIN mailq.worker_leases AS w ON w.id = e.worker_id
-    WHERE e.status = 'sending'
-      AND (w.id IS NULL
-           OR w.lease_expires_at
-              < coalesce($2::timestamptz, now()) - make_interval(secs => coalesce($3::float8, 0)))
+    FROM gaps AS g
+    CROSS JOIN LATERAL (
+        SELECT e.id, e.attempts, e.worker_id, e.claimed_at, e.data_started_at
+        FROM mailq.emails AS e
+        WHERE e.status = 'sending'
+          AND e.worker_id > coalesce(g.above, '00000000-0000-0000-0000-000000000000'::uuid)
+          AND e.worker_id < coalesce(g.below, 'ffffffff-ffff-ffff-ffff-ffffffffffff'::uuid)
+        LIMIT $1::integer
+        FOR UPDATE OF e SKIP LOCKED
+    ) AS e
     LIMIT $1::integer
-    FOR UPDATE OF e SKIP LOCKED
 ),
 rescued AS (
     UPDATE mailq.emails AS e

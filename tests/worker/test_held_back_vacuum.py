@@ -1,7 +1,8 @@
-"""Claims while a long transaction holds vacuum back: each starts where the worker's last
-claim of its kind and priority ended (mailq.worker.claim_starts), so it reads few entries
-of the claim index however many dead ones lie before; an email due behind that start is
-still claimed, by the rescan from the start that follows within RESCAN_S."""
+"""While a long transaction holds vacuum back: a claim starts where the worker's last claim
+of its kind and priority ended (mailq.worker.claim_starts), so it reads few entries of the
+claim index however many dead ones lie before; an email due behind that start is still
+claimed, by the rescan from the start that follows within RESCAN_S. The rescue reads none
+of the live workers' entries."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ import pytest
 
 from mailq import enqueue
 from mailq.db.claims import ScanStarts, email_claim_due
-from mailq.db.emails import email_release
+from mailq.db.emails import email_release, email_rescue_expired
+from mailq.db.leases import WorkerIdentity, worker_lease_register
 from mailq.db.queries import QUERIES
 from mailq.delivery.local import RecordingSender
 from mailq.kinds import ClaimPlan
@@ -52,12 +54,12 @@ class Clock:
         return self.now
 
 
-async def _due_index_reads(conn: asyncpg.Connection) -> int:
-    """Entries read from emails_due_idx so far, this backend's own counts flushed first."""
+async def _index_reads(conn: asyncpg.Connection, index: str = "emails_due_idx") -> int:
+    """Entries read from `index` so far, this backend's own counts flushed first."""
     await conn.execute("SELECT pg_stat_force_next_flush()")  # at the end of this statement
     return int(
         await conn.fetchval(
-            "SELECT idx_tup_read FROM pg_stat_user_indexes WHERE indexrelname = 'emails_due_idx'"
+            "SELECT idx_tup_read FROM pg_stat_user_indexes WHERE indexrelname = $1", index
         )
     )
 
@@ -66,7 +68,7 @@ async def _claim_reads(
     conn: asyncpg.Connection, starts: ScanStarts, now: datetime
 ) -> tuple[int, int]:
     """One claim of BATCH, rolled back: the emails it claimed and the index entries it read."""
-    before = await _due_index_reads(conn)
+    before = await _index_reads(conn)
     transaction = conn.transaction()
     await transaction.start()
     try:
@@ -76,7 +78,7 @@ async def _claim_reads(
         )  # fmt: skip
     finally:
         await transaction.rollback()
-    return len(rows), await _due_index_reads(conn) - before
+    return len(rows), await _index_reads(conn) - before
 
 
 async def _drain_with_starts(
@@ -171,3 +173,19 @@ async def test_a_worker_sends_an_email_handed_back_behind_its_start(
             )
 
         await eventually(sent_early, timeout=5, message="the email behind the start waited")
+
+
+async def test_with_vacuum_held_back_the_rescue_skips_the_live_workers_claims(
+    conn: asyncpg.Connection, pinned: None
+) -> None:
+    live = WorkerIdentity(uuid.uuid4(), "test", 1, ("welcome",), 16)
+    await worker_lease_register(conn, live, 30.0)
+    await enqueue(conn, *(welcome(n) for n in range(EMAILS + 1)))
+    held = 0
+    while held < EMAILS:
+        held += len(await email_claim_due(conn, WELCOME, live.id))
+    dead = uuid.uuid4()  # no lease row at all
+    (lost,) = await email_claim_due(conn, ClaimPlan(["welcome"], [1], 1), dead)
+    before = await _index_reads(conn, "emails_sending_idx")
+    assert await email_rescue_expired(conn, 100) == [lost.id]
+    assert await _index_reads(conn, "emails_sending_idx") - before <= 10
