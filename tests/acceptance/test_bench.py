@@ -98,7 +98,7 @@ def test_quick_bench_measures_every_figure(pg_admin_url: str, tmp_path: Path) ->
     assert "ESP end to end, 300 emails" in result.stdout
     # The hot-path issue's targets: two per drain, PgQueuer, bulk enqueue, the campaign's time
     # and memory, SMTP, the held-back vacuum's rate and claim p99, history, wake-up.
-    assert len(doc["targets"]) == 2 * len(PROCESS_COUNTS) + 10
+    assert len(doc["targets"]) == 2 * len(PROCESS_COUNTS) + 9
     assert "Targets of the hot-path issue" in result.stdout
     measured = {t["target"]: t for t in doc["targets"]}
     assert measured["drain, 4 process(es), default settings: ≥ 0.5x the bare loop"]["score"] > 0
