@@ -1,7 +1,7 @@
 """Campaigns: progress by state (mailq.campaign_progress: open emails through their partial
 index, finished ones from mailq.campaign_counts), rate and ETA from samples of the finished
-count, bounce and complaint rates (mailq.event_counts over mailq.campaign_counts), pause /
-resume / cancel through mailq.campaigns."""
+count, bounce and complaint rates (mailq.event_counts over mailq.campaign_counts, against
+the pause limits of the campaign's kind), pause / resume / cancel through mailq.campaigns."""
 
 from __future__ import annotations
 
@@ -33,8 +33,9 @@ async def _view(ctx: Context, campaign: Campaign) -> dict[str, Any]:
         pace = await rates.campaign_pace(ctx.pool, campaign.id, finished, remaining)
     total = campaign.recipients
     events = await dashboard_event_rates_campaign(ctx.pool, campaign.id) or NO_EVENTS
+    policy = deliverability.bounce_rules(ctx.service).for_kind(campaign.kind)
     return {
-        "events": deliverability.rates_of(campaign.name, events),
+        "events": deliverability.rates_of(campaign.name, events, policy),
         "paused_reason": events["paused_reason"],
         "campaign": campaign,
         "progress": progress,
@@ -80,7 +81,7 @@ async def campaign(ctx: Context) -> Response:
         "campaigns",
         **view,
         audit=await audit_log_for_target(ctx.pool, "campaign", str(found.id)),
-        pause_min_sent=deliverability.PAUSE_MIN_SENT,
+        pause_min_sent=view["events"].policy.pause_min_sent,
         content=found.content,
     )
 
