@@ -6,6 +6,10 @@ attempts_finished_brin, by email through their primary key), or the partial inde
 unfinished emails, and never walks the finished emails unbounded: tests/dashboard/
 test_queries_plan.py checks each one's executed plan.
 
+The overview reads what it shows in one statement (dashboard_overview: one round trip per
+live update), its lists as JSON arrays decoded here; its campaigns' open emails are their
+recipients (mailq.campaign_recipient_counts) less their finished ones.
+
 The bounce and complaint rates divide the trigger-kept event counts (mailq.event_counts) by
 the sent counts (mailq.finished_counts per kind, mailq.campaign_counts per campaign); the
 backend circuit breaker is read through mailq.db.breakers.

@@ -127,5 +127,7 @@ def test_0012_counts_the_recipients_campaigns_have_already(empty_database_url: s
             "VALUES ('welcome', 'new@x.org', '<new@x>', '{}', 7)"
         )
         assert conn.execute(counted).fetchone() == (11,)
+        options = "SELECT reloptions FROM pg_class WHERE relname = 'attempts_finished_brin'"
+        assert "autosummarize=on" in conn.execute(options).fetchone()[0]
     downgrade(empty_database_url, "0011_bounce_policy")
     assert "campaign_recipient_counts" not in tables(empty_database_url)
