@@ -205,6 +205,16 @@ async def dashboard_campaign_sample_prune(db: Executor, older_than_s: float) -> 
     await db.execute(QUERIES["dashboard_campaign_sample_prune"], older_than_s)
 
 
+async def dashboard_campaign_progress(
+    db: Executor, campaign_ids: Sequence[int]
+) -> dict[int, dict[str, int]]:
+    """Campaigns by state from their counts (`waiting`: queued or retrying), by id."""
+    out: dict[int, dict[str, int]] = {i: {} for i in campaign_ids}
+    for r in await db.fetch(QUERIES["dashboard_campaign_progress"], list(campaign_ids)):
+        out[r["campaign_id"]][r["state"]] = int(r["count"])
+    return out
+
+
 async def dashboard_event_rates_campaign(db: Executor, campaign_id: int) -> dict[str, Any] | None:
     """A campaign's sent emails and delivery events by outcome, and the bounce breaker's
     reason when it paused the campaign; None: no such campaign."""

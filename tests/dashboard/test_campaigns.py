@@ -24,7 +24,9 @@ from mailq.campaigns import (
     resume_campaign,
 )
 from mailq.config import Config
+from mailq.db.dashboard import dashboard_campaign_progress
 from mailq.service.app import create_app
+from mailq.service.dashboard import campaigns as campaigns_page
 from mailq.service.dashboard import deliverability, overview
 from mailq.settings import Settings
 from tests.dashboard.test_auth import ADMIN, CLIENT, sign_in
@@ -134,6 +136,8 @@ async def test_the_overview_shows_campaigns_from_their_counts(conn: asyncpg.Conn
         assert entry["total"] == sum(exact.values())
         assert entry["finished"] == sum(exact.get(s, 0) for s in overview.FINISHED_STATES)
     assert (shown[going]["finished"], shown[going]["remaining"]) == (2, 4)
+    counted = await dashboard_campaign_progress(conn, [going, later])
+    assert counted == {i: shown[i]["progress"] for i in (going, later)}
     await conn.execute("UPDATE mailq.emails SET status = 'cancelled', finished_at = now() "
                        "WHERE campaign_id = $1 AND status = 'waiting'", later)  # fmt: skip
     assert later not in {c["id"] for c in (await overview.snapshot(conn))["campaigns"]}
@@ -173,3 +177,17 @@ async def test_the_campaign_page_says_when_the_configured_limits_apply(
         "pause limits (2.0% hard bounces and refusals of the sender, 0.30% complaints, "
         "from 1,234 sent on)" in page.text
     )
+
+
+async def test_a_campaign_with_many_open_emails_is_shown_from_its_counts(
+    conn: asyncpg.Connection, client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    campaign_id = await _campaign(conn, "big", datetime.now(UTC) - timedelta(minutes=1), 4)
+    await sign_in(client, ADMIN)
+    page = await client.get(f"/dashboard/campaigns/{campaign_id}")
+    assert "queued" in page.text and "counted from the campaign's recipients" not in page.text
+    monkeypatch.setattr(campaigns_page, "EXACT_OPEN_MAX", 3)
+    page = await client.get(f"/dashboard/campaigns/{campaign_id}")
+    assert page.status_code == 200
+    assert "Waiting: queued or retrying, counted from the campaign's recipients" in page.text
+    assert '<span class="tile-n">4</span><span class="tile-label">recipients</span>' in page.text

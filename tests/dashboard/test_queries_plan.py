@@ -157,6 +157,8 @@ def _queries(now: datetime, top: int) -> dict[str, tuple[str, tuple[Any, ...], i
     return {
         "counts": (QUERIES["email_count_by_state"], (), COUNTS_ROWS, 0),
         "overview": (QUERIES["dashboard_overview"], (14, 10), OVERVIEW_ROWS, 6_000),
+        "campaign progress from counts": (QUERIES["dashboard_campaign_progress"], ([1, 2],),
+                                          2 * 20 + UNKNOWN, 0),
         "workers": (QUERIES["worker_lease_list"], (), OPEN_ROWS, 0),
         "paused kinds": (QUERIES["kind_list_paused"], (), 0, 0),
         "open campaigns": (QUERIES["campaign_progress_open"], (10,), OPEN_ROWS, 0),

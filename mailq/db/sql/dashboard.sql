@@ -374,3 +374,32 @@ SELECT now() AS now,
             GROUP BY 1) AS l)::text AS rate_live,
        (SELECT coalesce(json_agg(s ORDER BY s.campaign_id, s.state), '[]')
         FROM campaign_states AS s WHERE s.count <> 0)::text AS campaigns;
+
+-- name: dashboard_campaign_progress
+-- Campaigns $1 by state as dashboard_overview counts them, reading none of their waiting
+-- recipients: finished ones from mailq.campaign_counts, sending and unknown ones through
+-- emails_campaign_open_idx, the rest of the recipients (mailq.campaign_recipient_counts)
+-- `waiting` (`scheduled` before the campaign's send_at).
+SELECT c.id AS campaign_id, s.state, s.count
+FROM mailq.campaigns AS c
+CROSS JOIN LATERAL (
+    SELECT (coalesce((SELECT sum(r.n) FROM mailq.campaign_recipient_counts AS r
+                      WHERE r.campaign_id = c.id), 0)
+            - coalesce((SELECT sum(k.n) FROM mailq.campaign_counts AS k
+                        WHERE k.campaign_id = c.id), 0))::bigint AS open,
+           (SELECT count(*) FROM mailq.emails AS e
+            WHERE e.campaign_id = c.id AND e.status = 'sending') AS sending,
+           (SELECT count(*) FROM mailq.emails AS e
+            WHERE e.campaign_id = c.id AND e.status = 'unknown') AS unknown
+) AS o
+CROSS JOIN LATERAL (
+    SELECT k.status AS state, sum(k.n)::bigint AS count
+    FROM mailq.campaign_counts AS k WHERE k.campaign_id = c.id
+    GROUP BY 1
+    UNION ALL
+    VALUES ('sending', o.sending), ('unknown', o.unknown),
+           (CASE WHEN c.send_at > now() THEN 'scheduled' ELSE 'waiting' END,
+            o.open - o.sending - o.unknown)
+) AS s
+WHERE c.id = ANY($1::bigint[]) AND s.count <> 0
+ORDER BY 1, 2;

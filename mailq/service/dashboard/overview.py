@@ -21,7 +21,6 @@ from mailq.service.dashboard.guard import Context, page
 from mailq.service.dashboard.render import PAGE_HEADERS, render
 
 STATES = tuple(s.value for s in EmailState)
-WAITING_STATES = ("scheduled", "queued", "retrying")
 # "waiting": the overview's campaigns count their waiting emails without telling queued from
 # retrying ones (dashboard_overview).
 OPEN_STATES = ("scheduled", "queued", "retrying", "waiting", "sending", "unknown")
