@@ -216,7 +216,12 @@ class SendAttempts:
         """Build the message; one whose templates run Jinja is built in a render thread (each
         render has a budget of its own), so the heartbeat and the other sends go on."""
         content = email.content
-        if any(needs_sandbox(content.get(part)) for part in ("subject", "text", "html")):
+        get = content.get
+        if (
+            needs_sandbox(get("subject"))
+            or needs_sandbox(get("text"))
+            or needs_sandbox(get("html"))
+        ):
             loop = asyncio.get_running_loop()
             return await loop.run_in_executor(render_executor(), self._build, email, policy)
         return self._build(email, policy)

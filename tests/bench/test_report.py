@@ -61,14 +61,19 @@ def test_default_plan_pairs_each_drain_with_the_bare_loop() -> None:
         *(["smtp"] if smtp.sink_kind() else []),
         *(["esp"] if esp.available() else []),
     ]
-    assert [m.system for m in groups[2].members] == ["mailq", "bare"]
+    # Each drain: mailq as the bench runs it, mailq at the default settings, the bare loop.
+    assert [m.system for m in groups[2].members] == ["mailq", "mailq_defaults", "bare"]
 
 
 def test_installed_peers_join_every_side_by_side_group(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(peers, "versions", lambda: {"pgqueuer": "1.6.0", "procrastinate": "3"})
     groups = {g.name: g for g in plan(options_from_args(_args()))}
     systems = ["mailq", "bare", "pgqueuer", "pgqueuer_b100", "procrastinate"]
-    assert [m.system for m in groups["drain_4"].members] == systems
+    assert [m.system for m in groups["drain_4"].members] == [
+        "mailq",
+        "mailq_defaults",
+        *systems[1:],
+    ]
     assert [m.system for m in groups["enqueue_bulk"].members] == [
         "mailq",
         "bare",
