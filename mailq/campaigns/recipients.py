@@ -16,25 +16,29 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import csv
+import itertools
 import json
 import os
 import re
-from collections.abc import AsyncIterable, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TextIO, TypeAlias
 
 import asyncpg
+import orjson
 
 from mailq.addresses import AddressError, is_plain_address, message_id_domain, parse_mailbox
 from mailq.compose.templates import PROVIDED_VARIABLES, variables_of
 from mailq.db import campaigns as db
 from mailq.errors import CampaignClosed, CampaignNotFound, InvalidEmail, quoted
-from mailq.streams import each
 
-# Recipients inserted per statement: big enough to amortise the round trip, small enough
-# that a chunk's arrays stay a few MB.
+# Recipients written per statement (a COPY): big enough to amortise the round trips, small
+# enough that a chunk stays a few MB.
 CHUNK = 10_000
+# The size of the filter of the addresses a call wrote (2**24 bits: 2 MB; at 1,000,000
+# addresses about 6% of new ones are looked up in the database for nothing).
+_FILTER_BITS = 1 << 24
 PAUSED_UNTIL = datetime(9999, 12, 31, tzinfo=UTC)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _JSON = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
@@ -104,16 +108,6 @@ async def add_recipients(
         return await insert_recipients(conn, row, recipients)
 
 
-@dataclass(slots=True)
-class _Chunk:
-    """Recipients checked and waiting to be inserted, as the statement's arrays."""
-
-    addresses: list[str] = field(default_factory=list)
-    names: list[str | None] = field(default_factory=list)
-    message_ids: list[str] = field(default_factory=list)
-    contents: list[str] = field(default_factory=list)
-
-
 async def insert_recipients(
     conn: asyncpg.Connection, row: Mapping[str, Any], recipients: Recipients
 ) -> Added:
@@ -121,59 +115,174 @@ async def insert_recipients(
     its transaction), CHUNK at a time; held far in the future while the campaign is paused.
     A chunk is checked while the one before it is being written (one in flight)."""
     shape = Shape.of(json.loads(row["content"]))
-    run_at = PAUSED_UNTIL if row["status"] == "paused" else row["send_at"]
-    totals = [0, 0]  # inserted, of which suppressed
-    writing: asyncio.Task[tuple[int, int]] | None = None
+    ascii_lower, has_emails = await db.email_recipients_setup(conn, row["id"])
+    writer = _Writer(conn, row, shape.domain, by_copy=ascii_lower, look_up_all=has_emails)
+    seen = 0
+    try:
+        async for items in _batches(recipients):
+            for item in items:
+                seen += 1
+                if writer.add(*_recipient(item, seen - 1, shape)):
+                    await writer.flush()
+            await asyncio.sleep(0)  # the chunk being written goes on meanwhile
+        await writer.flush()
+        await writer.settle()
+    finally:
+        await writer.abandon()
+    return Added(added=writer.added, duplicates=seen - writer.added, suppressed=writer.suppressed)
 
-    async def settle() -> None:
-        nonlocal writing
-        if writing is not None:
-            task, writing = writing, None
-            inserted, held = await task
-            totals[0] += inserted
-            totals[1] += held
 
-    def write(chunk: _Chunk) -> asyncio.Task[tuple[int, int]]:
-        return asyncio.create_task(
-            db.email_insert_recipients(
-                conn,
+async def _batches(recipients: Recipients, size: int = 1000) -> AsyncIterator[list[_Item]]:
+    """The recipients a batch at a time (a plain iterable without an await per item)."""
+    if isinstance(recipients, AsyncIterable):
+        batch: list[_Item] = []
+        async for item in recipients:
+            batch.append(item)
+            if len(batch) >= size:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+        return
+    iterator = iter(recipients)
+    while batch := list(itertools.islice(iterator, size)):
+        yield batch
+
+
+@dataclass(slots=True)
+class _Chunk:
+    """Recipients checked and waiting to be written: bare addresses, display names, contents
+    and lower-case addresses (keys), the keys that may be in the campaign already
+    (`candidates`), and the recipients whose address is not ASCII (`others`)."""
+
+    addresses: list[str] = field(default_factory=list)
+    names: list[str | None] = field(default_factory=list)
+    contents: list[str] = field(default_factory=list)
+    keys: list[str] = field(default_factory=list)
+    seen: set[str] = field(default_factory=set)
+    candidates: list[str] = field(default_factory=list)
+    others: list[tuple[str, str | None, str]] = field(default_factory=list)
+    look_up_all: bool = False
+
+    def __len__(self) -> int:
+        return len(self.keys) + len(self.others)
+
+
+class _Writer:
+    """Writes a call's recipients chunk by chunk, one chunk in flight while the next is
+    built. An ASCII address is de-duplicated by its lower-case key: against the chunk in
+    Python, against the campaign in the database only when it may be there (`_filter`: one
+    bit per hash of the keys this call wrote, so a clear bit means new). Suppressed keys
+    are looked up per chunk; the chunk then goes in by COPY. Other addresses (lower() may
+    fold them differently from Python) go through email_insert_recipients, which finds
+    duplicates and suppressions itself; the chunks after one look up every key."""
+
+    def __init__(
+        self,
+        conn: asyncpg.Connection,
+        row: Mapping[str, Any],
+        domain: str,
+        *,
+        by_copy: bool,
+        look_up_all: bool,
+    ) -> None:
+        self.conn, self.row, self.domain = conn, row, domain
+        self.by_copy, self.look_up_all = by_copy, look_up_all
+        self.run_at = PAUSED_UNTIL if row["status"] == "paused" else row["send_at"]
+        self._filter = bytearray(_FILTER_BITS // 8)
+        self.chunk = _Chunk(look_up_all=look_up_all)
+        self.writing: asyncio.Task[tuple[int, int]] | None = None
+        self.added = self.suppressed = 0
+
+    def add(self, address: str, name: str | None, content: str) -> bool:
+        """Add a checked recipient to the chunk; True when the chunk is full."""
+        chunk = self.chunk
+        if not (self.by_copy and address.isascii()):
+            chunk.others.append((address, name, content))
+            self.look_up_all = True
+            return len(chunk) >= CHUNK
+        key = address.lower()
+        if key in chunk.seen:
+            return False
+        chunk.seen.add(key)
+        bit = hash(key) & (_FILTER_BITS - 1)
+        if self._filter[bit >> 3] & (1 << (bit & 7)):
+            chunk.candidates.append(key)
+        else:
+            self._filter[bit >> 3] |= 1 << (bit & 7)
+        chunk.addresses.append(address)
+        chunk.names.append(name)
+        chunk.contents.append(content)
+        chunk.keys.append(key)
+        return len(chunk.keys) >= CHUNK
+
+    async def flush(self) -> None:
+        """Start writing the chunk built so far (after the one before it is written)."""
+        await self.settle()
+        if len(self.chunk):
+            self.writing = asyncio.create_task(self._write(self.chunk))
+            self.chunk = _Chunk(look_up_all=self.look_up_all)
+            await asyncio.sleep(0)  # its first statement goes out before the next is built
+
+    async def settle(self) -> None:
+        if self.writing is not None:
+            task, self.writing = self.writing, None
+            added, suppressed = await task
+            self.added += added
+            self.suppressed += suppressed
+
+    async def abandon(self) -> None:
+        """Refused while a chunk was being written: let it end (the caller rolls back)."""
+        if self.writing is not None:
+            with contextlib.suppress(Exception):
+                await self.writing
+
+    async def _write(self, chunk: _Chunk) -> tuple[int, int]:
+        row, added, suppressed = self.row, 0, 0
+        if chunk.keys:
+            candidates = chunk.keys if chunk.look_up_all else chunk.candidates
+            held = await db.email_recipients_held(self.conn, row["id"], chunk.keys, candidates)
+            await db.email_copy_recipients(self.conn, self._records(chunk, held))
+            added = len(chunk.keys) - len(held.present)
+            suppressed = len(held.suppressed.keys() - held.present)
+        if chunk.others:
+            addresses = [address for address, _, _ in chunk.others]
+            more, held_back = await db.email_insert_recipients(
+                self.conn,
                 row["id"],
-                chunk.addresses,
-                chunk.message_ids,
-                chunk.contents,
+                addresses,
+                [f"<{os.urandom(16).hex()}@{self.domain}>" for _ in addresses],
+                [content for _, _, content in chunk.others],
                 kind=row["kind"],
                 priority=row["priority"],
                 max_attempts=row["max_attempts"],
-                run_at=run_at,
+                run_at=self.run_at,
                 send_at=row["send_at"],
-                names=chunk.names,
+                names=[name for _, name, _ in chunk.others],
                 expires_at=row.get("expires_at"),
             )
-        )
+            added, suppressed = added + more, suppressed + held_back
+        return added, suppressed
 
-    seen = 0
-    chunk = _Chunk()
-    try:
-        async for recipient in each(recipients):
-            address, name, context = _recipient(recipient, seen, shape)
-            chunk.addresses.append(address)
-            chunk.names.append(name)
-            chunk.message_ids.append(f"<{os.urandom(16).hex()}@{shape.domain}>")
-            chunk.contents.append(context)
-            seen += 1
-            if len(chunk.addresses) >= CHUNK:
-                await settle()
-                writing, chunk = write(chunk), _Chunk()
-                await asyncio.sleep(0)  # its statement goes out before the next is built
-        await settle()
-        if chunk.addresses:
-            writing = write(chunk)
-        await settle()
-    finally:
-        if writing is not None:  # refused while a chunk was being written: let it end
-            with contextlib.suppress(Exception):
-                await writing
-    return Added(added=totals[0], duplicates=seen - totals[0], suppressed=totals[1])
+    def _records(self, chunk: _Chunk, held: db.Held) -> Iterator[tuple[Any, ...]]:
+        """The chunk's rows in RECIPIENT_COLUMNS order, without those already in the campaign;
+        suppressed ones cancelled with the reason."""
+        row = self.row
+        first = (row["kind"], row["priority"], self.run_at, row["send_at"], row["max_attempts"])
+        campaign_id, expires_at, domain = row["id"], row.get("expires_at"), self.domain
+        suppressed, present = held.suppressed, held.present
+        hexes = os.urandom(16 * len(chunk.keys)).hex()
+        rows = zip(chunk.addresses, chunk.names, chunk.contents, chunk.keys, strict=True)
+        for i, (address, name, content, key) in enumerate(rows):
+            if present and key in present:
+                continue
+            message_id = f"<{hexes[32 * i : 32 * i + 32]}@{domain}>"
+            reason = suppressed.get(key) if suppressed else None
+            if reason is None:
+                state: tuple[Any, ...] = ("waiting", None, None)
+            else:
+                state = ("cancelled", held.now, f"suppressed: {reason}")
+            yield (*first, address, message_id, content, campaign_id, *state, name, expires_at)
 
 
 def _recipient(item: object, index: int, shape: Shape) -> tuple[str, str | None, str]:
@@ -181,7 +290,7 @@ def _recipient(item: object, index: int, shape: Shape) -> tuple[str, str | None,
     as JSON."""
     address: object
     context: object
-    if isinstance(item, Recipient):
+    if type(item) is Recipient or isinstance(item, Recipient):
         address, context = item.email, item.context
     elif isinstance(item, str):
         address, context = item, {}
@@ -205,7 +314,7 @@ def _recipient(item: object, index: int, shape: Shape) -> tuple[str, str | None,
                 f"({problem})"
             ) from None
         address, display_name = mailbox.address, mailbox.name
-    if not isinstance(context, Mapping):
+    if type(context) is not dict and not isinstance(context, Mapping):
         raise InvalidEmail(f"recipients[{index}].context: must be an object")
     missing = shape.needed - context.keys()
     if missing:
@@ -221,13 +330,28 @@ def _recipient(item: object, index: int, shape: Shape) -> tuple[str, str | None,
                 "not allowed in a value the subject uses"
             )
     merged = {**shape.shared, **context} if shape.shared else context
-    try:
-        text = _JSON.encode({"context": merged})
-    except (TypeError, ValueError) as exc:
-        raise InvalidEmail(f"recipients[{index}].context: values must be JSON ({exc})") from None
+    text = _plain_json(merged)
+    if text is None:
+        try:
+            text = _JSON.encode({"context": merged})
+        except (TypeError, ValueError) as exc:
+            raise InvalidEmail(
+                f"recipients[{index}].context: values must be JSON ({exc})"
+            ) from None
     if "\\u0000" in text:
         raise InvalidEmail(f"recipients[{index}].context: NUL characters are not allowed")
     return address, display_name, text
+
+
+def _plain_json(context: object) -> str | None:
+    """`{"context": ...}` as JSON when the context is a dict of strings (CSV rows, most
+    contexts), which orjson encodes as the standard encoder would; None for anything else."""
+    if type(context) is not dict or not all(type(v) is str for v in context.values()):
+        return None
+    try:
+        return orjson.dumps({"context": context}).decode()
+    except TypeError:  # a key that is not a string, a lone surrogate: the standard encoder's
+        return None
 
 
 def recipients_from_csv(stream: TextIO) -> Iterator[Recipient]:

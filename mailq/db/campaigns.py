@@ -3,14 +3,19 @@ blocks of emails.sql): one function per named statement, same name."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import asyncpg
 
 from mailq.db.connection import Executor
+from mailq.db.emails import copy_columns
 from mailq.db.queries import QUERIES
+
+# The columns of a campaign recipient's row, in the order email_copy_recipients writes them.
+RECIPIENT_COLUMNS = copy_columns(QUERIES["email_copy_recipients"])
 
 
 async def campaign_insert(
@@ -90,6 +95,43 @@ async def email_insert_recipients(
         expires_at,
     )
     return int(row["added"]), int(row["suppressed"])
+
+
+async def email_recipients_setup(conn: asyncpg.Connection, campaign_id: int) -> tuple[bool, bool]:
+    """(lower() folds ASCII as str.lower does, the campaign has emails already)."""
+    row = await conn.fetchrow(QUERIES["email_recipients_setup"], campaign_id)
+    return bool(row["ascii_lower"]), bool(row["has_emails"])
+
+
+@dataclass(frozen=True, slots=True)
+class Held:
+    """What keeps recipients of a chunk from being inserted as waiting emails."""
+
+    suppressed: Mapping[str, str]  # lower-case address -> the suppression's reason
+    present: frozenset[str]  # lower-case addresses already in the campaign
+    now: datetime | None  # the transaction's now() (None when nothing is held)
+
+
+async def email_recipients_held(
+    conn: asyncpg.Connection, campaign_id: int, keys: Sequence[str], candidates: Sequence[str]
+) -> Held:
+    """Of the lower-case addresses `keys`, the suppressed ones; of `candidates`, those already
+    in the campaign."""
+    rows = await conn.fetch(
+        QUERIES["email_recipients_held"], campaign_id, list(keys), list(candidates)
+    )
+    return Held(
+        suppressed={r["key"]: r["reason"] for r in rows if not r["present"]},
+        present=frozenset(r["key"] for r in rows if r["present"]),
+        now=rows[0]["now"] if rows else None,
+    )
+
+
+async def email_copy_recipients(conn: asyncpg.Connection, records: Iterable[Sequence[Any]]) -> None:
+    """COPY rows of RECIPIENT_COLUMNS into mailq.emails (in the caller's transaction)."""
+    await conn.copy_records_to_table(
+        "emails", schema_name="mailq", columns=RECIPIENT_COLUMNS, records=records
+    )
 
 
 async def email_pause_campaign(conn: asyncpg.Connection, campaign_id: int) -> int:
