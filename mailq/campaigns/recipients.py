@@ -14,11 +14,9 @@ against it (a missing one refuses the whole call, naming the recipient and the v
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import csv
 import itertools
 import json
-import os
 import re
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -29,6 +27,7 @@ import asyncpg
 import orjson
 
 from mailq.addresses import AddressError, is_plain_address, message_id_domain, parse_mailbox
+from mailq.campaigns.chunks import ChunkWriter
 from mailq.compose.templates import PROVIDED_VARIABLES, variables_of
 from mailq.db import campaigns as db
 from mailq.errors import CampaignClosed, CampaignNotFound, InvalidEmail, quoted
@@ -116,7 +115,16 @@ async def insert_recipients(
     A chunk is checked while the one before it is being written (one in flight)."""
     shape = Shape.of(json.loads(row["content"]))
     ascii_lower, has_emails = await db.email_recipients_setup(conn, row["id"])
-    writer = _Writer(conn, row, shape.domain, by_copy=ascii_lower, look_up_all=has_emails)
+    writer = ChunkWriter(
+        conn,
+        row,
+        shape.domain,
+        run_at=PAUSED_UNTIL if row["status"] == "paused" else row["send_at"],
+        by_copy=ascii_lower,
+        look_up_all=has_emails,
+        size=CHUNK,
+        filter_bits=_FILTER_BITS,
+    )
     seen = 0
     try:
         async for items in _batches(recipients):
@@ -147,142 +155,6 @@ async def _batches(recipients: Recipients, size: int = 1000) -> AsyncIterator[li
     iterator = iter(recipients)
     while batch := list(itertools.islice(iterator, size)):
         yield batch
-
-
-@dataclass(slots=True)
-class _Chunk:
-    """Recipients checked and waiting to be written: bare addresses, display names, contents
-    and lower-case addresses (keys), the keys that may be in the campaign already
-    (`candidates`), and the recipients whose address is not ASCII (`others`)."""
-
-    addresses: list[str] = field(default_factory=list)
-    names: list[str | None] = field(default_factory=list)
-    contents: list[str] = field(default_factory=list)
-    keys: list[str] = field(default_factory=list)
-    seen: set[str] = field(default_factory=set)
-    candidates: list[str] = field(default_factory=list)
-    others: list[tuple[str, str | None, str]] = field(default_factory=list)
-    look_up_all: bool = False
-
-    def __len__(self) -> int:
-        return len(self.keys) + len(self.others)
-
-
-class _Writer:
-    """Writes a call's recipients chunk by chunk, one chunk in flight while the next is
-    built. An ASCII address is de-duplicated by its lower-case key: against the chunk in
-    Python, against the campaign in the database only when it may be there (`_filter`: one
-    bit per hash of the keys this call wrote, so a clear bit means new). Suppressed keys
-    are looked up per chunk; the chunk then goes in by COPY. Other addresses (lower() may
-    fold them differently from Python) go through email_insert_recipients, which finds
-    duplicates and suppressions itself; the chunks after one look up every key."""
-
-    def __init__(
-        self,
-        conn: asyncpg.Connection,
-        row: Mapping[str, Any],
-        domain: str,
-        *,
-        by_copy: bool,
-        look_up_all: bool,
-    ) -> None:
-        self.conn, self.row, self.domain = conn, row, domain
-        self.by_copy, self.look_up_all = by_copy, look_up_all
-        self.run_at = PAUSED_UNTIL if row["status"] == "paused" else row["send_at"]
-        self._filter = bytearray(_FILTER_BITS // 8)
-        self.chunk = _Chunk(look_up_all=look_up_all)
-        self.writing: asyncio.Task[tuple[int, int]] | None = None
-        self.added = self.suppressed = 0
-
-    def add(self, address: str, name: str | None, content: str) -> bool:
-        """Add a checked recipient to the chunk; True when the chunk is full."""
-        chunk = self.chunk
-        if not (self.by_copy and address.isascii()):
-            chunk.others.append((address, name, content))
-            self.look_up_all = True
-            return len(chunk) >= CHUNK
-        key = address.lower()
-        if key in chunk.seen:
-            return False
-        chunk.seen.add(key)
-        bit = hash(key) & (_FILTER_BITS - 1)
-        if self._filter[bit >> 3] & (1 << (bit & 7)):
-            chunk.candidates.append(key)
-        else:
-            self._filter[bit >> 3] |= 1 << (bit & 7)
-        chunk.addresses.append(address)
-        chunk.names.append(name)
-        chunk.contents.append(content)
-        chunk.keys.append(key)
-        return len(chunk.keys) >= CHUNK
-
-    async def flush(self) -> None:
-        """Start writing the chunk built so far (after the one before it is written)."""
-        await self.settle()
-        if len(self.chunk):
-            self.writing = asyncio.create_task(self._write(self.chunk))
-            self.chunk = _Chunk(look_up_all=self.look_up_all)
-            await asyncio.sleep(0)  # its first statement goes out before the next is built
-
-    async def settle(self) -> None:
-        if self.writing is not None:
-            task, self.writing = self.writing, None
-            added, suppressed = await task
-            self.added += added
-            self.suppressed += suppressed
-
-    async def abandon(self) -> None:
-        """Refused while a chunk was being written: let it end (the caller rolls back)."""
-        if self.writing is not None:
-            with contextlib.suppress(Exception):
-                await self.writing
-
-    async def _write(self, chunk: _Chunk) -> tuple[int, int]:
-        row, added, suppressed = self.row, 0, 0
-        if chunk.keys:
-            candidates = chunk.keys if chunk.look_up_all else chunk.candidates
-            held = await db.email_recipients_held(self.conn, row["id"], chunk.keys, candidates)
-            await db.email_copy_recipients(self.conn, self._records(chunk, held))
-            added = len(chunk.keys) - len(held.present)
-            suppressed = len(held.suppressed.keys() - held.present)
-        if chunk.others:
-            addresses = [address for address, _, _ in chunk.others]
-            more, held_back = await db.email_insert_recipients(
-                self.conn,
-                row["id"],
-                addresses,
-                [f"<{os.urandom(16).hex()}@{self.domain}>" for _ in addresses],
-                [content for _, _, content in chunk.others],
-                kind=row["kind"],
-                priority=row["priority"],
-                max_attempts=row["max_attempts"],
-                run_at=self.run_at,
-                send_at=row["send_at"],
-                names=[name for _, name, _ in chunk.others],
-                expires_at=row.get("expires_at"),
-            )
-            added, suppressed = added + more, suppressed + held_back
-        return added, suppressed
-
-    def _records(self, chunk: _Chunk, held: db.Held) -> Iterator[tuple[Any, ...]]:
-        """The chunk's rows in RECIPIENT_COLUMNS order, without those already in the campaign;
-        suppressed ones cancelled with the reason."""
-        row = self.row
-        first = (row["kind"], row["priority"], self.run_at, row["send_at"], row["max_attempts"])
-        campaign_id, expires_at, domain = row["id"], row.get("expires_at"), self.domain
-        suppressed, present = held.suppressed, held.present
-        hexes = os.urandom(16 * len(chunk.keys)).hex()
-        rows = zip(chunk.addresses, chunk.names, chunk.contents, chunk.keys, strict=True)
-        for i, (address, name, content, key) in enumerate(rows):
-            if present and key in present:
-                continue
-            message_id = f"<{hexes[32 * i : 32 * i + 32]}@{domain}>"
-            reason = suppressed.get(key) if suppressed else None
-            if reason is None:
-                state: tuple[Any, ...] = ("waiting", None, None)
-            else:
-                state = ("cancelled", held.now, f"suppressed: {reason}")
-            yield (*first, address, message_id, content, campaign_id, *state, name, expires_at)
 
 
 def _recipient(item: object, index: int, shape: Shape) -> tuple[str, str | None, str]:
@@ -316,13 +188,13 @@ def _recipient(item: object, index: int, shape: Shape) -> tuple[str, str | None,
         address, display_name = mailbox.address, mailbox.name
     if type(context) is not dict and not isinstance(context, Mapping):
         raise InvalidEmail(f"recipients[{index}].context: must be an object")
-    missing = shape.needed - context.keys()
-    if missing:
+    if not shape.needed <= context.keys():
+        missing = shape.needed - context.keys()
         raise InvalidEmail(
             f"recipients[{index}].context: the template uses {', '.join(sorted(missing))}, "
             "which the context lacks"
         )
-    for name in shape.subject_vars & context.keys():
+    for name in shape.subject_vars & context.keys() if shape.subject_vars else ():
         value = context[name]
         if isinstance(value, str) and _CONTROL.search(value):
             raise InvalidEmail(
