@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -18,11 +18,16 @@ from mailq.db import campaigns as db
 
 @dataclass(slots=True)
 class _Chunk:
-    """Recipients checked and waiting to be written: bare addresses, display names, contents
-    and lower-case addresses (keys), the keys that may be in the campaign already
-    (`candidates`), and the recipients whose address is not ASCII (`others`)."""
+    """Recipients checked and waiting to be written: already encoded for COPY as waiting
+    emails (`rows`), and as bare addresses, Message-IDs, display names, contents and
+    lower-case addresses (keys) for when some turn out suppressed or already there; the keys
+    that may be in the campaign already (`candidates`), and the recipients whose address is
+    not ASCII (`others`)."""
 
+    rows: db.RecipientRows
+    hexes: str
     addresses: list[str] = field(default_factory=list)
+    message_ids: list[str] = field(default_factory=list)
     names: list[str | None] = field(default_factory=list)
     contents: list[str] = field(default_factory=list)
     keys: list[str] = field(default_factory=list)
@@ -60,7 +65,7 @@ class ChunkWriter:
         self.by_copy, self.look_up_all, self.size = by_copy, look_up_all, size
         self._filter = bytearray(max(filter_bits // 8, 1))
         self._mask = max(filter_bits // 8, 1) * 8 - 1
-        self.chunk = _Chunk(look_up_all=look_up_all)
+        self.chunk = self._new_chunk()
         self.writing: asyncio.Task[tuple[int, int]] | None = None
         self.added = self.suppressed = 0
 
@@ -80,18 +85,38 @@ class ChunkWriter:
             chunk.candidates.append(key)
         else:
             self._filter[bit >> 3] |= 1 << (bit & 7)
+        at = 32 * len(chunk.keys)
+        message_id = f"<{chunk.hexes[at : at + 32]}@{self.domain}>"
+        chunk.rows.add(address, message_id, content, name)
         chunk.addresses.append(address)
+        chunk.message_ids.append(message_id)
         chunk.names.append(name)
         chunk.contents.append(content)
         chunk.keys.append(key)
         return len(chunk.keys) >= self.size
+
+    def _new_chunk(self) -> _Chunk:
+        hexes = os.urandom(16 * self.size).hex()
+        return _Chunk(self._new_rows(), hexes, look_up_all=self.look_up_all)
+
+    def _new_rows(self) -> db.RecipientRows:
+        row = self.row
+        return db.RecipientRows(
+            kind=row["kind"],
+            priority=row["priority"],
+            run_at=self.run_at,
+            send_at=row["send_at"],
+            max_attempts=row["max_attempts"],
+            campaign_id=row["id"],
+            expires_at=row.get("expires_at"),
+        )
 
     async def flush(self) -> None:
         """Start writing the chunk built so far (after the one before it is written)."""
         await self.settle()
         if len(self.chunk):
             self.writing = asyncio.create_task(self._write(self.chunk))
-            self.chunk = _Chunk(look_up_all=self.look_up_all)
+            self.chunk = self._new_chunk()
             await asyncio.sleep(0)  # its first statement goes out before the next is built
 
     async def settle(self) -> None:
@@ -112,7 +137,10 @@ class ChunkWriter:
         if chunk.keys:
             candidates = chunk.keys if chunk.look_up_all else chunk.candidates
             held = await db.email_recipients_held(self.conn, row["id"], chunk.keys, candidates)
-            await db.email_copy_recipients(self.conn, self._records(chunk, held))
+            # Most chunks go as they were encoded; one with a suppressed or present key again.
+            redo = held.suppressed or held.present
+            data = self._rows(chunk, held) if redo else chunk.rows.end()
+            await db.email_copy_recipients(self.conn, data)
             added = len(chunk.keys) - len(held.present)
             suppressed = len(held.suppressed.keys() - held.present)
         if chunk.others:
@@ -134,35 +162,20 @@ class ChunkWriter:
             added, suppressed = added + more, suppressed + held_back
         return added, suppressed
 
-    def _records(self, chunk: _Chunk, held: db.Held) -> Iterator[tuple[Any, ...]]:
-        """The chunk's rows in RECIPIENT_COLUMNS order, without those already in the campaign;
-        suppressed ones cancelled with the reason."""
-        row = self.row
-        kind, priority, run_at = row["kind"], row["priority"], self.run_at
-        send_at, max_attempts, campaign_id = row["send_at"], row["max_attempts"], row["id"]
-        expires_at, domain = row.get("expires_at"), self.domain
-        suppressed, present = held.suppressed, held.present
-        hexes = os.urandom(16 * len(chunk.keys)).hex()
-        rows = zip(chunk.addresses, chunk.names, chunk.contents, chunk.keys, strict=True)
-        for i, (address, name, content, key) in enumerate(rows):
-            if present and key in present:
+    def _rows(self, chunk: _Chunk, held: db.Held) -> bytearray:
+        """The chunk's rows encoded again, without those already in the campaign; suppressed
+        ones cancelled with the reason."""
+        rows, suppressed, present = self._new_rows(), held.suppressed, held.present
+        columns = zip(
+            chunk.addresses, chunk.message_ids, chunk.names, chunk.contents, chunk.keys, strict=True
+        )
+        for address, message_id, name, content, key in columns:
+            if key in present:
                 continue
-            message_id = f"<{hexes[32 * i : 32 * i + 32]}@{domain}>"
-            reason = suppressed.get(key) if suppressed else None
-            status, finished_at = ("waiting", None) if reason is None else ("cancelled", held.now)
-            yield (
-                kind,
-                priority,
-                run_at,
-                send_at,
-                max_attempts,
-                address,
-                message_id,
-                content,
-                campaign_id,
-                status,
-                finished_at,
-                None if reason is None else f"suppressed: {reason}",
-                name,
-                expires_at,
-            )
+            reason = suppressed.get(key)
+            if reason is None:
+                rows.add(address, message_id, content, name)
+            else:
+                assert held.now is not None  # a suppression was found, with the time
+                rows.add(address, message_id, content, name, (held.now, f"suppressed: {reason}"))
+        return rows.end()

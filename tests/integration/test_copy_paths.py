@@ -196,3 +196,28 @@ def test_an_email_list_is_checked_per_shape_also_when_built_from_shared_values()
         build_rows([*good, bad])
     with pytest.raises(InvalidEmail, match=r"^subject: the template uses name"):
         build_rows([*good, Email(to="w@example.com", subject=subject, text=text)])
+
+
+async def test_a_row_written_by_copy_is_the_row_the_insert_statement_writes(
+    conn: asyncpg.Connection,
+) -> None:
+    # ASCII addresses go in by COPY (binary rows built in Python), the others through
+    # email_insert_recipients: both give the same columns.
+    await suppress(conn, ["gone@example.com", "göran@example.com"], "bounced")
+    expires = datetime.now(UTC) + timedelta(days=3)
+    new = spring(max_attempts=3, priority=7, expires_at=expires, context={"name": "you"})
+    recipients = ["Ann <ann@example.com>", "Åsa <åsa@example.com>", "gone@example.com"]
+    await campaigns.create_campaign(conn, new, [*recipients, "göran@example.com"])
+    columns = (
+        "kind, priority, run_at, send_at, max_attempts, campaign_id, status, content::text,"
+        " expires_at, to_name, finished_at, last_error, attempts, metadata::text, created_at"
+    )
+    rows = await conn.fetch(f"SELECT {columns} FROM mailq.emails ORDER BY to_address")
+    by_address = dict(zip(["ann", "gone", "göran", "åsa"], rows, strict=True))
+    ann, asa, gone, goran = (dict(by_address[k]) for k in ("ann", "åsa", "gone", "göran"))
+    assert ann.pop("to_name") == "Ann" and asa.pop("to_name") == "Åsa"
+    assert ann == asa
+    assert (ann["priority"], ann["max_attempts"], ann["expires_at"]) == (7, 3, expires)
+    assert ann["run_at"] == ann["send_at"] == new.send_at
+    assert gone == goran and gone["status"] == "cancelled"
+    assert gone["last_error"] == "suppressed: bounced" and gone["finished_at"] is not None
