@@ -105,7 +105,7 @@ async def email_insert_streamed(
     rolled back and the refusal raised: nothing is written. Ids in input order."""
     async with conn.transaction():
         reserved = await conn.fetchrow(QUERIES["email_reserve_id_array"], count)
-        ids: list[int] = list(reserved["ids"])
+        ids: list[int] = sorted(reserved["ids"])  # in input order, as the claim takes them
         now: datetime = reserved["now"]
         refusal: list[Exception] = []
 

@@ -16,14 +16,17 @@ RETURNING id;
 
 -- name: email_reserve_ids
 -- Take $1 ids from the emails sequence, so a COPY can write rows whose ids the caller knows.
-SELECT nextval(pg_get_serial_sequence('mailq.emails', 'id'))::bigint AS id, now() AS now
+-- The sequence is looked up once (a sub-select), not once per id.
+SELECT nextval((SELECT pg_get_serial_sequence('mailq.emails', 'id'))::regclass)::bigint AS id,
+       now() AS now
 FROM generate_series(1, $1::integer);
 
 -- name: email_reserve_id_array
--- email_reserve_ids as one row: the $1 ids as an array (increasing), and now().
-SELECT array_agg(r.id ORDER BY r.id) AS ids, now() AS now
-FROM (SELECT nextval(pg_get_serial_sequence('mailq.emails', 'id'))::bigint AS id
-      FROM generate_series(1, $1::integer)) AS r;
+-- email_reserve_ids as one row: the $1 ids as an array, and now().
+SELECT array_agg(nextval((SELECT pg_get_serial_sequence('mailq.emails', 'id'))::regclass))
+       AS ids,
+       now() AS now
+FROM generate_series(1, $1::integer);
 
 -- name: email_claim_due
 -- Claim up to $2[i] due emails of kind $1[i], $5 in all, for worker $3 sending through
