@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import signal
 import sys
@@ -62,6 +63,10 @@ async def run_worker(settings: Settings, config: Config, kinds: list[str] | None
     if EARLY_SIGNALS:  # told to stop while it started: it claims nothing and exits 0
         await sender.close()
         return
+    # What start-up made (modules, settings, the sender) lives as long as the process: kept
+    # out of the collector's passes, which otherwise walk its ~50,000 objects again and again
+    # while claimed emails come and go.
+    gc.freeze()
     await worker.run()
 
 

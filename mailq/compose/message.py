@@ -6,8 +6,8 @@ import base64
 import codecs
 import re
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from functools import lru_cache
@@ -63,7 +63,7 @@ class MessageParts:
 @dataclass(frozen=True, slots=True)
 class OutgoingMessage:
     """What a sender needs: the message as bytes and its envelope (and, when built by
-    build_message, the parts it was written from)."""
+    build_message, the parts it was written from: `parts`)."""
 
     email_id: int
     message_id: str
@@ -71,9 +71,21 @@ class OutgoingMessage:
     to: str
     other_recipients: tuple[str, ...]
     data: bytes
-    parts: MessageParts | None = None
+    # The parts, or what makes them on first use: only the backends that take an email
+    # field by field read them, so an SMTP or null send does not pay for them.
+    parts_of: MessageParts | Callable[[], MessageParts] | None = field(
+        default=None, repr=False, compare=False
+    )
     # Written as an SMTPUTF8 message (RFC 6532): an address has a non-ASCII local part.
     utf8: bool = False
+
+    @property
+    def parts(self) -> MessageParts | None:
+        parts = self.parts_of
+        if callable(parts):
+            parts = parts()
+            object.__setattr__(self, "parts_of", parts)  # made once; the message stays as is
+        return parts
 
     @property
     def needs_smtputf8(self) -> bool:
@@ -124,6 +136,7 @@ def build_message(
     text_body = render(text, context, html=False) if text else _text_from_html(html_body or "")
     files = [_file(a) for a in content.get("attachments") or ()]
     data = mime.message(headers, mime.body(text_body, html_body, files), utf8=addressed.utf8)
+    bodies = (text_body, html_body)
     return OutgoingMessage(
         email_id=email.id,
         message_id=email.message_id,
@@ -131,7 +144,7 @@ def build_message(
         to=addressed.to,
         other_recipients=addressed.others,
         data=data,
-        parts=_parts(email, addressed.to, headers, subject, (text_body, html_body), files),
+        parts_of=lambda: _parts(email, addressed.to, headers, subject, bodies, files),
         utf8=addressed.utf8,
     )
 

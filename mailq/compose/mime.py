@@ -50,7 +50,10 @@ def header(name: str, value: str, *, utf8: bool = False) -> str:
     """One header line (folded). Non-ASCII is RFC 2047 encoded unless `utf8` (SMTPUTF8). A
     value with a word too long to fold within a line's 998 octets (RFC 5322 §2.1.1) is
     RFC 2047 encoded too: encoded words can be folded anywhere."""
-    if value.isascii() or utf8:
+    ascii = value.isascii()
+    if ascii and len(name) + len(value) <= 76:
+        return f"{name}: {value}"  # most headers: one short line, nothing to fold or encode
+    if ascii or utf8:
         line = _fold(f"{name}: {value}")
         if all(len(part.encode()) <= MAX_HEADER_LINE for part in line.split(CRLF)):
             return line
