@@ -21,7 +21,7 @@ import asyncpg
 
 from bench import cpu, workload
 from bench.databases import BenchError
-from bench.plan import BARE, MAILQ, Context, Measurement, Sample
+from bench.plan import BARE, MAILQ, MAILQ_DEFAULTS, Context, Measurement, Sample
 from bench.processes import (
     Processes,
     bare_loop_argv,
@@ -32,6 +32,7 @@ from bench.processes import (
 )
 from bench.sql import BENCH_QUERIES
 from mailq.enqueue import enqueue
+from mailq.settings import CONCURRENCY
 
 POLL_S = 0.05
 START_TIMEOUT_S = 60.0
@@ -143,19 +144,22 @@ async def mailq_drain(
     count: int | None = None,
     template: str | None = None,
     file_copy: bool = False,
+    concurrency: int | None = None,
 ) -> Sample:
-    """`count` emails (default: the run's) drained by `processes` workers; `template` is a
-    database to clone that already holds finished emails (the history measure)."""
+    """`count` emails (default: the run's) drained by `processes` workers, each with
+    `concurrency` sends in flight (default: the run's); `template` is a database to clone
+    that already holds finished emails (the history measure)."""
     count = ctx.options.emails if count is None else count
+    concurrency = ctx.options.concurrency if concurrency is None else concurrency
     batch = workload.emails(count)
-    log = ctx.logs / f"drain-mailq-{processes}.log"
+    log = ctx.logs / f"drain-mailq-{processes}-{concurrency}.log"
     async with ctx.server.fresh_database("drain", template=template, file_copy=file_copy) as url:
         conn = await asyncpg.connect(url)
         try:
             since = int(await conn.fetchval(BENCH_QUERIES["bench_emails_max_id"]))
             env = child_env(ctx.env, database_url=url, backend=backend)
             async with process_group(log) as group:
-                await group.start(worker_argv(ctx.options.concurrency), env, count=processes)
+                await group.start(worker_argv(concurrency), env, count=processes)
                 await wait_registered(conn, group, processes)
                 meter = CpuMeter(conn, group)
                 await meter.start()
@@ -234,6 +238,9 @@ def measurements(
     async def run_mailq(ctx: Context) -> Sample:
         return await mailq_drain(ctx, processes)
 
+    async def run_defaults(ctx: Context) -> Sample:
+        return await mailq_drain(ctx, processes, concurrency=CONCURRENCY)
+
     async def run_bare(ctx: Context) -> Sample:
         return await bare_drain(ctx, processes)
 
@@ -246,6 +253,14 @@ def measurements(
             "emails/s",
             {**common, "concurrency": concurrency, "backend": "null://"},
             run_mailq,
+        ),
+        Measurement(
+            f"drain/mailq_defaults/{processes}",
+            "drain",
+            MAILQ_DEFAULTS,
+            "emails/s",
+            {**common, "concurrency": CONCURRENCY, "backend": "null://"},
+            run_defaults,
         ),
         Measurement(
             f"drain/bare/{processes}",

@@ -21,6 +21,8 @@ from bench.databases import Server
 # duplicates and lost count in mailq's totals.
 MAILQ = "mailq"
 BARE = "bare"
+# mailq's drain at the default settings (MAILQ_CONCURRENCY unset: 16 sends in flight).
+MAILQ_DEFAULTS = "mailq_defaults"
 # mailq draining a database that holds millions of finished emails (mailq/bench/history.py).
 HISTORY = "mailq_history"
 # The SMTP ceiling: a bare aiosmtplib client (mailq/bench/smtp.py).

@@ -8,7 +8,17 @@ from dataclasses import asdict
 from typing import Any
 
 from bench import esp
-from bench.plan import BARE, BARE_SMTP, HISTORY, MAILQ, Group, Measurement, Options, Sample
+from bench.plan import (
+    BARE,
+    BARE_SMTP,
+    HISTORY,
+    MAILQ,
+    MAILQ_DEFAULTS,
+    Group,
+    Measurement,
+    Options,
+    Sample,
+)
 from bench.stats import median
 
 SCHEMA_VERSION = 1
@@ -131,8 +141,8 @@ def _get(groups: Mapping[str, Any], group: str, system: str, figure: str | None 
 
 
 def targets(summary_: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Every target of issue 6 with the figure of this run: `score` is the figure over what
-    the target asks, oriented so that >= 1 means the target is met."""
+    """Every target of the hot-path issue (16) with the figure of this run: `score` is the
+    figure over what the target asks, oriented so that >= 1 means the target is met."""
     g = summary_["groups"]
     rows: list[dict[str, Any]] = []
 
@@ -140,19 +150,39 @@ def targets(summary_: Mapping[str, Any]) -> list[dict[str, Any]]:
         met = None if score is None else bool(score >= 1.0)
         rows.append({"target": name, "figure": figure, "goal": goal, "score": score, "met": met})
 
-    drain = [k for k in g if k.startswith("drain_")]
-    d4 = (
-        "drain_4"
-        if "drain_4" in g
-        else (max(drain, key=lambda k: int(k[6:])) if drain else "drain_4")
-    )
-    mailq4, b100, bare4 = _get(g, d4, MAILQ), _get(g, d4, "pgqueuer_b100"), _get(g, d4, BARE)
-    r = _ratio(mailq4, b100)
-    add(f"{d4}: mailq ≥ 1.5x PgQueuer batch 100", f"{_n(mailq4)} vs {_n(b100)} jobs/s "
-        f"= {_x(r)}", None if r is None else r / 1.5, "1.5x")  # fmt: skip
-    r = _ratio(mailq4, bare4)
-    add(f"{d4}: mailq ≥ 0.6x bare SQL loop", f"{_n(mailq4)} vs {_n(bare4)} rows/s = {_x(r)}",
-        None if r is None else r / 0.6, "0.6x")  # fmt: skip
+    def at_least(name: str, top: float | None, bottom: float | None, goal: float) -> None:
+        r = _ratio(top, bottom)
+        add(name, f"{_n(top)} vs {_n(bottom)}/s = {_x(r)}", _ratio(r, goal), f"{goal:g}x")
+
+    drains = sorted((k for k in g if k.startswith("drain_")), key=lambda k: int(k[6:]))
+    for key in drains:
+        n = key[6:]
+        bare = _get(g, key, BARE)
+        at_least(f"drain, {n} process(es): mailq ≥ 0.6x the bare loop", _get(g, key, MAILQ),
+                 bare, 0.6)  # fmt: skip
+        at_least(f"drain, {n} process(es), default settings: ≥ 0.5x the bare loop",
+                 _get(g, key, MAILQ_DEFAULTS), bare, 0.5)  # fmt: skip
+    if "drain_4" in g:
+        at_least("drain, 4 processes: mailq ≥ 2.5x PgQueuer (batch 100)",
+                 _get(g, "drain_4", MAILQ), _get(g, "drain_4", "pgqueuer_b100"), 2.5)  # fmt: skip
+    at_least("bulk enqueue ≥ 0.6x a bare COPY of the same rows",
+             _get(g, "enqueue_bulk", MAILQ), _get(g, "enqueue_bulk", BARE), 0.6)  # fmt: skip
+    seconds = _get(g, "campaign", MAILQ, "seconds")
+    rss = _get(g, "campaign", MAILQ, "peak_rss_mb")
+    add("campaign ≤ 10 s", f"{_n(seconds, 1)} s", _ratio(10.0, seconds), "10 s")
+    add("campaign peak RSS < 300 MB", f"{_n(rss)} MB", _ratio(300.0, rss), "300 MB")
+    sm = g.get("smtp") or {}
+    at_least("SMTP end to end ≥ 0.9x bare aiosmtplib, same connections",
+             sm.get(MAILQ), sm.get(BARE_SMTP), 0.9)  # fmt: skip
+    during = _get(g, "vacuum", MAILQ, "rate_during_vs_before")
+    add("drain during an idle-in-transaction ≥ 0.7x the drain before it", _x(during),
+        _ratio(during, 0.7), "0.7x")  # fmt: skip
+    p99 = _get(g, "vacuum", MAILQ, "claim_p99_during_vs_before")
+    add("claim p99 during it ≤ 3x before", _x(p99), _ratio(3.0, p99), "≤ 3x")
+    h = g.get("history") or {}
+    add("drain with history ≥ 0.9x empty",
+        f"{_n(h.get(HISTORY))} vs {_n(h.get(MAILQ))} emails/s = {_x(h.get('ratio'))}",
+        _ratio(h.get("ratio"), 0.9), "0.9x")  # fmt: skip
     wake = (g.get("wakeup") or {}).get("by_system", {})
     peers_p99 = {s: v.get("p99_ms") for s, v in wake.items() if s != MAILQ and v.get("p99_ms")}
     mine = wake.get(MAILQ, {}).get("p99_ms")
@@ -160,32 +190,6 @@ def targets(summary_: Mapping[str, Any]) -> list[dict[str, Any]]:
     add("wake-up p99 ≤ the best peer's",
         f"{_n(mine, 1)} ms vs {best[0]} {_n(best[1], 1)} ms" if best else f"{_n(mine, 1)} ms",
         _ratio(best[1], mine) if best else None, "≤ 1.0x")  # fmt: skip
-    r = _ratio(_get(g, "enqueue_bulk", MAILQ), _get(g, "enqueue_bulk", "pgqueuer"))
-    add("bulk enqueue ≥ 5x PgQueuer's",
-        f"{_n(_get(g, 'enqueue_bulk', MAILQ))} vs {_n(_get(g, 'enqueue_bulk', 'pgqueuer'))} "
-        f"jobs/s = {_x(r)}", None if r is None else r / 5.0, "5x")  # fmt: skip
-    h = g.get("history") or {}
-    add("drain with history ≥ 0.9x empty",
-        f"{_n(h.get(HISTORY))} vs {_n(h.get(MAILQ))} emails/s = {_x(h.get('ratio'))}",
-        None if h.get("ratio") is None else h["ratio"] / 0.9, "0.9x")  # fmt: skip
-    seconds = _get(g, "campaign", MAILQ, "seconds")
-    rss = _get(g, "campaign", MAILQ, "peak_rss_mb")
-    add("campaign created in ≤ 10 s", f"{_n(seconds, 1)} s",
-        _ratio(10.0, seconds), "10 s")  # fmt: skip
-    add("campaign peak RSS < 300 MB", f"{_n(rss)} MB", _ratio(300.0, rss), "300 MB")
-    sm = g.get("smtp") or {}
-    add("SMTP end to end ≥ 0.8x bare aiosmtplib",
-        f"{_n(sm.get(MAILQ))} vs {_n(sm.get(BARE_SMTP))} emails/s = {_x(sm.get('ratio'))}",
-        None if sm.get("ratio") is None else sm["ratio"] / 0.8, "0.8x")  # fmt: skip
-    v = (g.get("vacuum") or {}).get("by_system", {}).get(MAILQ, {})
-    r = v.get("rate_during_vs_before")
-    add("drain during a held-back vacuum ≥ 0.7x before",
-        f"{_n(v.get('rate_during'))} vs {_n(v.get('rate_before'))} emails/s = {_x(r)}",
-        None if r is None else r / 0.7, "0.7x")  # fmt: skip
-    r = v.get("claim_p99_during_vs_before")
-    add("claim p99 during a held-back vacuum ≤ 3x before",
-        f"{_n(v.get('claim_p99_ms_during'), 1)} vs {_n(v.get('claim_p99_ms_before'), 1)} ms "
-        f"= {_x(r)}", _ratio(3.0, r), "≤ 3x")  # fmt: skip
     return rows
 
 
@@ -277,6 +281,7 @@ def _cpu_table(doc: Mapping[str, Any], groups: Sequence[Group]) -> list[str]:
 
 SYSTEM_LABELS = {
     MAILQ: "mailq",
+    MAILQ_DEFAULTS: "mailq (default settings)",
     BARE: "bare SQL",
     "pgqueuer": "PgQueuer (batch 10)",
     "pgqueuer_b100": "PgQueuer (batch 100)",
@@ -376,7 +381,8 @@ def _targets_table(doc: Mapping[str, Any]) -> list[str]:
     ]
     return [
         "",
-        "Targets of issue 6 (score = figure / target, ≥ 1 means met):",
+        "Targets of the hot-path issue (score = figure / target, ≥ 1 means met; - where the "
+        "run did not measure it):",
         "",
         "| target | this run | target | score | met |",
         "| --- | --- | ---: | ---: | :---: |",

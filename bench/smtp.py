@@ -1,6 +1,6 @@
 """SMTP end to end: emails queued, claimed, built and sent by mailq workers (smtp backend)
 into a local SMTP sink, next to a bare aiosmtplib client with as many connections (each
-mailq worker keeps 4 open) into the same kind of sink, started afresh for each run.
+mailq worker keeps 4 open: `connections=4`) into the same kind of sink, started afresh for each run.
 
 The sink is Postfix's smtp-sink when it is installed (it accepts and discards every
 message, in C), else an aiosmtpd Sink in a subprocess; which one is in the results.
@@ -25,7 +25,8 @@ from bench.drain import mailq_drain
 from bench.plan import BARE_SMTP, MAILQ, Context, Measurement, Sample
 from bench.processes import log_tail
 
-CONNECTIONS_PER_WORKER = 4  # mailq's SMTP sender keeps this many connections per worker
+# Connections per worker process (mailq: `connections=` in MAILQ_BACKEND) and per bare client.
+CONNECTIONS_PER_WORKER = 4
 START_TIMEOUT_S = 10.0
 
 
@@ -92,7 +93,9 @@ async def mailq_smtp(ctx: Context) -> Sample:
         sample = await mailq_drain(
             ctx,
             ctx.options.smtp_processes,
-            backend=f"smtp://127.0.0.1:{port}?tls=none",
+            # The worker's send slots (the run's concurrency) keep its 4 connections busy
+            # while outcomes are committed.
+            backend=f"smtp://127.0.0.1:{port}?tls=none&connections={CONNECTIONS_PER_WORKER}",
             count=ctx.options.smtp_emails,
         )
     sample.details["sink"] = sink_kind()

@@ -12,17 +12,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 import psycopg
 
-from mailq.batches import rows_of
+from mailq.batches import iter_rows, rows_of
 from mailq.compose.templates import TemplateStore
 from mailq.db.connection import DATABASE_ERRORS, driver_errors
-from mailq.db.emails import email_insert, email_insert_sync
+from mailq.db.emails import COPY_THRESHOLD, email_insert, email_insert_streamed, email_insert_sync
 from mailq.kinds import KindPolicy
 from mailq.models import Email, EmailRow
 
@@ -70,9 +70,26 @@ async def enqueue(
 ) -> list[int]:
     """Queue emails; returns their ids in order. On a connection inside a transaction the
     emails commit (and wake workers) with it. `default_from`, `kinds` and `templates` not
-    given come from MAILQ_FROM and MAILQ_CONFIG (read once per process, on first use)."""
-    rows = build_rows(emails, default_from=default_from, kinds=kinds, templates=templates)
-    return await enqueue_rows(conn, rows)
+    given come from MAILQ_FROM and MAILQ_CONFIG (read once per process, on first use).
+
+    A bulk enqueue (COPY_THRESHOLD emails or more) checks each email while the ones before
+    it are written by COPY; a refusal rolls all of them back (email_insert_streamed)."""
+    if len(emails) < COPY_THRESHOLD:
+        rows = build_rows(emails, default_from=default_from, kinds=kinds, templates=templates)
+        return await enqueue_rows(conn, rows)
+    default_from, kinds, templates = configured(default_from, kinds, templates)
+    now = datetime.now(UTC)
+
+    async def insert(connection: asyncpg.Connection) -> list[int]:
+        rows = iter_rows(
+            emails, default_from=default_from, kinds=kinds, templates=templates, now=now
+        )
+        return await email_insert_streamed(connection, len(emails), rows)
+
+    with driver_errors():
+        if isinstance(conn, asyncpg.Pool):
+            return await _insert_on_pool(conn, insert)
+        return await insert(conn)
 
 
 async def enqueue_rows(
@@ -85,11 +102,13 @@ async def enqueue_rows(
         return []
     with driver_errors():
         if isinstance(conn, asyncpg.Pool):
-            return await _insert_on_pool(conn, rows)
+            return await _insert_on_pool(conn, lambda acquired: email_insert(acquired, rows))
         return await email_insert(conn, rows)
 
 
-async def _insert_on_pool(pool: asyncpg.Pool, rows: Sequence[EmailRow]) -> list[int]:
+async def _insert_on_pool(
+    pool: asyncpg.Pool, insert: Callable[[asyncpg.Connection], Awaitable[list[int]]]
+) -> list[int]:
     """On a connection of the pool; a connection found broken is terminated (the pool then
     replaces it), never handed back for reuse. One that broke while it waited in the pool
     (asyncpg: InternalClientError, raised before anything is sent) is replaced and the
@@ -97,7 +116,7 @@ async def _insert_on_pool(pool: asyncpg.Pool, rows: Sequence[EmailRow]) -> list[
     for tries_left in (1, 0):
         async with pool.acquire() as acquired:
             try:
-                return await email_insert(acquired, rows)
+                return await insert(acquired)
             except asyncpg.InternalClientError:
                 _discard(acquired)
                 if not tries_left:

@@ -147,6 +147,8 @@ def check_expires_at(
 
 
 def _check_metadata(metadata: Mapping[str, Any]) -> dict[str, Any]:
+    if type(metadata) is dict and all(map(_plain_metadata_item, metadata.items())):
+        return metadata  # strings and 64-bit integers under plain keys: the common case
     if not isinstance(metadata, Mapping):
         raise InvalidEmail("metadata: must be a flat object")
     flat: dict[str, Any] = {}
@@ -164,6 +166,15 @@ def _check_metadata(metadata: Mapping[str, Any]) -> dict[str, Any]:
             raise InvalidEmail(f"metadata.{key}: numbers must be finite (not NaN or infinity)")
         flat[key] = value
     return flat
+
+
+def _plain_metadata_item(item: tuple[object, object]) -> bool:
+    key, value = item
+    if type(key) is not str or not key or _CONTROL.search(key):
+        return False
+    if type(value) is str:
+        return "\x00" not in value
+    return type(value) is int and METADATA_INT_MIN <= value <= METADATA_INT_MAX
 
 
 def _check_headers(headers: Mapping[str, str]) -> dict[str, str]:

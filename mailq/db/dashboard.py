@@ -6,6 +6,10 @@ attempts_finished_brin, by email through their primary key), or the partial inde
 unfinished emails, and never walks the finished emails unbounded: tests/dashboard/
 test_queries_plan.py checks each one's executed plan.
 
+The overview reads what it shows in one statement (dashboard_overview: one round trip per
+live update), its lists as JSON arrays decoded here; its campaigns' open emails are their
+recipients (mailq.campaign_recipient_counts) less their finished ones.
+
 The bounce and complaint rates divide the trigger-kept event counts (mailq.event_counts) by
 the sent counts (mailq.finished_counts per kind, mailq.campaign_counts per campaign); the
 backend circuit breaker is read through mailq.db.breakers.
@@ -15,11 +19,25 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
+
+import orjson
 
 from mailq.db.connection import Executor
 from mailq.db.queries import QUERIES
+
+# The lists of dashboard_overview (JSON arrays) and, of each, the fields that are moments.
+_OVERVIEW_TIMES: dict[str, tuple[str, ...]] = {
+    "counts": (),
+    "workers": ("started_at", "heartbeat_at"),
+    "paused": ("paused_at",),
+    "breakers": ("opened_at", "closed_at"),
+    "events": (),
+    "rate_minutes": ("minute",),
+    "rate_live": ("minute",),
+    "campaigns": ("send_at",),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,18 +70,31 @@ def _dicts(rows: list[Any]) -> list[dict[str, Any]]:
     return [dict(r) for r in rows]
 
 
+def _moment(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value).astimezone(UTC)
+
+
+def _rows(text: str, times: Sequence[str]) -> list[dict[str, Any]]:
+    """A JSON array of rows, its moments (ISO 8601 text) as datetimes."""
+    return [{**r, **{t: _moment(r[t]) for t in times}} for r in orjson.loads(text)]
+
+
+async def dashboard_overview(db: Executor, days: int, campaigns: int) -> dict[str, Any]:
+    """What the overview shows, read in one statement: `now`, `oldest` (a row or None) and the
+    lists of rows `counts`, `workers`, `paused`, `breakers`, `events` (delivery events of the
+    last `days` days), `rate_minutes`, `rate_live` and `campaigns` (by state, of the newest
+    `campaigns` open ones)."""
+    row = await db.fetchrow(QUERIES["dashboard_overview"], days, campaigns)
+    out: dict[str, Any] = {name: _rows(row[name], t) for name, t in _OVERVIEW_TIMES.items()}
+    oldest = row["oldest"]
+    out["oldest"] = None if oldest is None else _rows(f"[{oldest}]", ("run_at",))[0]
+    out["now"] = row["now"]
+    return out
+
+
 async def dashboard_now(db: Executor) -> datetime:
     now: datetime = await db.fetchval(QUERIES["dashboard_now"])
     return now
-
-
-async def dashboard_oldest_due(db: Executor, kinds: Sequence[str]) -> dict[str, Any] | None:
-    row = await db.fetchrow(QUERIES["dashboard_oldest_due"], list(kinds))
-    return None if row is None else dict(row)
-
-
-async def dashboard_kinds_waiting(db: Executor) -> list[str]:
-    return [r["kind"] for r in await db.fetch(QUERIES["dashboard_kinds_waiting"])]
 
 
 async def dashboard_rate_minutes(db: Executor, since: datetime) -> list[dict[str, Any]]:
@@ -72,10 +103,6 @@ async def dashboard_rate_minutes(db: Executor, since: datetime) -> list[dict[str
 
 async def dashboard_rate_fill(db: Executor, start: datetime, end: datetime) -> None:
     await db.execute(QUERIES["dashboard_rate_fill"], start, end)
-
-
-async def dashboard_rate_live(db: Executor, since: datetime) -> list[dict[str, Any]]:
-    return _dicts(await db.fetch(QUERIES["dashboard_rate_live"], since))
 
 
 async def dashboard_rate_prune(db: Executor, before: datetime) -> None:
@@ -178,9 +205,14 @@ async def dashboard_campaign_sample_prune(db: Executor, older_than_s: float) -> 
     await db.execute(QUERIES["dashboard_campaign_sample_prune"], older_than_s)
 
 
-async def dashboard_event_rates_kinds(db: Executor, days: int) -> list[dict[str, Any]]:
-    """Sent emails and delivery events (the last `days` days) per kind, by outcome."""
-    return _dicts(await db.fetch(QUERIES["dashboard_event_rates_kinds"], days))
+async def dashboard_campaign_progress(
+    db: Executor, campaign_ids: Sequence[int]
+) -> dict[int, dict[str, int]]:
+    """Campaigns by state from their counts (`waiting`: queued or retrying), by id."""
+    out: dict[int, dict[str, int]] = {i: {} for i in campaign_ids}
+    for r in await db.fetch(QUERIES["dashboard_campaign_progress"], list(campaign_ids)):
+        out[r["campaign_id"]][r["state"]] = int(r["count"])
+    return out
 
 
 async def dashboard_event_rates_campaign(db: Executor, campaign_id: int) -> dict[str, Any] | None:

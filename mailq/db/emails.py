@@ -24,16 +24,16 @@ from mailq.models import AttemptResult, ClaimedEmail, EmailRow
 COPY_THRESHOLD = 500
 
 
-def _copy_columns(statement: str) -> tuple[str, ...]:
+def copy_columns(statement: str) -> tuple[str, ...]:
     """The columns a `COPY table (a, b, ...) FROM STDIN` statement names."""
     found = re.search(r"\(([^)]*)\)", statement)
     if found is None:
-        raise SqlLoadError("email_copy names no columns")
+        raise SqlLoadError(f"a COPY names no columns: {statement[:60]}")
     return tuple(column.strip() for column in found.group(1).split(","))
 
 
 # psycopg runs email_copy; asyncpg writes its COPY from these same columns.
-COPY_COLUMNS = _copy_columns(QUERIES["email_copy"])
+COPY_COLUMNS = copy_columns(QUERIES["email_copy"])
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +93,35 @@ async def email_insert(conn: asyncpg.Connection, rows: Sequence[EmailRow]) -> li
             result = []
         step = _advance(plan, result)
     return step
+
+
+async def email_insert_streamed(
+    conn: asyncpg.Connection, count: int, rows: Iterator[EmailRow]
+) -> list[int]:
+    """Bulk enqueue of `count` rows that are checked while they are written: ids reserved,
+    then one COPY fed by `rows` as it yields them, so that the checks of the next rows run
+    while Postgres writes the ones before. In a transaction of its own, or a savepoint of
+    the caller's. When `rows` raises (a refusal), the COPY ends early, what it wrote is
+    rolled back and the refusal raised: nothing is written. Ids in input order."""
+    async with conn.transaction():
+        reserved = await conn.fetchrow(QUERIES["email_reserve_id_array"], count)
+        ids: list[int] = sorted(reserved["ids"])  # in input order, as the claim takes them
+        now: datetime = reserved["now"]
+        refusal: list[Exception] = []
+
+        def records() -> Iterator[tuple[Any, ...]]:
+            try:
+                for email_id, row in zip(ids, rows, strict=True):
+                    yield email_copy_record(email_id, row, now)
+            except Exception as exc:  # raised below, once the COPY has ended cleanly
+                refusal.append(exc)
+
+        await conn.copy_records_to_table(
+            "emails", schema_name="mailq", columns=COPY_COLUMNS, records=records()
+        )
+        if refusal:
+            raise refusal[0]
+    return ids
 
 
 def email_insert_sync(conn: psycopg.Connection[Any], rows: Sequence[EmailRow]) -> list[int]:

@@ -28,6 +28,7 @@ REVISIONS: tuple[str, ...] = (
     "0008_dashboard",
     "0010_dashboard_counts",
     "0011_bounce_policy",
+    "0012_dashboard_overview",
 )
 HEAD = REVISIONS[-1]
 

@@ -29,6 +29,8 @@ from mailq.redaction import redact_url
 logger = logging.getLogger(__name__)
 
 TLS_MODES = ("auto", "starttls", "none")
+# The most connections one worker may keep to one server (`connections=` in MAILQ_BACKEND).
+MAX_CONNECTIONS = 1_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +43,9 @@ class SmtpTarget:
     password: str | None
     # A CA bundle to trust besides the system's (a private relay with its own CA).
     cafile: str | None = None
+    # The most connections a worker keeps to the server (`connections=`; None: one per send
+    # slot). Fewer connections than slots keep each one busy while outcomes are committed.
+    connections: int | None = None
 
     @classmethod
     def from_url(cls, url: str) -> SmtpTarget:
@@ -68,7 +73,19 @@ class SmtpTarget:
             username=unquote(parts.username) if parts.username else None,
             password=unquote(parts.password) if parts.password else None,
             cafile=query["cafile"][-1] if query.get("cafile") else None,
+            connections=_connections(query),
         )
+
+
+def _connections(query: dict[str, list[str]]) -> int | None:
+    if "connections" not in query:
+        return None
+    raw = query["connections"][-1]
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_CONNECTIONS:
+        raise BackendError(
+            f"MAILQ_BACKEND: connections={raw!r}; use a whole number from 1 to {MAX_CONNECTIONS}"
+        )
+    return int(raw)
 
 
 class _Stale(Exception):
@@ -107,6 +124,8 @@ class SmtpSender:
         self.backend_name = f"{scheme}://{target.host}:{target.port}"
         self._connect_timeout_s = connect_timeout_s
         self._reply_timeout_s = reply_timeout_s
+        if target.connections is not None:
+            connections = min(connections, target.connections)
         self._slots = asyncio.Semaphore(max(1, connections))
         self._idle: list[aiosmtplib.SMTP] = []
         self._closed = False

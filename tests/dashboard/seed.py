@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 
 from mailq.campaigns import NewCampaign, create_campaign
-from mailq.service.dashboard import rates
+from mailq.service.dashboard import overview
 
 CONTENT = json.dumps(
     {
@@ -219,7 +219,7 @@ async def _seed(conn: asyncpg.Connection) -> dict[str, int]:
     # The attempt-rate rollup as after the dashboard has been open a while (a first look
     # counts a bounded slice of history per refresh).
     for _ in range(500):
-        if not (await rates.attempt_rates(conn)).uncounted:
+        if not (await overview.snapshot(conn))["uncounted"]:
             break
     return {"campaign": campaign.id}
 

@@ -98,3 +98,36 @@ def test_0003_operators_goes_down_and_up_alone(empty_database_url: str) -> None:
     assert "emails" in tables(empty_database_url)
     migrate(empty_database_url, "0003_operators")
     assert "paused_kinds" in tables(empty_database_url)
+
+
+def test_0012_counts_the_recipients_campaigns_have_already(empty_database_url: str) -> None:
+    """Open emails from the partial index, finished ones from their counts (which outlive
+    pruned rows); afterwards the trigger counts what is added."""
+    migrate(empty_database_url, "0011_bounce_policy")
+    with psycopg.connect(empty_database_url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO mailq.campaigns (id, name, kind, send_at, priority, max_attempts, "
+            "content) VALUES (7, 'c', 'welcome', now(), 0, 5, '{}')"
+        )
+        conn.execute(
+            "INSERT INTO mailq.emails (kind, status, to_address, message_id, content, "
+            "campaign_id, attempts, finished_at) "
+            "SELECT 'welcome', CASE WHEN g <= 3 THEN 'sent' ELSE 'waiting' END, "
+            "'r' || g || '@x.org', '<' || g || '@x>', '{}', 7, (g <= 3)::integer, "
+            "CASE WHEN g <= 3 THEN now() END FROM generate_series(1, 10) AS g"
+        )
+        # One sent email pruned: its count stays.
+        conn.execute("DELETE FROM mailq.emails WHERE to_address = 'r1@x.org'")
+    migrate(empty_database_url)
+    with psycopg.connect(empty_database_url, autocommit=True) as conn:
+        counted = "SELECT sum(n) FROM mailq.campaign_recipient_counts WHERE campaign_id = 7"
+        assert conn.execute(counted).fetchone() == (10,)
+        conn.execute(
+            "INSERT INTO mailq.emails (kind, to_address, message_id, content, campaign_id) "
+            "VALUES ('welcome', 'new@x.org', '<new@x>', '{}', 7)"
+        )
+        assert conn.execute(counted).fetchone() == (11,)
+        options = "SELECT reloptions FROM pg_class WHERE relname = 'attempts_finished_brin'"
+        assert "autosummarize=on" in conn.execute(options).fetchone()[0]
+    downgrade(empty_database_url, "0011_bounce_policy")
+    assert "campaign_recipient_counts" not in tables(empty_database_url)

@@ -185,9 +185,34 @@ async def test_connections_are_kept_open_and_reused(sinks: list[SmtpSink]) -> No
     assert sink.sessions <= 3, "a refused recipient does not cost a new connection"
 
 
+async def test_connections_in_the_url_cap_what_a_worker_keeps_open(
+    sinks: list[SmtpSink],
+) -> None:
+    # 16 send slots, 2 connections: the sends queue for the two and all go out on them.
+    sink = start(sinks)
+    sender = sender_from_url(f"{sink.url}&connections=2", connections=16)
+    try:
+        await asyncio.gather(*(sender.send(message(n)) for n in range(40)))
+    finally:
+        await sender.close()
+    assert len(sink.received) == 40
+    assert sink.sessions <= 2
+    # More connections than slots: the slots are the limit (a send holds one at a time).
+    assert SmtpTarget.from_url("smtp://h:25?connections=50").connections == 50
+
+
 @pytest.mark.parametrize(
     "url",
-    ["smtp://127.0.0.1:25?tls=maybe", "smtps://h:465?tls=none", "smtp://:25", "ftp://x", "file://"],
+    [
+        "smtp://127.0.0.1:25?tls=maybe",
+        "smtps://h:465?tls=none",
+        "smtp://:25",
+        "ftp://x",
+        "file://",
+        "smtp://h:25?connections=0",
+        "smtp://h:25?connections=many",
+        "smtp://h:25?connections=1001",
+    ],
 )
 def test_malformed_backend_urls_are_refused(url: str) -> None:
     with pytest.raises(BackendError):

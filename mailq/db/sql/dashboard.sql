@@ -1,32 +1,3 @@
--- name: dashboard_oldest_due
--- The waiting email that has been due longest, over kinds $1: the first due row of each
--- (kind, priority) in emails_due_idx (the claim's own index, read the way the claim reads it).
-SELECT d.id, d.kind, d.run_at, extract(epoch FROM now() - d.run_at)::float8 AS age_s
-FROM unnest($1::text[]) AS k(kind)
-CROSS JOIN generate_series(0, 9) AS lvl(priority)
-CROSS JOIN LATERAL (
-    SELECT e.id, e.kind, e.run_at FROM mailq.emails AS e
-    WHERE e.status = 'waiting' AND e.kind = k.kind AND e.priority = lvl.priority
-      AND e.run_at <= now()
-    ORDER BY e.run_at, e.id
-    LIMIT 1
-) AS d
-ORDER BY d.run_at, d.id
-LIMIT 1;
-
--- name: dashboard_kinds_waiting
--- Kinds that have waiting emails (a skip scan of emails_due_idx, one probe per kind).
-WITH RECURSIVE kinds AS (
-    (SELECT e.kind FROM mailq.emails AS e WHERE e.status = 'waiting' ORDER BY e.kind LIMIT 1)
-    UNION ALL
-    SELECT n.kind FROM kinds AS k
-    CROSS JOIN LATERAL (
-        SELECT e.kind FROM mailq.emails AS e
-        WHERE e.status = 'waiting' AND e.kind > k.kind ORDER BY e.kind LIMIT 1
-    ) AS n
-)
-SELECT kind FROM kinds;
-
 -- name: dashboard_rate_minutes
 -- The attempt-rate rollup from minute $1 on (mailq.attempt_rates, one row per closed minute).
 SELECT minute, sent, retry, failed, lost
@@ -54,18 +25,6 @@ LEFT JOIN (
     GROUP BY 1
 ) AS c ON c.minute = m.minute
 ON CONFLICT (minute) DO NOTHING;
-
--- name: dashboard_rate_live
--- Attempts since minute $1 (the minutes not closed yet), per minute and outcome.
-SELECT date_trunc('minute', a.finished_at) AS minute,
-       count(*) FILTER (WHERE a.outcome = 'sent') AS sent,
-       count(*) FILTER (WHERE a.outcome = 'retry') AS retry,
-       count(*) FILTER (WHERE a.outcome = 'failed') AS failed,
-       count(*) FILTER (WHERE a.outcome = 'lost') AS lost
-FROM mailq.attempts AS a
-WHERE a.finished_at >= $1::timestamptz
-GROUP BY 1
-ORDER BY 1;
 
 -- name: dashboard_rate_prune
 -- Forget rollup minutes before $1.
@@ -268,37 +227,6 @@ LIMIT 1;
 -- Forget campaign samples older than $1 seconds.
 DELETE FROM mailq.campaign_samples WHERE sampled_at < now() - make_interval(secs => $1::float8);
 
--- name: dashboard_event_rates_kinds
--- Per kind: its sent emails (mailq.finished_counts: those the retention keeps) and its
--- delivery events of the last $1 days (mailq.event_counts, days counted in UTC), by outcome.
--- Both are trigger-kept counts: nothing here reads an email or an event.
-WITH sent AS (
-    SELECT f.kind, sum(f.n)::bigint AS sent
-    FROM mailq.finished_counts AS f
-    WHERE f.status = 'sent'
-    GROUP BY 1
-),
-events AS (
-    SELECT x.kind,
-           coalesce(sum(x.n) FILTER (WHERE x.outcome = 'delivered'), 0)::bigint AS delivered,
-           coalesce(sum(x.n) FILTER (WHERE x.outcome = 'hard_bounced'), 0)::bigint AS hard_bounced,
-           coalesce(sum(x.n) FILTER (WHERE x.outcome = 'soft_bounced'), 0)::bigint AS soft_bounced,
-           coalesce(sum(x.n) FILTER (WHERE x.outcome = 'rejected'), 0)::bigint AS rejected,
-           coalesce(sum(x.n) FILTER (WHERE x.outcome = 'complained'), 0)::bigint AS complained,
-           coalesce(sum(x.n) FILTER (WHERE x.outcome = 'unsubscribed'), 0)::bigint AS unsubscribed
-    FROM mailq.event_counts AS x
-    WHERE x.day >= (now() AT TIME ZONE 'UTC')::date - $1::integer
-    GROUP BY 1
-)
-SELECT coalesce(s.kind, e.kind) AS kind, coalesce(s.sent, 0) AS sent,
-       coalesce(e.delivered, 0) AS delivered, coalesce(e.hard_bounced, 0) AS hard_bounced,
-       coalesce(e.soft_bounced, 0) AS soft_bounced, coalesce(e.rejected, 0) AS rejected,
-       coalesce(e.complained, 0) AS complained, coalesce(e.unsubscribed, 0) AS unsubscribed
-FROM sent AS s
-FULL JOIN events AS e ON e.kind = s.kind
-WHERE coalesce(s.sent, 0) > 0 OR e.kind IS NOT NULL
-ORDER BY 1;
-
 -- name: dashboard_event_rates_campaign
 -- Campaign $1 over its life: its sent emails (mailq.campaign_counts) and its delivery events
 -- by outcome (mailq.event_counts, through its primary key: kind, campaign), and why the bounce
@@ -318,3 +246,160 @@ FROM mailq.campaigns AS c
 LEFT JOIN mailq.event_counts AS x ON x.kind = c.kind AND x.campaign_id = c.id
 WHERE c.id = $1::bigint
 GROUP BY c.id;
+
+-- name: dashboard_overview
+-- Everything the overview's live regions show, in one statement (one round trip per server-sent
+-- update), each list as a JSON array: the database's clock; the counts by kind and state
+-- (mailq.queue_stats); the longest-due waiting email of the kinds with waiting ones (the
+-- first due row of each kind and priority in emails_due_idx); live workers; paused kinds;
+-- the backend breakers; per kind the sent emails and delivery events of the last $1 days
+-- (dashboard_event_rates_kinds); the attempt-rate rollup of the day's minutes (from the
+-- start of the hour 23 hours ago) and the attempts of the minutes not closed yet (the last
+-- two, through attempts_finished_brin); and the newest $2 campaigns that are paused or have
+-- emails not finished, by state. A campaign's open emails are its recipients
+-- (mailq.campaign_recipient_counts) less its finished ones (mailq.campaign_counts); of them
+-- only the sending and unknown ones are read (emails_campaign_open_idx), the rest are
+-- `waiting` (`scheduled` before the campaign's send_at): no waiting recipient is read.
+WITH counts AS MATERIALIZED (
+    SELECT kind, state, count, extract(epoch FROM oldest_due_age)::float8 AS oldest_due_age_s
+    FROM mailq.queue_stats
+),
+oldest AS (
+    SELECT d.id, d.kind, d.run_at, extract(epoch FROM now() - d.run_at)::float8 AS age_s
+    FROM (SELECT DISTINCT kind FROM counts
+          WHERE state IN ('queued', 'scheduled', 'retrying') AND count > 0) AS k
+    CROSS JOIN generate_series(0, 9) AS lvl(priority)
+    CROSS JOIN LATERAL (
+        SELECT e.id, e.kind, e.run_at FROM mailq.emails AS e
+        WHERE e.status = 'waiting' AND e.kind = k.kind AND e.priority = lvl.priority
+          AND e.run_at <= now()
+        ORDER BY e.run_at, e.id
+        LIMIT 1
+    ) AS d
+    ORDER BY d.run_at, d.id
+    LIMIT 1
+),
+sent AS (
+    SELECT f.kind, sum(f.n)::bigint AS sent
+    FROM mailq.finished_counts AS f
+    WHERE f.status = 'sent'
+    GROUP BY 1
+),
+events AS (
+    SELECT x.kind,
+           coalesce(sum(x.n) FILTER (WHERE x.outcome = 'delivered'), 0)::bigint AS delivered,
+           coalesce(sum(x.n) FILTER (WHERE x.outcome = 'hard_bounced'), 0)::bigint AS hard_bounced,
+           coalesce(sum(x.n) FILTER (WHERE x.outcome = 'soft_bounced'), 0)::bigint AS soft_bounced,
+           coalesce(sum(x.n) FILTER (WHERE x.outcome = 'rejected'), 0)::bigint AS rejected,
+           coalesce(sum(x.n) FILTER (WHERE x.outcome = 'complained'), 0)::bigint AS complained,
+           coalesce(sum(x.n) FILTER (WHERE x.outcome = 'unsubscribed'), 0)::bigint AS unsubscribed
+    FROM mailq.event_counts AS x
+    WHERE x.day >= (now() AT TIME ZONE 'UTC')::date - $1::integer
+    GROUP BY 1
+),
+event_rates AS (
+    SELECT coalesce(s.kind, e.kind) AS kind, coalesce(s.sent, 0) AS sent,
+           coalesce(e.delivered, 0) AS delivered, coalesce(e.hard_bounced, 0) AS hard_bounced,
+           coalesce(e.soft_bounced, 0) AS soft_bounced, coalesce(e.rejected, 0) AS rejected,
+           coalesce(e.complained, 0) AS complained, coalesce(e.unsubscribed, 0) AS unsubscribed
+    FROM sent AS s
+    FULL JOIN events AS e ON e.kind = s.kind
+    WHERE coalesce(s.sent, 0) > 0 OR e.kind IS NOT NULL
+),
+open_campaigns AS (
+    SELECT c.id, c.name, c.kind, c.status, c.send_at, o.n AS open
+    FROM mailq.campaigns AS c
+    CROSS JOIN LATERAL (
+        SELECT coalesce((SELECT sum(r.n) FROM mailq.campaign_recipient_counts AS r
+                         WHERE r.campaign_id = c.id), 0)
+               - coalesce((SELECT sum(k.n) FROM mailq.campaign_counts AS k
+                           WHERE k.campaign_id = c.id), 0) AS n
+    ) AS o
+    WHERE c.status = 'paused' OR o.n > 0
+    ORDER BY c.id DESC
+    LIMIT $2::integer
+),
+campaign_states AS (
+    SELECT c.id AS campaign_id, c.name, c.kind, c.status AS campaign_status, c.send_at,
+           s.state, s.count
+    FROM open_campaigns AS c
+    CROSS JOIN LATERAL (
+        SELECT (SELECT count(*) FROM mailq.emails AS e
+                WHERE e.campaign_id = c.id AND e.status = 'sending') AS sending,
+               (SELECT count(*) FROM mailq.emails AS e
+                WHERE e.campaign_id = c.id AND e.status = 'unknown') AS unknown
+    ) AS f
+    CROSS JOIN LATERAL (
+        SELECT k.status AS state, sum(k.n)::bigint AS count
+        FROM mailq.campaign_counts AS k WHERE k.campaign_id = c.id
+        GROUP BY 1
+        UNION ALL
+        -- Before the campaign's send_at nothing of it was tried: all its waiting emails are
+        -- scheduled. After, they are queued or retrying (telling which would read them).
+        VALUES ('sending', f.sending), ('unknown', f.unknown),
+               (CASE WHEN c.send_at > now() THEN 'scheduled' ELSE 'waiting' END,
+                c.open - f.sending - f.unknown)
+    ) AS s
+)
+SELECT now() AS now,
+       (SELECT coalesce(json_agg(c ORDER BY c.kind, c.state), '[]') FROM counts AS c)::text
+           AS counts,
+       (SELECT row_to_json(o) FROM oldest AS o)::text AS oldest,
+       (SELECT coalesce(json_agg(w ORDER BY w.started_at), '[]') FROM (
+            SELECT id, hostname, pid, kinds, concurrency, started_at, heartbeat_at,
+                   extract(epoch FROM heartbeat_age)::float8 AS heartbeat_age_s, in_flight
+            FROM mailq.workers) AS w)::text AS workers,
+       (SELECT coalesce(json_agg(p ORDER BY p.paused_at, p.kind), '[]') FROM (
+            SELECT kind, paused_at, paused_by FROM mailq.paused_kinds) AS p)::text AS paused,
+       (SELECT coalesce(json_agg(b ORDER BY b.state = 'open' DESC, b.backend), '[]') FROM (
+            SELECT backend, state, opened_at, closed_at, last_error, deferred, probes, backoff_s,
+                   extract(epoch FROM probe_at - now())::float8 AS probe_in_s,
+                   extract(epoch FROM coalesce(closed_at, now()) - opened_at)::float8
+                       AS open_for_s
+            FROM mailq.backend_breakers) AS b)::text AS breakers,
+       (SELECT coalesce(json_agg(r ORDER BY r.kind), '[]') FROM event_rates AS r)::text
+           AS events,
+       (SELECT coalesce(json_agg(m ORDER BY m.minute), '[]') FROM (
+            SELECT minute, sent, retry, failed, lost FROM mailq.attempt_rates
+            WHERE minute >= date_trunc('hour', now(), 'UTC') - interval '23 hours') AS m)::text
+           AS rate_minutes,
+       (SELECT coalesce(json_agg(l ORDER BY l.minute), '[]') FROM (
+            SELECT date_trunc('minute', a.finished_at) AS minute,
+                   count(*) FILTER (WHERE a.outcome = 'sent') AS sent,
+                   count(*) FILTER (WHERE a.outcome = 'retry') AS retry,
+                   count(*) FILTER (WHERE a.outcome = 'failed') AS failed,
+                   count(*) FILTER (WHERE a.outcome = 'lost') AS lost
+            FROM mailq.attempts AS a
+            WHERE a.finished_at >= date_trunc('minute', now() - interval '2 minutes', 'UTC')
+            GROUP BY 1) AS l)::text AS rate_live,
+       (SELECT coalesce(json_agg(s ORDER BY s.campaign_id, s.state), '[]')
+        FROM campaign_states AS s WHERE s.count <> 0)::text AS campaigns;
+
+-- name: dashboard_campaign_progress
+-- Campaigns $1 by state as dashboard_overview counts them, reading none of their waiting
+-- recipients: finished ones from mailq.campaign_counts, sending and unknown ones through
+-- emails_campaign_open_idx, the rest of the recipients (mailq.campaign_recipient_counts)
+-- `waiting` (`scheduled` before the campaign's send_at).
+SELECT c.id AS campaign_id, s.state, s.count
+FROM mailq.campaigns AS c
+CROSS JOIN LATERAL (
+    SELECT (coalesce((SELECT sum(r.n) FROM mailq.campaign_recipient_counts AS r
+                      WHERE r.campaign_id = c.id), 0)
+            - coalesce((SELECT sum(k.n) FROM mailq.campaign_counts AS k
+                        WHERE k.campaign_id = c.id), 0))::bigint AS open,
+           (SELECT count(*) FROM mailq.emails AS e
+            WHERE e.campaign_id = c.id AND e.status = 'sending') AS sending,
+           (SELECT count(*) FROM mailq.emails AS e
+            WHERE e.campaign_id = c.id AND e.status = 'unknown') AS unknown
+) AS o
+CROSS JOIN LATERAL (
+    SELECT k.status AS state, sum(k.n)::bigint AS count
+    FROM mailq.campaign_counts AS k WHERE k.campaign_id = c.id
+    GROUP BY 1
+    UNION ALL
+    VALUES ('sending', o.sending), ('unknown', o.unknown),
+           (CASE WHEN c.send_at > now() THEN 'scheduled' ELSE 'waiting' END,
+            o.open - o.sending - o.unknown)
+) AS s
+WHERE c.id = ANY($1::bigint[]) AND s.count <> 0
+ORDER BY 1, 2;

@@ -16,7 +16,16 @@ RETURNING id;
 
 -- name: email_reserve_ids
 -- Take $1 ids from the emails sequence, so a COPY can write rows whose ids the caller knows.
-SELECT nextval(pg_get_serial_sequence('mailq.emails', 'id'))::bigint AS id, now() AS now
+-- The sequence is looked up once (a sub-select), not once per id.
+SELECT nextval((SELECT pg_get_serial_sequence('mailq.emails', 'id'))::regclass)::bigint AS id,
+       now() AS now
+FROM generate_series(1, $1::integer);
+
+-- name: email_reserve_id_array
+-- email_reserve_ids as one row: the $1 ids as an array, and now().
+SELECT array_agg(nextval((SELECT pg_get_serial_sequence('mailq.emails', 'id'))::regclass))
+       AS ids,
+       now() AS now
 FROM generate_series(1, $1::integer);
 
 -- name: email_claim_due
@@ -469,6 +478,34 @@ WITH inserted AS (
 SELECT count(*)::bigint AS added,
        count(*) FILTER (WHERE status = 'cancelled')::bigint AS suppressed
 FROM inserted;
+
+-- name: email_recipients_setup
+-- Before campaign $1 takes recipients by COPY: whether lower() folds ASCII as Python does
+-- (the de-duplication keys are made in Python), and whether the campaign has any email yet.
+SELECT lower('ABCDEFGHIJKLMNOPQRSTUVWXYZ') = 'abcdefghijklmnopqrstuvwxyz' AS ascii_lower,
+       EXISTS (SELECT 1 FROM mailq.emails WHERE campaign_id = $1::bigint) AS has_emails;
+
+-- name: email_recipients_held
+-- Of one chunk of campaign $1's recipients, by lower-case address: those of $2 on the
+-- suppression list (with the reason; `present` false), and those of $3 already in the
+-- campaign (`present` true, through emails_campaign_recipient_idx). now() is the
+-- transaction's, what a suppressed email's finished_at is.
+SELECT r.key, s.reason, false AS present, now() AS now
+FROM unnest($2::text[]) AS r(key)
+JOIN mailq.suppressions AS s
+  ON s.address = r.key AND (s.expires_at IS NULL OR s.expires_at > now())
+UNION ALL
+SELECT r.key, NULL, true, now()
+FROM unnest($3::text[]) AS r(key)
+WHERE EXISTS (SELECT 1 FROM mailq.emails AS e
+              WHERE e.campaign_id = $1::bigint AND lower(e.to_address) = r.key);
+
+-- name: email_copy_recipients
+-- The COPY that writes a chunk of a campaign's recipients, already de-duplicated and checked
+-- against the suppression list (email_recipients_held).
+COPY mailq.emails (kind, priority, run_at, send_at, max_attempts, to_address, message_id,
+                   content, campaign_id, status, finished_at, last_error, to_name,
+                   expires_at) FROM STDIN
 
 -- name: email_pause_campaign
 -- Hold campaign $1's waiting emails: due in the far future (9999-12-31) until resumed.

@@ -40,8 +40,9 @@ class Chart:
     failed: int = 0
 
 
-STATE_ORDER = ("sent", "sending", "queued", "scheduled", "retrying", "unknown", "failed",
-               "cancelled")  # fmt: skip
+# "waiting": queued or retrying, as the overview's campaigns count them (without reading them).
+STATE_ORDER = ("sent", "sending", "queued", "waiting", "scheduled", "retrying", "unknown",
+               "failed", "cancelled")  # fmt: skip
 
 
 def progress_segments(progress: Mapping[str, int], total: int) -> list[dict[str, Any]]:

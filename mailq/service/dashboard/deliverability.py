@@ -1,7 +1,7 @@
 """Bounce and complaint rates as the pages draw them: each rate on a gauge against its lines
-(Gmail's 0.1% and 0.3% spam rates for complaints, the campaign pause limits of SPEC.md's
-`[bounces]` policy for bounces), from the trigger-kept counts (mailq.event_counts over
-mailq.finished_counts or mailq.campaign_counts)."""
+(Gmail's 0.1% and 0.3% spam rates for complaints, and the campaign pause limits of the
+`[bounces]` policy of MAILQ_CONFIG, `[kinds.X.bounces]` for a kind with its own), from the
+trigger-kept counts (mailq.event_counts over mailq.finished_counts or mailq.campaign_counts)."""
 
 from __future__ import annotations
 
@@ -9,14 +9,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from mailq.bounces.policy import DEFAULT_POLICY, BouncePolicy
+from mailq.bounces.recorder import BounceRules
+from mailq.service.state import Service
+
 # Gmail's bulk-sender guidelines: keep the spam (complaint) rate under 0.1%, never reach 0.3%.
 GMAIL_COMPLAINT_KEEP_UNDER = 0.001
 GMAIL_COMPLAINT_NEVER = 0.003
-# The campaign pause limits (SPEC.md "Bounces and complaints", the [bounces] defaults): past
-# either rate, once this many were sent, a campaign pauses itself.
-PAUSE_MIN_SENT = 500
-PAUSE_HARD_BOUNCE_RATE = 0.05
-PAUSE_COMPLAINT_RATE = 0.003
 # Kinds' events are counted over the days the retention keeps their sent emails (the
 # default retention; mailq.bounces uses the same window).
 KIND_DAYS = 14
@@ -44,6 +43,8 @@ class Rates:
     rejected: int
     complained: int
     unsubscribed: int
+    # Its pause limits: past either rate, once pause_min_sent were sent, a campaign pauses.
+    policy: BouncePolicy = DEFAULT_POLICY
 
     @property
     def bounced(self) -> int:
@@ -60,17 +61,31 @@ class Rates:
 
     @property
     def bounce_gauge(self) -> Gauge:
-        return gauge(self.bounce_rate, ((PAUSE_HARD_BOUNCE_RATE, "pause limit"),))
+        return gauge(self.bounce_rate, ((self.policy.pause_hard_bounce_rate, "pause limit"),))
 
     @property
     def complaint_gauge(self) -> Gauge:
-        lines = ((GMAIL_COMPLAINT_KEEP_UNDER, "Gmail 0.1%"), (GMAIL_COMPLAINT_NEVER, "Gmail 0.3%"))
-        return gauge(self.complaint_rate, lines)
+        return gauge(self.complaint_rate, complaint_lines(self.policy.pause_complaint_rate))
 
     @property
     def judged(self) -> bool:
         """Whether the pause limit applies yet (enough sent)."""
-        return self.sent >= PAUSE_MIN_SENT
+        return self.sent >= self.policy.pause_min_sent
+
+
+def bounce_rules(service: Service) -> BounceRules:
+    """The pause limits of every kind, as the bounce recorder applies them."""
+    return BounceRules(service.config.bounces, service.config.kind_bounces)
+
+
+def complaint_lines(pause_rate: float) -> tuple[tuple[float, str], ...]:
+    """Gmail's two lines and the pause limit (one line with Gmail's 0.3% when they agree)."""
+    gmail = {GMAIL_COMPLAINT_KEEP_UNDER: "Gmail 0.1%", GMAIL_COMPLAINT_NEVER: "Gmail 0.3%"}
+    if pause_rate in gmail:
+        gmail[pause_rate] += ", pause limit"
+    else:
+        gmail[pause_rate] = "pause limit"
+    return tuple(sorted(gmail.items()))
 
 
 def gauge(rate: float | None, lines: Sequence[tuple[float, str]]) -> Gauge:
@@ -89,7 +104,7 @@ def gauge(rate: float | None, lines: Sequence[tuple[float, str]]) -> Gauge:
     return Gauge(rate, x, marks, level)
 
 
-def rates_of(name: str, row: Mapping[str, Any]) -> Rates:
+def rates_of(name: str, row: Mapping[str, Any], policy: BouncePolicy = DEFAULT_POLICY) -> Rates:
     return Rates(
         name,
         int(row["sent"]),
@@ -99,18 +114,20 @@ def rates_of(name: str, row: Mapping[str, Any]) -> Rates:
         int(row["rejected"]),
         int(row["complained"]),
         int(row["unsubscribed"]),
+        policy,
     )
 
 
-def kind_rates(rows: Sequence[Mapping[str, Any]]) -> list[Rates]:
-    """One entry per kind, then all of them together (first) when there are several."""
-    kinds = [rates_of(str(r["kind"]), r) for r in rows]
+def kind_rates(rows: Sequence[Mapping[str, Any]], rules: BounceRules) -> list[Rates]:
+    """One entry per kind (against its own limits), then all of them together (first, against
+    `[bounces]`) when there are several."""
+    kinds = [rates_of(str(r["kind"]), r, rules.for_kind(str(r["kind"]))) for r in rows]
     if len(kinds) < 2:
         return kinds
     fields = ("sent", "delivered", "hard_bounced", "soft_bounced", "rejected", "complained",
               "unsubscribed")  # fmt: skip
     total = {f: sum(getattr(k, f) for k in kinds) for f in fields}
-    return [rates_of("all kinds", total), *kinds]
+    return [rates_of("all kinds", total, rules.default), *kinds]
 
 
 def percent(rate: float | None) -> str:

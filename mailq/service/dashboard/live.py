@@ -25,7 +25,7 @@ import asyncpg
 import orjson
 from starlette.responses import Response, StreamingResponse
 
-from mailq.service.dashboard import overview, timing
+from mailq.service.dashboard import deliverability, overview, timing
 from mailq.service.dashboard.guard import Context, page
 from mailq.service.state import Service
 
@@ -99,7 +99,9 @@ class Hub:
     async def update(self) -> str:
         began = time.perf_counter()
         with timing.measuring() as spent:
-            values = await overview.snapshot(self.service.pool)
+            values = await overview.snapshot(
+                self.service.pool, deliverability.bounce_rules(self.service)
+            )
             self.last_update_s = time.perf_counter() - began
             self.last_update_db_s = await timing.settled(spent)
         return orjson.dumps({"regions": overview.render_regions(values)}).decode()

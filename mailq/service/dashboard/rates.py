@@ -10,17 +10,17 @@ counted live. Campaign rates come from samples of their finished counts (campaig
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from mailq.db.connection import Executor
 from mailq.db.dashboard import (
     dashboard_campaign_rate,
     dashboard_campaign_sample,
     dashboard_campaign_sample_prune,
-    dashboard_now,
     dashboard_rate_fill,
-    dashboard_rate_live,
     dashboard_rate_minutes,
     dashboard_rate_prune,
 )
@@ -75,12 +75,21 @@ def _floor(moment: datetime) -> datetime:
     return moment.replace(second=0, microsecond=0)
 
 
-async def attempt_rates(db: Executor, *, fill: bool = True) -> Rates:
-    now = await dashboard_now(db)
+async def attempt_rates(
+    db: Executor,
+    now: datetime,
+    stored_rows: Sequence[Mapping[str, Any]],
+    live_rows: Sequence[Mapping[str, Any]],
+    *,
+    fill: bool = True,
+) -> Rates:
+    """The day's rates from what dashboard_overview read at `now`: the rollup's minutes from
+    the start of the hour 23 hours ago, and the attempts of the minutes not closed yet. With
+    `fill`, closed minutes missing from the rollup are counted first (within the budget)."""
     current = _floor(now)
     start = current.replace(minute=0) - DAY + HOUR
     closed_until = _floor(now - CLOSE_LAG)
-    stored = {r["minute"]: r for r in await dashboard_rate_minutes(db, start)}
+    stored = {r["minute"]: r for r in stored_rows}
     missing = []
     moment = closed_until - MINUTE
     while moment >= start:
@@ -91,7 +100,7 @@ async def attempt_rates(db: Executor, *, fill: bool = True) -> Rates:
         filled = await _fill(db, missing)
         if filled:
             stored = {r["minute"]: r for r in await dashboard_rate_minutes(db, start)}
-    live = {r["minute"]: r for r in await dashboard_rate_live(db, closed_until)}
+    live = {r["minute"]: r for r in live_rows}
     rates = Rates(now)
     moment = start
     while moment <= current:
