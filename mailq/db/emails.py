@@ -338,14 +338,14 @@ async def email_cancel_by_address(db: Executor, addresses: Sequence[str], reason
 
 async def email_still_held(
     db: Executor, worker_id: uuid.UUID, emails: Sequence[ClaimedEmail]
-) -> set[int]:
-    """Which of these claims of the worker its attempts still hold."""
+) -> set[tuple[int, int]]:
+    """Which of these claims of the worker its attempts still hold: (email id, attempt)."""
     if not emails:
         return set()
     rows = await db.fetch(
         QUERIES["email_still_held"], worker_id, [e.id for e in emails], [e.attempt for e in emails]
     )
-    return {r["id"] for r in rows}
+    return {(r["id"], r["attempt"]) for r in rows}
 
 
 async def email_mark_data_started(

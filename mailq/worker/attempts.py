@@ -177,7 +177,7 @@ class SendAttempts:
         if self._proof is None or not prepared:
             return prepared
         proofs = await asyncio.gather(
-            *(self._proof.prove(p.email.id) for p in prepared), return_exceptions=True
+            *(self._proof.prove(p.email) for p in prepared), return_exceptions=True
         )
         kept = []
         for p, proof in zip(prepared, proofs, strict=True):
@@ -281,7 +281,7 @@ class SendAttempts:
 
     async def _prove(self, email: ClaimedEmail) -> None:
         if self._proof is not None:
-            await self._proof.prove(email.id)
+            await self._proof.prove(email)
 
     def _before_data(self, email: ClaimedEmail, policy: KindPolicy) -> BeforeData:
         """Right before DATA (or the ESP request): the lease proven again and, for the

@@ -43,6 +43,7 @@ from mailq.settings import Settings
 from mailq.worker.backoff import Backoff
 from mailq.worker.claim_starts import ClaimStarts
 from mailq.worker.lanes import Lanes
+from mailq.worker.lease import LeaseProof
 from mailq.worker.ratelimit import RateLimiter
 from mailq.worker.slots import SlotLedger
 
@@ -109,9 +110,11 @@ class Claimer:
         settled: Callable[[], bool],
         on_turn: Callable[[], None],
         breaker: Breaker | None = None,
+        proof: LeaseProof | None = None,
     ) -> None:
         """`settled()` is true when no outcome waits to be recorded; `on_turn` is called
-        after every claim (the periodic summary)."""
+        after every claim (the periodic summary); `proof` checks a claim that was under way
+        while the lease lapsed."""
         self._pool = pool
         self._identity = identity
         self._settings = settings
@@ -126,6 +129,7 @@ class Claimer:
         self._settled = settled
         self._on_turn = on_turn
         self._breaker = breaker
+        self._proof = proof
         self._turn = 0
         # Without a rate limit, claim ahead of the free send slots (see the module doc).
         ahead = 0 if limiter.active else min(settings.concurrency, PREFETCH_MAX)
@@ -211,13 +215,14 @@ class Claimer:
         throttled = due_in is not None
         plan = ClaimPlan(plan.kinds, limits, total)
         backend = breaker.backend if breaker is not None else None
+        lapses = self._proof.lapses() if self._proof is not None else 0
         claimed = await email_claim_due(
             self._pool, plan, self._identity.id, backend=backend, starts=starts
         )
         # The next due time is looked for from where this claim began.
         before = self._starts.of(self._kind_names) if starts is not None else None
         self._starts.learn(claimed, rescan=starts is None)
-        self._start(claimed)
+        await self._start(claimed, lapses)
         if self._limiter.active:
             got = Counter(e.kind for e in claimed)
             unused = {k: n - got[k] for k, n in zip(plan.kinds, limits, strict=True)}
@@ -230,9 +235,14 @@ class Claimer:
         # Full when it used all its tokens (throttled), else all it asked.
         return len(claimed), total if throttled else asked, due_in
 
-    def _start(self, claimed: list[ClaimedEmail]) -> None:
-        if claimed:
-            self._lanes.submit(self._ledger.take(claimed))
+    async def _start(self, claimed: list[ClaimedEmail], lapses: int) -> None:
+        """Into the ledger, and to the lanes once checked if the lease lapsed meanwhile."""
+        if not claimed:
+            return
+        slots = self._ledger.take(claimed)
+        if self._proof is not None:
+            await self._proof.admit(self._pool, claimed, lapses)
+        self._lanes.submit(slots)
 
     async def _take_tokens(
         self, kinds: list[str], limits: list[int], starts: ScanStarts | None

@@ -10,6 +10,9 @@ DATA (and before each ESP request, and before a send starts) a lane asks `prove`
 - the lease had lapsed: when the heartbeat registers again, it asks the database which
   claims the worker's attempts still hold (`check_claims`) before the lease counts as proven
   again; the others were taken back, their slots are revoked and never sent by this worker.
+A claim whose reply was under way while the lease lapsed (the worker frozen between the
+claim's commit and its reply) brings emails the check did not see: the claimer has them
+checked too (`admit`) before any of them goes to a lane.
 A lane that cannot prove the lease hands its email back unsent (NotSent: outcome `released`).
 """
 
@@ -22,9 +25,11 @@ from typing import Protocol
 
 import asyncpg
 
+from mailq.db.connection import DATABASE_ERRORS, Executor
 from mailq.db.emails import email_still_held
 from mailq.errors import NotSent
-from mailq.worker.slots import SlotLedger
+from mailq.models import ClaimedEmail
+from mailq.worker.slots import AttemptKey, SlotLedger
 
 logger = logging.getLogger(__name__)
 
@@ -47,14 +52,15 @@ class LeaseProof:
         self._worker_id = worker_id
         self._wait_s = wait_s
         self._heartbeat: Renewing | None = None
+        self._lapses = 0
 
     def watch(self, heartbeat: Renewing) -> None:
         self._heartbeat = heartbeat
 
-    async def prove(self, email_id: int) -> None:
-        """Return when the worker may send this email now; NotSent when it may not."""
+    async def prove(self, email: ClaimedEmail) -> None:
+        """Return when the worker may send this attempt now; NotSent when it may not."""
         heartbeat = self._heartbeat
-        if self._ledger.revoked(email_id):
+        if self._ledger.revoked(email):
             raise NotSent("taken back by another worker after this worker's lease lapsed")
         if heartbeat is None or heartbeat.lease_left_s() > 0:
             return
@@ -62,7 +68,7 @@ class LeaseProof:
         ends = loop.time() + self._wait_s
         while heartbeat.lease_left_s() <= 0 and loop.time() < ends:
             await heartbeat.wait_renewed(ends - loop.time())
-        if self._ledger.revoked(email_id):
+        if self._ledger.revoked(email):
             raise NotSent("taken back by another worker after this worker's lease lapsed")
         if heartbeat.lease_left_s() <= 0:
             raise NotSent(
@@ -70,14 +76,39 @@ class LeaseProof:
                 "unreachable, or the worker stalled): handed back unsent"
             )
 
+    def lapses(self) -> int:
+        """How many times the lease was found lapsed (and the claims held then checked)."""
+        return self._lapses
+
     async def check_claims(self, conn: asyncpg.Connection) -> None:
         """The lease had lapsed and is registered again: revoke the claims the database says
         the worker's attempts no longer hold (before the lease counts as proven again)."""
+        # Counted before the ledger is read (no await between): a claim that reaches the
+        # ledger after this read sees the count moved and is checked by `admit`.
+        self._lapses += 1
         emails = self._ledger.emails()
         if not emails:
             return
         held = await email_still_held(conn, self._worker_id, emails)
-        revoked = self._ledger.revoke_unheld((e.id for e in emails), held)
+        self._revoke_unheld(emails, held)
+
+    async def admit(self, db: Executor, emails: list[ClaimedEmail], lapses: int) -> None:
+        """Emails just claimed (already in the ledger) by a claim that began when `lapses()`
+        was `lapses`: if the lease lapsed since, the check of the claims held may have run
+        before they reached the ledger, and they may have been taken back meanwhile; those
+        the database says the worker no longer holds are revoked now, before any is sent.
+        When the database cannot say, all of them are: a revoked email is handed back, never
+        sent by this worker, and a hand-back of what it no longer holds is refused."""
+        if lapses == self._lapses or not emails:
+            return
+        try:
+            held = await email_still_held(db, self._worker_id, emails)
+        except DATABASE_ERRORS:
+            held = set()
+        self._revoke_unheld(emails, held)
+
+    def _revoke_unheld(self, emails: list[ClaimedEmail], held: set[AttemptKey]) -> None:
+        revoked = self._ledger.revoke_unheld(emails, held)
         logger.warning(
             "lease lapsed and registered again: %d of %d claims still held%s",
             len(held),

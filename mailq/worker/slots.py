@@ -13,6 +13,10 @@ never started are not sent by it (handed back at a graceful stop, taken back aft
 
 The reserve keeps `reserve` of the `concurrency` sends for one kind (`welcome`): the other
 kinds start only while fewer than `concurrency - reserve` of theirs are sending.
+
+A slot is one attempt (the email's id and attempt number), not one email: a worker whose lease
+lapsed may claim an email again, once it was taken back, while its old attempt of it is still
+in flight; the old attempt stays revoked, and each attempt frees its own slot.
 """
 
 from __future__ import annotations
@@ -22,6 +26,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from mailq.models import ClaimedEmail
+
+# A slot's key: the email's id and the attempt number of its claim.
+AttemptKey = tuple[int, int]
+
+
+def key_of(email: ClaimedEmail) -> AttemptKey:
+    return email.id, email.attempt
 
 
 @dataclass(slots=True)
@@ -43,19 +54,19 @@ class SlotLedger:
     ) -> None:
         """`concurrency`: the most started emails without a committed outcome (None: no
         limit of the ledger's own; the lanes alone bound the sends)."""
-        self._slots: dict[int, Slot] = {}
+        self._slots: dict[AttemptKey, Slot] = {}
         self._by_kind: Counter[str] = Counter()
         self._limit = concurrency
         self._reserved_kind = reserved_kind
         self._reserve = reserve if reserved_kind else 0
-        self._sending: set[int] = set()  # started, outcome not yet committed
+        self._sending: set[AttemptKey] = set()  # started, outcome not yet committed
         self._sending_reserved = 0  # of which of the reserved kind
 
     def __len__(self) -> int:
         return len(self._slots)
 
     def __contains__(self, email_id: object) -> bool:
-        return email_id in self._slots
+        return any(key[0] == email_id for key in self._slots)
 
     @property
     def by_kind(self) -> Mapping[str, int]:
@@ -63,23 +74,24 @@ class SlotLedger:
         return self._by_kind
 
     def held_ids(self) -> list[int]:
-        return list(self._slots)
+        return list(dict.fromkeys(key[0] for key in self._slots))
 
     def emails(self) -> list[ClaimedEmail]:
         return [s.email for s in self._slots.values()]
 
-    def revoked(self, email_id: int) -> bool:
-        slot = self._slots.get(email_id)
+    def revoked(self, email: ClaimedEmail) -> bool:
+        slot = self._slots.get(key_of(email))
         return slot is not None and slot.revoked
 
-    def revoke_unheld(self, asked: Iterable[int], held: set[int]) -> int:
-        """Asked about `asked`, the database says the worker's attempts hold only `held`: the
-        other slots among them are revoked (their emails are not to be sent by this worker).
+    def revoke_unheld(self, asked: Iterable[ClaimedEmail], held: set[AttemptKey]) -> int:
+        """Asked about the attempts `asked`, the database says the worker still holds only
+        `held`: the other slots among them are revoked (not to be sent by this worker).
         Returns how many were revoked now."""
         revoked = 0
-        for email_id in asked:
-            slot = self._slots.get(email_id)
-            if slot is not None and email_id not in held and not slot.revoked:
+        for email in asked:
+            key = key_of(email)
+            slot = self._slots.get(key)
+            if slot is not None and key not in held and not slot.revoked:
                 slot.revoked = True
                 revoked += 1
         return revoked
@@ -105,8 +117,9 @@ class SlotLedger:
         """The slot's email goes to the sender (after `may_start` said it may)."""
         slot.started = True
         email = slot.email
-        if email.id in self._slots and email.id not in self._sending:
-            self._sending.add(email.id)
+        key = key_of(email)
+        if key in self._slots and key not in self._sending:
+            self._sending.add(key)
             if email.kind == self._reserved_kind:
                 self._sending_reserved += 1
 
@@ -119,7 +132,7 @@ class SlotLedger:
         taken = []
         for email in claimed:
             slot = Slot(email)
-            slots[email.id] = slot
+            slots[key_of(email)] = slot
             taken.append(slot)
         self._by_kind.update(s.email.kind for s in taken)
         return taken
@@ -134,18 +147,21 @@ class SlotLedger:
         """These emails were handed back before they started (committed): their slots are free.
         A started email is not freed this way: only its committed outcome frees it."""
         emails = list(emails)
-        started = [e.id for e in emails if (s := self._slots.get(e.id)) is not None and s.started]
+        started = [
+            e.id for e in emails if (s := self._slots.get(key_of(e))) is not None and s.started
+        ]
         if started:
             raise ValueError(f"emails {started} started: only their committed outcome frees them")
         for email in emails:
             self._free(email)
 
     def _free(self, email: ClaimedEmail) -> None:
-        if email.id in self._sending:
-            self._sending.discard(email.id)
+        key = key_of(email)
+        if key in self._sending:
+            self._sending.discard(key)
             if email.kind == self._reserved_kind:
                 self._sending_reserved -= 1
-        if self._slots.pop(email.id, None) is not None:
+        if self._slots.pop(key, None) is not None:
             self._by_kind[email.kind] -= 1
             if self._by_kind[email.kind] <= 0:
                 del self._by_kind[email.kind]

@@ -187,7 +187,7 @@ class Worker:
             pool, self.identity.id, self._ledger, on_freed=freed, signal=self.signals.recorded
         )
         lanes = self._lanes(pool, recorder, proof, breaker)
-        claimer = self._claimer(pool, heartbeat, lanes, recorder, breaker)
+        claimer = self._claimer(pool, heartbeat, lanes, recorder, breaker, proof)
         control = asyncio.create_task(heartbeat.run(), name="mailq-heartbeat")
         recording = asyncio.create_task(recorder.run(), name="mailq-recorder")
         lanes.start()
@@ -248,6 +248,7 @@ class Worker:
         lanes: Lanes,
         recorder: Recorder,
         breaker: Breaker,
+        proof: LeaseProof,
     ) -> Claimer:
         return Claimer(
             pool,
@@ -263,6 +264,7 @@ class Worker:
             settled=lambda: recorder.settled,
             on_turn=recorder.log_summary,
             breaker=breaker,
+            proof=proof,
         )
 
     async def _wait_registered(self, heartbeat: Heartbeat, control: asyncio.Task[None]) -> None:

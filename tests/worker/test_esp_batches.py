@@ -303,8 +303,9 @@ class LapsingHeartbeat:
 
     async def wait_renewed(self, timeout: float) -> bool:
         if self._renews:
-            emails = self._ledger.held_ids()
-            self._ledger.revoke_unheld(emails, set(emails) - self._taken_back)
+            emails = self._ledger.emails()
+            held = {(e.id, e.attempt) for e in emails if e.id not in self._taken_back}
+            self._ledger.revoke_unheld(emails, held)
             self._proven = True
             return True
         try:

@@ -91,3 +91,21 @@ def test_claimed_emails_start_welcome_first_then_by_priority_while_the_ledger_le
         order.append(slot.email.id)
     assert order == [4, 2, 1], "welcome, then priority 1, then 5; the third send is the last"
     assert len(waiting) == 1 and not waiting.ready()
+
+
+def test_an_email_claimed_again_while_its_old_attempt_is_in_flight_keeps_that_one_revoked() -> None:
+    # The worker's lease lapsed: attempt 1 was taken back (revoked here) and the email, due
+    # again, claimed by this worker once more while attempt 1's send still waits on SMTP.
+    ledger = SlotLedger(4)
+    (old,) = ledger.take([claimed(5)])
+    ledger.start(old)
+    assert ledger.revoke_unheld([old.email], held=set()) == 1
+    (new,) = ledger.take([replace(old.email, attempt=2)])
+    assert ledger.revoked(old.email) and not ledger.revoked(new.email)
+    assert len(ledger) == 2 and ledger.held_ids() == [5]
+    ledger.start(new)
+    assert ledger.sending == 2
+    ledger.free_committed([old.email])  # the old attempt's outcome, refused
+    assert len(ledger) == 1 and ledger.sending == 1 and not ledger.revoked(new.email)
+    ledger.free_committed([new.email])
+    assert len(ledger) == 0 and ledger.sending == 0 and dict(ledger.by_kind) == {}

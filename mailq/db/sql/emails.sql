@@ -295,7 +295,7 @@ SELECT id FROM rescued;
 -- name: email_still_held
 -- Of the emails $2 (attempt numbers $3) that worker $1 claimed, those its attempt still
 -- holds: after its lease lapsed, the others were taken back and must not be sent by it.
-SELECT e.id
+SELECT e.id, e.attempts AS attempt
 FROM unnest($2::bigint[], $3::integer[]) AS r(id, attempt)
 JOIN mailq.emails AS e ON e.id = r.id
 WHERE e.status = 'sending' AND e.worker_id = $1::uuid AND e.attempts = r.attempt;
