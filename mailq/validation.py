@@ -6,7 +6,6 @@ Every refusal is an InvalidEmail whose message starts with the field it is about
 from __future__ import annotations
 
 import math
-import os
 import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -20,6 +19,7 @@ from mailq.addresses import (
     Mailbox,
     is_plain_address,
     message_id_domain,
+    new_message_id,
     parse_mailbox,
 )
 from mailq.attachments import check_attachments
@@ -338,7 +338,7 @@ def to_row(
         send_at=send_at,
         max_attempts=max_attempts,
         to_address=to_address,
-        message_id=f"<{os.urandom(16).hex()}@{_sender_domain(content['from'])}>",
+        message_id=new_message_id(_sender_domain(content["from"])),
         content=content_text,
         metadata=orjson.dumps(_check_metadata(email.metadata)).decode(),
         to_name=to_name,

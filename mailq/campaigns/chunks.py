@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -13,6 +12,7 @@ from typing import Any
 
 import asyncpg
 
+from mailq.addresses import message_id_hexes, new_message_id
 from mailq.db import campaigns as db
 
 
@@ -96,7 +96,7 @@ class ChunkWriter:
         return len(chunk.keys) >= self.size
 
     def _new_chunk(self) -> _Chunk:
-        hexes = os.urandom(16 * self.size).hex()
+        hexes = message_id_hexes(self.size)
         return _Chunk(self._new_rows(), hexes, look_up_all=self.look_up_all)
 
     def _new_rows(self) -> db.RecipientRows:
@@ -149,7 +149,7 @@ class ChunkWriter:
                 self.conn,
                 row["id"],
                 addresses,
-                [f"<{os.urandom(16).hex()}@{self.domain}>" for _ in addresses],
+                [new_message_id(self.domain) for _ in addresses],
                 [content for _, _, content in chunk.others],
                 kind=row["kind"],
                 priority=row["priority"],

@@ -29,6 +29,7 @@ REVISIONS: tuple[str, ...] = (
     "0010_dashboard_counts",
     "0011_bounce_policy",
     "0012_dashboard_overview",
+    "0013_message_id_btree",
 )
 HEAD = REVISIONS[-1]
 

@@ -131,3 +131,22 @@ def test_0012_counts_the_recipients_campaigns_have_already(empty_database_url: s
         assert "autosummarize=on" in conn.execute(options).fetchone()[0]
     downgrade(empty_database_url, "0011_bounce_policy")
     assert "campaign_recipient_counts" not in tables(empty_database_url)
+
+
+def test_0013_finds_sent_emails_by_message_id_in_a_btree_and_goes_back_to_the_hash(
+    empty_database_url: str,
+) -> None:
+    indexes = (
+        "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'mailq' "
+        "AND indexname LIKE 'emails_message_id%'"
+    )
+    migrate(empty_database_url, "0012_dashboard_overview")
+    migrate(empty_database_url)
+    with psycopg.connect(empty_database_url) as conn:
+        (found,) = conn.execute(indexes).fetchall()
+    assert found[0] == "emails_message_id_sent_btree"
+    assert 'COLLATE "C"' in found[1] and "WHERE (status = 'sent'::text)" in found[1]
+    downgrade(empty_database_url, "0012_dashboard_overview")
+    with psycopg.connect(empty_database_url) as conn:
+        (found,) = conn.execute(indexes).fetchall()
+    assert found[0] == "emails_message_id_sent_idx" and "USING hash" in found[1]

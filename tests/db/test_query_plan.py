@@ -66,3 +66,31 @@ def _nodes(plan: object) -> list[dict[str, object]]:
 
     walk(plan)
     return found
+
+
+async def test_an_event_finds_a_sent_email_by_message_id_through_its_index(
+    conn: asyncpg.Connection,
+) -> None:
+    content = json.dumps({"from": "a@example.com", "subject": "s", "text": "t"})
+    await conn.execute(
+        """
+        INSERT INTO mailq.emails (kind, status, to_address, message_id, content, attempts,
+                                  finished_at)
+        SELECT 'welcome', 'sent', 'u' || g || '@example.com',
+               '<' || lpad(to_hex(g), 32, '0') || '@x>', $1, 1, now()
+        FROM generate_series(1, 20000) AS g
+        """,
+        content,
+    )
+    await conn.execute("ANALYZE mailq.emails")
+    wanted = "<" + format(777, "032x") + "@x>"
+    found = await conn.fetchrow(QUERIES["event_match_email"], None, wanted, None)
+    assert found is not None and found["to_address"] == "u777@example.com"
+    plan = await conn.fetchval(
+        "EXPLAIN (FORMAT JSON) " + QUERIES["event_match_email"], None, wanted, None
+    )
+    nodes = _nodes(json.loads(plan))
+    assert any(n.get("Index Name") == "emails_message_id_sent_btree" for n in nodes)
+    assert not [
+        n for n in nodes if n.get("Node Type") == "Seq Scan" and n.get("Relation Name") == "emails"
+    ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from mailq.addresses import (
@@ -10,6 +12,8 @@ from mailq.addresses import (
     address_problem,
     ascii_address,
     message_id_domain,
+    message_id_hexes,
+    new_message_id,
     parse_mailbox,
 )
 
@@ -112,3 +116,19 @@ def test_idn_domains_go_on_the_wire_as_a_labels_and_local_parts_stay() -> None:
 def test_message_ids_are_made_in_the_ascii_form_of_the_sender_domain() -> None:
     assert message_id_domain("hello@bücher.de") == "xn--bcher-kva.de"
     assert message_id_domain("hello@acme.example.com") == "acme.example.com"
+
+
+def test_new_message_ids_begin_with_the_clock_so_later_ones_sort_after() -> None:
+    first = new_message_id("example.com")
+    later = [new_message_id("example.com") for _ in range(1000)]
+    assert re.fullmatch(r"<[0-9a-f]{32}@example\.com>", first)
+    assert all(first[1:14] <= m[1:14] for m in later)
+    assert len({first, *later}) == 1001  # the random part tells those made at once apart
+
+
+def test_a_chunk_of_message_ids_shares_one_clock_reading_and_no_id() -> None:
+    hexes = message_id_hexes(10_000)
+    ids = [hexes[at : at + 32] for at in range(0, len(hexes), 32)]
+    assert len(hexes) == 32 * 10_000 and re.fullmatch(r"[0-9a-f]+", hexes)
+    assert len({i[:13] for i in ids}) == 1 and len(set(ids)) == 10_000
+    assert ids[0][:13] <= new_message_id("x.org")[1:14]

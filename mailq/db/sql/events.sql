@@ -1,6 +1,6 @@
 -- name: event_match_email
 -- The email an event names: by id $1 (a VERP token or a provider tag), else by our
--- Message-ID $2 among sent emails (emails_message_id_sent_idx), else by the provider's message
+-- Message-ID $2 among sent emails (emails_message_id_sent_btree), else by the provider's message
 -- id $3 recorded on an attempt. Its kind, campaign and recipient come with it.
 SELECT m.id, m.kind, m.campaign_id, m.to_address
 FROM (
@@ -9,7 +9,7 @@ FROM (
     UNION ALL
     (SELECT e.id, e.kind, e.campaign_id, e.to_address, 2
      FROM mailq.emails AS e
-     WHERE $2::text IS NOT NULL AND e.message_id = $2::text AND e.status = 'sent'
+     WHERE $2::text IS NOT NULL AND e.message_id COLLATE "C" = $2::text AND e.status = 'sent'
      LIMIT 1)
     UNION ALL
     (SELECT e.id, e.kind, e.campaign_id, e.to_address, 3
