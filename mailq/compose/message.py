@@ -60,7 +60,8 @@ class MessageParts:
     attachments: tuple[AttachmentPart, ...]
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen (one per send; see mailq.models.ClaimedEmail), hashable by value as before.
+@dataclass(slots=True, unsafe_hash=True)
 class OutgoingMessage:
     """What a sender needs: the message as bytes and its envelope (and, when built by
     build_message, the parts it was written from: `parts`)."""
@@ -84,7 +85,7 @@ class OutgoingMessage:
         parts = self.parts_of
         if callable(parts):
             parts = parts()
-            object.__setattr__(self, "parts_of", parts)  # made once; the message stays as is
+            self.parts_of = parts  # made once; the message stays as is
         return parts
 
     @property

@@ -15,7 +15,7 @@ from mailq.compose.message import OutgoingMessage
 BeforeData = Callable[[], Awaitable[None]]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one per send (see mailq.models.ClaimedEmail)
 class SendReceipt:
     """The server's word on an accepted message; refusals of cc/bcc recipients included."""
 
