@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 
 import asyncpg
@@ -27,16 +26,6 @@ from tests.support.emails import welcome
 from tests.support.waiting import eventually
 
 EVERYTHING = ClaimPlan(list(BUILTIN_KINDS), [100] * len(BUILTIN_KINDS), 100)
-
-
-@pytest.fixture
-async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=2)
-    assert pool is not None
-    try:
-        yield pool
-    finally:
-        await pool.close()
 
 
 async def register(conn: asyncpg.Connection, lease_s: float) -> uuid.UUID:

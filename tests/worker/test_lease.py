@@ -6,11 +6,9 @@ emails reached the ledger."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from datetime import datetime
 
 import asyncpg
-import pytest
 
 from mailq import enqueue
 from mailq.db.claims import email_claim_due
@@ -26,20 +24,24 @@ from tests.support.emails import welcome
 EVERYTHING = ClaimPlan(list(BUILTIN_KINDS), [100] * len(BUILTIN_KINDS), 100)
 
 
-@pytest.fixture
-async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=2)
-    assert pool is not None
-    try:
-        yield pool
-    finally:
-        await pool.close()
-
-
 async def registered(conn: asyncpg.Connection) -> uuid.UUID:
     worker = WorkerIdentity(uuid.uuid4(), "test", 1, tuple(BUILTIN_KINDS), 16)
     await worker_lease_register(conn, worker, 1)
     return worker.id
+
+
+async def claimed_under_watch(
+    conn: asyncpg.Connection, emails: int
+) -> tuple[SlotLedger, LeaseProof, int, list[ClaimedEmail]]:
+    """A worker's ledger and lease proof, and a claim of `emails` committed whose reply is
+    still to reach the ledger (with the lapse count as it was when the claim began)."""
+    await enqueue(conn, *(welcome(n) for n in range(1, emails + 1)))
+    worker = await registered(conn)
+    ledger = SlotLedger()
+    proof = LeaseProof(ledger, worker)
+    lapses = proof.lapses()
+    claimed = await email_claim_due(conn, EVERYTHING, worker)
+    return ledger, proof, lapses, claimed
 
 
 async def sendable(proof: LeaseProof, emails: list[ClaimedEmail]) -> list[int]:
@@ -62,12 +64,7 @@ async def take_back(conn: asyncpg.Connection, pool: asyncpg.Pool) -> int:
 async def test_a_claim_answered_after_the_lapse_check_sends_nothing_taken_back(
     conn: asyncpg.Connection, pool: asyncpg.Pool
 ) -> None:
-    await enqueue(conn, welcome(1), welcome(2))
-    worker = await registered(conn)
-    ledger = SlotLedger()
-    proof = LeaseProof(ledger, worker)
-    lapses = proof.lapses()  # the claim begins
-    claimed = await email_claim_due(conn, EVERYTHING, worker)  # committed; the reply waits
+    ledger, proof, lapses, claimed = await claimed_under_watch(conn, 2)
     assert await take_back(conn, pool) == 2  # the worker froze past its lease
     await proof.check_claims(conn)  # it wakes: registered again, the ledger still empty
     ledger.take(claimed)  # the claim's reply arrives
@@ -78,12 +75,7 @@ async def test_a_claim_answered_after_the_lapse_check_sends_nothing_taken_back(
 async def test_a_claim_answered_after_the_lapse_check_sends_what_it_still_holds(
     conn: asyncpg.Connection, pool: asyncpg.Pool
 ) -> None:
-    await enqueue(conn, welcome(1), welcome(2))
-    worker = await registered(conn)
-    ledger = SlotLedger()
-    proof = LeaseProof(ledger, worker)
-    lapses = proof.lapses()
-    claimed = await email_claim_due(conn, EVERYTHING, worker)
+    ledger, proof, lapses, claimed = await claimed_under_watch(conn, 2)
     await proof.check_claims(conn)  # lapsed, but nothing was taken back
     ledger.take(claimed)
     await proof.admit(pool, claimed, lapses)
@@ -91,14 +83,9 @@ async def test_a_claim_answered_after_the_lapse_check_sends_what_it_still_holds(
 
 
 async def test_a_claim_checked_while_the_database_cannot_answer_sends_none_of_it(
-    conn: asyncpg.Connection, pool: asyncpg.Pool, database_url: str
+    conn: asyncpg.Connection, database_url: str
 ) -> None:
-    await enqueue(conn, welcome(1))
-    worker = await registered(conn)
-    ledger = SlotLedger()
-    proof = LeaseProof(ledger, worker)
-    lapses = proof.lapses()
-    claimed = await email_claim_due(conn, EVERYTHING, worker)
+    ledger, proof, lapses, claimed = await claimed_under_watch(conn, 1)
     await proof.check_claims(conn)
     ledger.take(claimed)
     gone = await asyncpg.connect(database_url)
