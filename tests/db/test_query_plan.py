@@ -1,5 +1,5 @@
 """The claim reads only due rows through the partial index, however many finished rows
-the table holds."""
+the table holds; an event finds a sent email by Message-ID through its index."""
 
 from __future__ import annotations
 
@@ -10,28 +10,36 @@ import asyncpg
 
 from mailq.db.queries import QUERIES
 
+CONTENT = json.dumps({"from": "a@example.com", "subject": "s", "text": "t"})
 
-async def test_the_claim_uses_the_due_index_next_to_many_finished_rows(
-    conn: asyncpg.Connection,
-) -> None:
-    content = json.dumps({"from": "a@example.com", "subject": "s", "text": "t"})
+
+async def sent_emails(conn: asyncpg.Connection, kind: str, count: int) -> None:
+    """`count` finished emails: recipient u<n>@example.com, Message-ID <n in 32 hex digits@x>."""
     await conn.execute(
         """
         INSERT INTO mailq.emails (kind, status, to_address, message_id, content, attempts,
                                   finished_at)
-        SELECT 'search_engine', 'sent', 'u' || g || '@example.com', '<' || g || '@x>', $1,
-               1, now()
-        FROM generate_series(1, 100000) AS g
+        SELECT $1, 'sent', 'u' || g || '@example.com', '<' || lpad(to_hex(g), 32, '0') || '@x>',
+               $2, 1, now()
+        FROM generate_series(1, $3::integer) AS g
         """,
-        content,
+        kind,
+        CONTENT,
+        count,
     )
+
+
+async def test_the_claim_uses_the_due_index_next_to_many_finished_rows(
+    conn: asyncpg.Connection,
+) -> None:
+    await sent_emails(conn, "search_engine", 100_000)
     await conn.execute(
         """
         INSERT INTO mailq.emails (kind, to_address, message_id, content)
         SELECT 'search_engine', 'd' || g || '@example.com', '<d' || g || '@x>', $1
         FROM generate_series(1, 10000) AS g
         """,
-        content,
+        CONTENT,
     )
     await conn.execute("ANALYZE mailq.emails")
     plan = await conn.fetchval(
@@ -71,17 +79,7 @@ def _nodes(plan: object) -> list[dict[str, object]]:
 async def test_an_event_finds_a_sent_email_by_message_id_through_its_index(
     conn: asyncpg.Connection,
 ) -> None:
-    content = json.dumps({"from": "a@example.com", "subject": "s", "text": "t"})
-    await conn.execute(
-        """
-        INSERT INTO mailq.emails (kind, status, to_address, message_id, content, attempts,
-                                  finished_at)
-        SELECT 'welcome', 'sent', 'u' || g || '@example.com',
-               '<' || lpad(to_hex(g), 32, '0') || '@x>', $1, 1, now()
-        FROM generate_series(1, 20000) AS g
-        """,
-        content,
-    )
+    await sent_emails(conn, "welcome", 20_000)
     await conn.execute("ANALYZE mailq.emails")
     wanted = "<" + format(777, "032x") + "@x>"
     found = await conn.fetchrow(QUERIES["event_match_email"], None, wanted, None)
