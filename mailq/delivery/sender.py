@@ -12,6 +12,9 @@ from typing import Protocol
 
 from mailq.compose.message import OutgoingMessage
 
+# Awaited right before the message itself goes out: before DATA, or, when the commands are
+# pipelined (mailq.delivery.pipelining), after the server's 354; before an ESP request. It
+# raises to stop the send: nothing of the message has reached the server then.
 BeforeData = Callable[[], Awaitable[None]]
 
 

@@ -1,7 +1,16 @@
 """SMTP delivery through aiosmtplib: a small pool of connections kept open and reused.
 
 The `to` recipient decides an email's fate: it is sent RCPT first, and a refusal of it ends
-the transaction before DATA. Refusals of cc/bcc recipients are returned on the receipt.
+the transaction before the message goes out. Refusals of cc/bcc recipients are returned on
+the receipt.
+
+A server that offers PIPELINING (RFC 2920; Postfix, Exim, the big providers) gets MAIL, each
+RCPT and DATA in one write and, after its 354, the message (mailq.delivery.pipelining): two
+round trips per email instead of four. The replies are then read in order and mean what they
+mean one at a time, with two differences: the lease is proven (`before_data`) after the 354,
+right before the message, and a transaction refused after the server had accepted DATA (its
+`to` refused while a cc was accepted) is ended by closing the connection, never by an empty
+message. Other servers get one command at a time, through aiosmtplib.
 """
 
 from __future__ import annotations
@@ -15,12 +24,13 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import aiosmtplib
 
 from mailq.compose.message import OutgoingMessage
+from mailq.delivery.pipelined_send import StaleConnection, send_pipelined, smtputf8_options
+from mailq.delivery.pipelining import PipelinedConnection
 from mailq.delivery.replies import BUILTIN_QUIRKS, Quirk, classify
 from mailq.delivery.sender import BeforeData, SendReceipt
 from mailq.errors import (
     BackendError,
     BackendUnavailable,
-    PermanentFailure,
     RetryLater,
     SendFailure,
 )
@@ -88,12 +98,12 @@ def _connections(query: dict[str, list[str]]) -> int | None:
     return int(raw)
 
 
-class _Stale(Exception):
-    """A kept connection turned out dead before MAIL FROM was answered: try a fresh one."""
-
-
 class _Closing(Exception):
     """The server answered MAIL FROM with 421: it is closing the connection."""
+
+
+# A connection of the pool: pipelined once its server offered PIPELINING, else aiosmtplib's.
+Connection = aiosmtplib.SMTP | PipelinedConnection
 
 
 class SmtpSender:
@@ -127,7 +137,7 @@ class SmtpSender:
         if target.connections is not None:
             connections = min(connections, target.connections)
         self._slots = asyncio.Semaphore(max(1, connections))
-        self._idle: list[aiosmtplib.SMTP] = []
+        self._idle: list[Connection] = []
         self._closed = False
 
     async def _connect(self) -> aiosmtplib.SMTP:
@@ -169,6 +179,32 @@ class SmtpSender:
             ) from None
         return client
 
+    async def _open(self) -> Connection:
+        """A new connection for sending, greeted with EHLO (HELO when EHLO is refused), and
+        pipelined when the server offers PIPELINING."""
+        client = await self._connect()
+        try:
+            if client.is_ehlo_or_helo_needed:
+                try:
+                    await client.ehlo()
+                except aiosmtplib.SMTPHeloError:
+                    if not client.is_connected:
+                        raise
+                    await client.helo()
+        except aiosmtplib.SMTPResponseException as exc:
+            client.close()
+            raise BackendUnavailable(
+                f"the SMTP server refused EHLO and HELO: {exc.code} {exc.message}",
+                smtp_code=exc.code,
+                smtp_reply=exc.message,
+            ) from None
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+            client.close()
+            raise BackendUnavailable(
+                f"the SMTP server dropped the connection at EHLO: {exc or type(exc).__name__}"
+            ) from None
+        return PipelinedConnection.take_over(client) or client
+
     async def probe(self) -> None:
         """Connect with EHLO, STARTTLS and AUTH as a send would, then QUIT: sends nothing.
         BackendUnavailable when the server is not usable."""
@@ -197,13 +233,13 @@ class SmtpSender:
             try:
                 try:
                     if client is None:
-                        client = await self._connect()
+                        client = await self._open()
                         receipt = await self._transaction(client, message, before_data)
                     else:
                         receipt = await self._transaction(client, message, before_data, True)
-                except _Stale:
+                except StaleConnection:
                     await self._discard(client)
-                    client = await self._connect()
+                    client = await self._open()
                     receipt = await self._transaction(client, message, before_data)
             except SendFailure:
                 await self._recycle(client)
@@ -219,17 +255,26 @@ class SmtpSender:
 
     async def _transaction(
         self,
-        client: aiosmtplib.SMTP,
+        client: Connection,
         message: OutgoingMessage,
         before_data: BeforeData | None,
         reused: bool = False,
     ) -> SendReceipt:
+        if isinstance(client, PipelinedConnection):
+            return await send_pipelined(
+                client,
+                message,
+                before_data,
+                reused=reused,
+                timeout=self._reply_timeout_s,
+                quirks=self.quirks,
+            )
         try:
             options = await self._mail(client, message)
         except (aiosmtplib.SMTPServerDisconnected, OSError, TimeoutError, _Closing) as exc:
             # Before MAIL FROM was answered nothing of the email reached the server.
             if reused:
-                raise _Stale() from None
+                raise StaleConnection() from None
             raise BackendUnavailable(
                 f"the SMTP server dropped the connection before MAIL FROM: "
                 f"{exc or type(exc).__name__}"
@@ -260,16 +305,9 @@ class SmtpSender:
 
     async def _mail(self, client: aiosmtplib.SMTP, message: OutgoingMessage) -> list[str]:
         """EHLO when needed and MAIL FROM; the options the transaction uses."""
-        options: list[str] = []
-        if message.needs_smtputf8:
-            if client.is_ehlo_or_helo_needed:
-                await client.ehlo()  # the server's extensions are known only after EHLO
-            if not client.supports_extension("smtputf8"):
-                raise PermanentFailure(
-                    "an address has a non-ASCII local part (before the @) and the server does "
-                    "not offer SMTPUTF8, which such an address needs"
-                )
-            options.append("SMTPUTF8")
+        if message.needs_smtputf8 and client.is_ehlo_or_helo_needed:
+            await client.ehlo()  # the server's extensions are known only after EHLO
+        options = smtputf8_options(message, client.supports_extension("smtputf8"))
         encoding = "utf-8" if options else "ascii"
         try:
             await client.mail(message.mail_from, options=options, encoding=encoding)
@@ -279,9 +317,13 @@ class SmtpSender:
             raise classify(exc.code, exc.message, self.quirks) from None
         return options
 
-    async def _recycle(self, client: aiosmtplib.SMTP | None) -> None:
+    async def _recycle(self, client: Connection | None) -> None:
         """After a refused transaction the connection is still good once RSET is accepted."""
         if client is None or not client.is_connected:
+            return
+        if isinstance(client, PipelinedConnection):
+            if await client.reset(self._reply_timeout_s):
+                self._idle.append(client)
             return
         try:
             await client.rset()
@@ -290,8 +332,11 @@ class SmtpSender:
             return
         self._idle.append(client)
 
-    async def _discard(self, client: aiosmtplib.SMTP | None) -> None:
+    async def _discard(self, client: Connection | None) -> None:
         if client is None:
+            return
+        if isinstance(client, PipelinedConnection):
+            client.close()
             return
         try:
             client.close()
@@ -302,6 +347,9 @@ class SmtpSender:
         self._closed = True
         while self._idle:
             client = self._idle.pop()
+            if isinstance(client, PipelinedConnection):
+                await client.quit(timeout=2.0)
+                continue
             try:
                 await asyncio.wait_for(client.quit(), timeout=2.0)
             except (aiosmtplib.SMTPException, OSError, TimeoutError):

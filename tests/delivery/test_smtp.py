@@ -55,23 +55,33 @@ def message(n: int = 1, to: str = "ann@example.com") -> OutgoingMessage:
     )
 
 
-@pytest.fixture
-def sinks() -> Iterator[list[SmtpSink]]:
-    started: list[SmtpSink] = []
+class Sinks(list[SmtpSink]):
+    """The sinks a test started; each offers PIPELINING or not, as the test runs."""
+
+    def __init__(self, pipelining: bool) -> None:
+        super().__init__()
+        self.pipelining = pipelining
+
+
+@pytest.fixture(params=[True, False], ids=["pipelined", "one-command-at-a-time"])
+def sinks(request: pytest.FixtureRequest) -> Iterator[Sinks]:
+    """Every test runs against a server that offers PIPELINING and one that does not (the
+    sender then pipelines its commands or sends them one at a time)."""
+    started = Sinks(pipelining=request.param)
     yield started
     for sink in started:
         sink.stop()
 
 
-def start(sinks: list[SmtpSink], **options: object) -> SmtpSink:
-    sink = SmtpSink(**options)  # type: ignore[arg-type]
+def start(sinks: Sinks, **options: object) -> SmtpSink:
+    sink = SmtpSink(pipelining=sinks.pipelining, **options)  # type: ignore[arg-type]
     sink.start()
     sinks.append(sink)
     return sink
 
 
 async def test_starttls_with_auth_from_the_url(
-    sinks: list[SmtpSink], certificate: tuple[Path, Path]
+    sinks: Sinks, certificate: tuple[Path, Path]
 ) -> None:
     sink = start(
         sinks, tls=server_tls(certificate), require_starttls=True, credentials=("bob", "s3cr:t")
@@ -87,7 +97,7 @@ async def test_starttls_with_auth_from_the_url(
 
 
 async def test_wrong_credentials_make_the_backend_unavailable_so_mail_goes_out_once_fixed(
-    sinks: list[SmtpSink], certificate: tuple[Path, Path]
+    sinks: Sinks, certificate: tuple[Path, Path]
 ) -> None:
     sink = start(sinks, tls=server_tls(certificate), credentials=("bob", "right"))
     sender = sender_from_url(
@@ -101,9 +111,7 @@ async def test_wrong_credentials_make_the_backend_unavailable_so_mail_goes_out_o
     assert sink.received == []
 
 
-async def test_implicit_tls_with_smtps(
-    sinks: list[SmtpSink], certificate: tuple[Path, Path]
-) -> None:
+async def test_implicit_tls_with_smtps(sinks: Sinks, certificate: tuple[Path, Path]) -> None:
     sink = start(sinks, tls=server_tls(certificate), implicit_tls=True)
     sender = sender_from_url(f"smtps://127.0.0.1:{sink.port}?cafile={certificate[0]}")
     try:
@@ -114,7 +122,7 @@ async def test_implicit_tls_with_smtps(
 
 
 async def test_starttls_required_but_not_offered_makes_the_backend_unavailable(
-    sinks: list[SmtpSink],
+    sinks: Sinks,
 ) -> None:
     sink = start(sinks)
     sender = sender_from_url(f"smtp://127.0.0.1:{sink.port}?tls=starttls")
@@ -127,7 +135,7 @@ async def test_starttls_required_but_not_offered_makes_the_backend_unavailable(
 
 
 async def test_an_untrusted_certificate_is_refused(
-    sinks: list[SmtpSink], certificate: tuple[Path, Path]
+    sinks: Sinks, certificate: tuple[Path, Path]
 ) -> None:
     sink = start(sinks, tls=server_tls(certificate), implicit_tls=True)
     sender = sender_from_url(f"smtps://127.0.0.1:{sink.port}")
@@ -171,7 +179,7 @@ async def test_a_server_that_never_replies_makes_the_backend_unavailable(
         await sender.close()
 
 
-async def test_connections_are_kept_open_and_reused(sinks: list[SmtpSink]) -> None:
+async def test_connections_are_kept_open_and_reused(sinks: Sinks) -> None:
     sink = start(sinks)
     sender = sender_from_url(sink.url, connections=3)
     try:
@@ -186,7 +194,7 @@ async def test_connections_are_kept_open_and_reused(sinks: list[SmtpSink]) -> No
 
 
 async def test_connections_in_the_url_cap_what_a_worker_keeps_open(
-    sinks: list[SmtpSink],
+    sinks: Sinks,
 ) -> None:
     # 16 send slots, 2 connections: the sends queue for the two and all go out on them.
     sink = start(sinks)

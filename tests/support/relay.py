@@ -207,7 +207,10 @@ class RecordingRelay:
             command = line.rstrip(b"\r\n").decode("utf-8", errors="replace")
             verb = command[:4].upper()
             if verb in {"EHLO", "HELO"}:
-                writer.write(b"250-chaos-relay\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n")
+                # PIPELINING: the commands that come together are answered one by one, in order.
+                writer.write(
+                    b"250-chaos-relay\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n"
+                )
             elif verb == "MAIL":
                 mail_from, recipients = _address(command), []
                 writer.write(b"250 2.1.0 OK\r\n")

@@ -7,7 +7,8 @@ Recipients steer the answers:
 - `stall…@…`: the DATA reply is held back until `release()` (a send caught mid-DATA);
 - `stallrcpt…@…`: the RCPT reply is held back likewise (a send caught before DATA);
 - any address in `sink.replies` gets that reply at RCPT (e.g. "451 4.7.1 on suppression list");
-anything else is accepted and recorded, with the server's receive time.
+anything else is accepted and recorded, with the server's receive time. It offers PIPELINING
+unless told not to (aiosmtpd answers pipelined commands one after another, in order).
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ class _Handler:
     lock: threading.Lock = field(default_factory=threading.Lock)
     arrived: threading.Condition = field(init=False)
     helo_names: list[str] = field(default_factory=list)
+    pipelining: bool = True  # offer PIPELINING in EHLO
 
     def __post_init__(self) -> None:
         self.arrived = threading.Condition(self.lock)
@@ -80,6 +82,8 @@ class _Handler:
             self.sessions += 1
             self.helo_names.append(hostname)
         session.host_name = hostname
+        if self.pipelining:
+            responses.insert(len(responses) - 1, "250-PIPELINING")
         return responses
 
     async def handle_RCPT(
@@ -138,9 +142,12 @@ class SmtpSink:
         require_starttls: bool = False,
         credentials: tuple[str, str] | None = None,
         smtputf8: bool = False,
+        pipelining: bool = True,
     ) -> None:
+        """`pipelining`: offer PIPELINING in EHLO, as Postfix and the big providers do (the
+        sender then pipelines its commands); without it the sender sends one at a time."""
         self.port = free_port()
-        self._handler = _Handler(delay_s=delay_s)
+        self._handler = _Handler(delay_s=delay_s, pipelining=pipelining)
         options: dict[str, Any] = {"decode_data": False}
         if tls is not None and not implicit_tls:
             options.update(tls_context=tls, require_starttls=require_starttls)
