@@ -67,11 +67,10 @@ class SendAttempts:
     """One attempt at one email: build, sign, send, and the outcome.
 
     Before the send starts and again right before the message goes out (SMTP DATA, or the ESP
-    request) the worker proves
-    that it still holds the email (`proof`); an email past its expiry is not sent; while the
-    backend's breaker is open nothing is sent; a failure of the backend itself is `deferred`
-    and trips the breaker; a transient failure is retried until the email's deadline
-    (mailq.deadlines)."""
+    request) the worker proves that it still holds the email (`proof`); an email past its
+    expiry is not sent; while the backend's breaker is open nothing is sent; a failure of the
+    backend itself is `deferred` and trips the breaker; a transient failure is retried until
+    the email's deadline (mailq.deadlines)."""
 
     def __init__(
         self,
