@@ -180,8 +180,14 @@ class SmtpSender:
         return client
 
     async def _open(self) -> Connection:
-        """A new connection for sending, greeted with EHLO (HELO when EHLO is refused), and
-        pipelined when the server offers PIPELINING."""
+        """A new connection for sending, greeted, and pipelined when the server offers
+        PIPELINING."""
+        client = await self._greeted()
+        return PipelinedConnection.take_over(client) or client
+
+    async def _greeted(self) -> aiosmtplib.SMTP:
+        """A new connection after EHLO (HELO when EHLO is refused), whose extensions are then
+        known; BackendUnavailable when the server refuses both or drops the connection."""
         client = await self._connect()
         try:
             if client.is_ehlo_or_helo_needed:
@@ -203,21 +209,12 @@ class SmtpSender:
             raise BackendUnavailable(
                 f"the SMTP server dropped the connection at EHLO: {exc or type(exc).__name__}"
             ) from None
-        return PipelinedConnection.take_over(client) or client
+        return client
 
     async def probe(self) -> None:
         """Connect with EHLO, STARTTLS and AUTH as a send would, then QUIT: sends nothing.
         BackendUnavailable when the server is not usable."""
-        client = await self._connect()
-        try:
-            if client.is_ehlo_or_helo_needed:
-                await client.ehlo()
-        except aiosmtplib.SMTPResponseException as exc:
-            client.close()
-            raise BackendUnavailable(f"EHLO refused: {exc.code} {exc.message}") from None
-        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
-            client.close()
-            raise BackendUnavailable(f"EHLO failed: {exc or type(exc).__name__}") from None
+        client = await self._greeted()
         try:
             await asyncio.wait_for(client.quit(), timeout=self._connect_timeout_s)
         except (aiosmtplib.SMTPException, OSError, TimeoutError):
