@@ -39,6 +39,7 @@ from mailq.redaction import redact_url
 logger = logging.getLogger(__name__)
 
 TLS_MODES = ("auto", "starttls", "none")
+PIPELINING_MODES = ("auto", "off")
 # The most connections one worker may keep to one server (`connections=` in MAILQ_BACKEND).
 MAX_CONNECTIONS = 1_000
 
@@ -56,6 +57,9 @@ class SmtpTarget:
     # The most connections a worker keeps to the server (`connections=`; None: one per send
     # slot). Fewer connections than slots keep each one busy while outcomes are committed.
     connections: int | None = None
+    # `pipelining=off`: one command at a time even where the server offers PIPELINING (a
+    # relay that offers it and mishandles it); `auto`, the default, pipelines where offered.
+    pipelining: bool = True
 
     @classmethod
     def from_url(cls, url: str) -> SmtpTarget:
@@ -65,6 +69,10 @@ class SmtpTarget:
         tls = (query.get("tls") or ["auto"])[-1].lower()
         if tls not in TLS_MODES:
             raise BackendError(f"MAILQ_BACKEND: tls={tls!r}; use one of {', '.join(TLS_MODES)}")
+        pipelining = (query.get("pipelining") or ["auto"])[-1].lower()
+        if pipelining not in PIPELINING_MODES:
+            modes = ", ".join(PIPELINING_MODES)
+            raise BackendError(f"MAILQ_BACKEND: pipelining={pipelining!r}; use one of {modes}")
         if implicit and "tls" in query:
             raise BackendError("MAILQ_BACKEND: smtps:// is implicit TLS; tls= is for smtp://")
         if not parts.hostname:
@@ -84,6 +92,7 @@ class SmtpTarget:
             password=unquote(parts.password) if parts.password else None,
             cafile=query["cafile"][-1] if query.get("cafile") else None,
             connections=_connections(query),
+            pipelining=pipelining == "auto",
         )
 
 
@@ -183,6 +192,8 @@ class SmtpSender:
         """A new connection for sending, greeted, and pipelined when the server offers
         PIPELINING."""
         client = await self._greeted()
+        if not self.target.pipelining:
+            return client
         return PipelinedConnection.take_over(client) or client
 
     async def _greeted(self) -> aiosmtplib.SMTP:

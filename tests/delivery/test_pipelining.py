@@ -260,6 +260,28 @@ async def test_a_421_means_the_server_is_going_away_and_nothing_is_sent(
     assert after == [b""]
 
 
+async def test_pipelining_off_in_the_url_sends_one_command_at_a_time(
+    scripted: list[ScriptedServer],
+) -> None:
+    """The server above answers nothing until four commands are in: a sender that waits for
+    each reply times out there, which `pipelining=off` makes this one do."""
+
+    async def session(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        for _ in range(4):
+            await scripted[0].read_line(reader)
+        writer.write(b"250 ok\r\n250 ok\r\n354 go ahead\r\n")
+
+    server = ScriptedServer(session)
+    scripted.append(server)
+    port = await server.start()
+    url = f"smtp://127.0.0.1:{port}?tls=none&pipelining=off"
+    sender = SmtpSender(SmtpTarget.from_url(url), reply_timeout_s=1)
+    with pytest.raises(BackendUnavailable, match="before MAIL FROM"):
+        await sender.send(outgoing())
+    await sender.close()
+    assert server.lines[1:] == [b"MAIL FROM:<app@example.com>\r\n"]  # and nothing after it
+
+
 def test_content_for_data_ends_lines_with_crlf_and_doubles_leading_periods() -> None:
     assert content_for_data(b"a\nb\r.c\r\n.d") == b"a\r\nb\r\n..c\r\n..d\r\n.\r\n"
     assert content_for_data(b"a\r\n") == b"a\r\n.\r\n"

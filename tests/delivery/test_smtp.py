@@ -220,6 +220,7 @@ async def test_connections_in_the_url_cap_what_a_worker_keeps_open(
         "smtp://h:25?connections=0",
         "smtp://h:25?connections=many",
         "smtp://h:25?connections=1001",
+        "smtp://h:25?pipelining=sometimes",
     ],
 )
 def test_malformed_backend_urls_are_refused(url: str) -> None:
