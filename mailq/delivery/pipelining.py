@@ -156,14 +156,15 @@ class PipelinedConnection:
 
     async def reply(self, timeout: float) -> Reply:
         """The next reply, in the order the commands were written; TimeoutError after
-        `timeout` seconds (the connection is then closed: a late reply would answer the
-        wrong command), ConnectionDropped when the connection ends first."""
+        `timeout` seconds, ConnectionDropped when the connection ends first or the server
+        sends what is not a reply. Either closes the connection (a late reply would answer
+        the wrong command)."""
         reader = self._reader
         if not reader.has_reply:  # replies to pipelined commands mostly come together
             try:
                 async with asyncio.timeout(timeout):
                     await reader.wait()
-            except TimeoutError:
+            except (TimeoutError, ConnectionDropped):
                 self.close()
                 raise
         reply = reader.pop()

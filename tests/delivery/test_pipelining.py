@@ -260,6 +260,25 @@ async def test_a_421_means_the_server_is_going_away_and_nothing_is_sent(
     assert after == [b""]
 
 
+async def test_what_is_not_a_reply_ends_the_connection_and_nothing_is_sent(
+    scripted: list[ScriptedServer],
+) -> None:
+    after: list[bytes] = []
+
+    async def session(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        for _ in range(3):
+            await scripted[0].read_line(reader)
+        writer.write(b"hello there\r\n")
+        after.append(await reader.read())  # until the client closes
+
+    sender = await sender_to(scripted, session)
+    with pytest.raises(BackendUnavailable, match="not a reply"):
+        await sender.send(outgoing())
+    await eventually(lambda: bool(after), message="the client did not close the connection")
+    await sender.close()
+    assert after == [b""]
+
+
 async def test_pipelining_off_in_the_url_sends_one_command_at_a_time(
     scripted: list[ScriptedServer],
 ) -> None:
