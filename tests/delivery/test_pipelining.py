@@ -130,27 +130,42 @@ async def test_the_envelope_commands_and_data_go_out_without_waiting_for_replies
     assert server_seen["content"] == MESSAGE_DATA.replace(b"\r\n.", b"\r\n..")
 
 
+async def sent_after_replies(
+    scripted: list[ScriptedServer], commands: int, replies: bytes, message: OutgoingMessage
+) -> tuple[Exception, bytes]:
+    """Send `message` to a server that reads `commands` lines, answers `replies`, then keeps
+    what the client writes until the client closes the connection: the send's failure, and
+    that (nothing, if the client ended the transaction by closing)."""
+    after: list[bytes] = []
+
+    async def session(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        for _ in range(commands):
+            await scripted[0].read_line(reader)
+        writer.write(replies)
+        after.append(await reader.read())  # until the client closes
+
+    sender = await sender_to(scripted, session)
+    with pytest.raises(Exception) as failure:
+        await sender.send(message)
+    await eventually(lambda: bool(after), message="the client did not close the connection")
+    await sender.close()
+    return failure.value, after[0]
+
+
 async def test_a_refused_to_whose_data_the_server_accepted_ends_the_connection_unsent(
     scripted: list[ScriptedServer],
 ) -> None:
-    after_354: list[bytes] = []
-
-    async def session(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        server = scripted[0]
-        for _ in range(4):
-            await server.read_line(reader)
-        # The cc is taken, so DATA is accepted although the `to` was refused.
-        writer.write(b"250 ok\r\n550 5.1.1 no such user\r\n250 ok\r\n354 go ahead\r\n")
-        after_354.append(await reader.read())  # until the client closes
-
-    sender = await sender_to(scripted, session)
-    with pytest.raises(PermanentFailure, match=r"550 5\.1\.1 no such user"):
-        await sender.send(outgoing("gone@example.com", "cc@example.com"))
-    await eventually(lambda: bool(after_354), message="the client did not close the connection")
-    await sender.close()
-
+    # The cc is taken, so DATA is accepted although the `to` was refused.
+    failure, sent = await sent_after_replies(
+        scripted,
+        4,
+        b"250 ok\r\n550 5.1.1 no such user\r\n250 ok\r\n354 go ahead\r\n",
+        outgoing("gone@example.com", "cc@example.com"),
+    )
+    assert isinstance(failure, PermanentFailure)
+    assert "550 5.1.1 no such user" in str(failure)
     # Not even the lone period: an empty message would have reached the cc.
-    assert after_354 == [b""]
+    assert sent == b""
 
 
 async def test_a_lease_lost_after_354_sends_nothing_and_the_next_email_opens_a_new_session(
@@ -243,40 +258,21 @@ async def test_a_kept_connection_the_server_dropped_is_replaced_and_the_email_go
 async def test_a_421_means_the_server_is_going_away_and_nothing_is_sent(
     scripted: list[ScriptedServer], replies: bytes, failure: type[Exception]
 ) -> None:
-    after: list[bytes] = []
-
-    async def session(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        server = scripted[0]
-        for _ in range(4):
-            await server.read_line(reader)
-        writer.write(replies)
-        after.append(await reader.read())  # until the client closes
-
-    sender = await sender_to(scripted, session)
-    with pytest.raises(failure, match="421"):
-        await sender.send(outgoing("ann@example.com", "cc@example.com"))
-    await eventually(lambda: bool(after), message="the client did not close the connection")
-    await sender.close()
-    assert after == [b""]
+    raised, sent = await sent_after_replies(
+        scripted, 4, replies, outgoing("ann@example.com", "cc@example.com")
+    )
+    assert type(raised) is failure
+    assert "421" in str(raised)
+    assert sent == b""
 
 
 async def test_what_is_not_a_reply_ends_the_connection_and_nothing_is_sent(
     scripted: list[ScriptedServer],
 ) -> None:
-    after: list[bytes] = []
-
-    async def session(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        for _ in range(3):
-            await scripted[0].read_line(reader)
-        writer.write(b"hello there\r\n")
-        after.append(await reader.read())  # until the client closes
-
-    sender = await sender_to(scripted, session)
-    with pytest.raises(BackendUnavailable, match="not a reply"):
-        await sender.send(outgoing())
-    await eventually(lambda: bool(after), message="the client did not close the connection")
-    await sender.close()
-    assert after == [b""]
+    raised, sent = await sent_after_replies(scripted, 3, b"hello there\r\n", outgoing())
+    assert type(raised) is BackendUnavailable
+    assert "not a reply" in str(raised)
+    assert sent == b""
 
 
 async def test_pipelining_off_in_the_url_sends_one_command_at_a_time(
