@@ -30,6 +30,7 @@ REVISIONS: tuple[str, ...] = (
     "0011_bounce_policy",
     "0012_dashboard_overview",
     "0013_message_id_btree",
+    "0014_open_address_no_campaigns",
 )
 HEAD = REVISIONS[-1]
 

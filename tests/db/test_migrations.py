@@ -150,3 +150,17 @@ def test_0013_finds_sent_emails_by_message_id_in_a_btree_and_goes_back_to_the_ha
     with psycopg.connect(empty_database_url) as conn:
         (found,) = conn.execute(indexes).fetchall()
     assert found[0] == "emails_message_id_sent_idx" and "USING hash" in found[1]
+
+
+def test_0014_leaves_campaign_emails_out_of_the_open_address_index_and_back(
+    empty_database_url: str,
+) -> None:
+    index = "SELECT indexdef FROM pg_indexes WHERE indexname = 'emails_open_address_idx'"
+    migrate(empty_database_url)
+    with psycopg.connect(empty_database_url) as conn:
+        (definition,) = conn.execute(index).fetchone()
+    assert "campaign_id IS NULL" in definition
+    downgrade(empty_database_url, "0013_message_id_btree")
+    with psycopg.connect(empty_database_url) as conn:
+        (definition,) = conn.execute(index).fetchone()
+    assert "campaign_id" not in definition and "'waiting'" in definition

@@ -1,5 +1,6 @@
 """The claim reads only due rows through the partial index, however many finished rows
-the table holds; an event finds a sent email by Message-ID through its index."""
+the table holds; an event finds a sent email by Message-ID through its index; suppressing
+an address finds its open emails through indexes, in campaigns or not."""
 
 from __future__ import annotations
 
@@ -92,3 +93,57 @@ async def test_an_event_finds_a_sent_email_by_message_id_through_its_index(
     assert not [
         n for n in nodes if n.get("Node Type") == "Seq Scan" and n.get("Relation Name") == "emails"
     ]
+
+
+async def test_suppressing_an_address_finds_its_open_emails_in_campaigns_through_indexes(
+    conn: asyncpg.Connection,
+) -> None:
+    # Campaign emails are not in the open-address index (0014): they are found through the
+    # campaign-recipient index, one look-up per campaign.
+    await sent_emails(conn, "welcome", 20_000)
+    await conn.execute(
+        """
+        INSERT INTO mailq.campaigns (name, kind, send_at, content, priority)
+        SELECT 'c' || g, 'news', now(), '{}', 5 FROM generate_series(1, 20) AS g
+        """
+    )
+    await conn.execute(
+        """
+        INSERT INTO mailq.emails (kind, to_address, message_id, content, campaign_id)
+        SELECT 'news', 'r' || g || '@example.com', '<c' || c.id || '-' || g || '@x>', '{}', c.id
+        FROM mailq.campaigns AS c CROSS JOIN generate_series(1, 2000) AS g
+        """
+    )
+    await conn.execute(
+        """
+        INSERT INTO mailq.emails (kind, to_address, message_id, content)
+        SELECT 'welcome', 'r' || g || '@example.com', '<w' || g || '@x>', '{}'
+        FROM generate_series(1, 2000) AS g
+        """
+    )
+    await conn.execute("ANALYZE mailq.emails")
+    await conn.execute("ANALYZE mailq.campaigns")
+    addresses = ["r7@example.com", "r9@example.com"]
+    transaction = conn.transaction()
+    await transaction.start()
+    try:
+        plan = await conn.fetchval(
+            "EXPLAIN (ANALYZE, FORMAT JSON) " + QUERIES["email_cancel_by_address"],
+            addresses,
+            "suppressed: test",
+            None,
+        )
+    finally:
+        await transaction.rollback()
+    nodes = _nodes(json.loads(plan))
+    on_emails = [n for n in nodes if n.get("Relation Name") == "emails"]
+    assert not [n for n in on_emails if n.get("Node Type") == "Seq Scan"]
+    indexes = {n.get("Index Name") for n in nodes}
+    assert {"emails_open_address_idx", "emails_campaign_recipient_idx"} <= indexes
+    # 2 addresses: in each of the 20 campaigns and outside them, 42 emails cancelled.
+    (update,) = [n for n in nodes if n.get("Node Type") == "ModifyTable"]
+    assert update["Actual Rows"] == 42
+    cancelled = await conn.fetch(
+        QUERIES["email_cancel_by_address"], addresses, "suppressed: test", None
+    )
+    assert len(cancelled) == 42

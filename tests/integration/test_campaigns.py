@@ -113,6 +113,40 @@ async def test_suppressed_recipients_are_stored_cancelled_with_the_reason(
     }
 
 
+async def test_suppressing_an_address_later_cancels_its_waiting_emails_in_every_campaign(
+    conn: asyncpg.Connection,
+) -> None:
+    first, _ = await campaigns.create_campaign(conn, spring(name="First"), people(3))
+    second, _ = await campaigns.create_campaign(conn, spring(name="Second"), people(3, 1))
+    await conn.execute(
+        "INSERT INTO mailq.emails (kind, to_address, message_id, content) "
+        "VALUES ('welcome', 'User1@Example.com', '<w1@x>', '{}')"
+    )
+    # One of them already went out: a sent email stays sent.
+    await conn.execute(
+        "UPDATE mailq.emails SET status = 'sent', attempts = 1, finished_at = now() "
+        "WHERE campaign_id = $1 AND to_address = 'user2@example.com'",
+        second.id,
+    )
+    await suppress(conn, ["USER1@example.com", "user2@example.com"], "unsubscribed")
+    rows = await conn.fetch(
+        "SELECT campaign_id, lower(to_address) AS address, status FROM mailq.emails "
+        "WHERE lower(to_address) IN ('user1@example.com', 'user2@example.com') "
+        "ORDER BY campaign_id NULLS FIRST, address"
+    )
+    assert [tuple(r) for r in rows] == [
+        (None, "user1@example.com", "cancelled"),
+        (first.id, "user1@example.com", "cancelled"),
+        (first.id, "user2@example.com", "cancelled"),
+        (second.id, "user1@example.com", "cancelled"),
+        (second.id, "user2@example.com", "sent"),
+    ]
+    assert (await campaigns.get_campaign(conn, first.id)).progress == {
+        "queued": 1,
+        "cancelled": 2,
+    }
+
+
 async def test_pause_resume_and_cancel(conn: asyncpg.Connection) -> None:
     campaign, _ = await campaigns.create_campaign(conn, spring(), people(5))
     assert await campaigns.pause_campaign(conn, campaign.id) == 5

@@ -309,10 +309,25 @@ RETURNING id;
 
 -- name: email_cancel_by_address
 -- Cancel the emails to addresses $1 (lower-case) that have not gone out: waiting or unknown.
-UPDATE mailq.emails
+-- Those of no campaign are found through emails_open_address_idx; a campaign's through
+-- emails_campaign_recipient_idx, one look-up per campaign and address (the open-address
+-- index leaves campaign emails out, so that a campaign's fan-out does not write it).
+UPDATE mailq.emails AS e
 SET status = 'cancelled', finished_at = coalesce($3::timestamptz, now()), last_error = $2::text
-WHERE lower(to_address) = ANY($1::text[]) AND status IN ('waiting', 'unknown')
-RETURNING id;
+WHERE e.id IN (
+        SELECT o.id FROM mailq.emails AS o
+        WHERE lower(o.to_address) = ANY($1::text[]) AND o.status IN ('waiting', 'unknown')
+          AND o.campaign_id IS NULL
+        UNION ALL
+        SELECT o.id
+        FROM mailq.campaigns AS c
+        CROSS JOIN unnest($1::text[]) AS a(address)
+        JOIN mailq.emails AS o
+          ON o.campaign_id = c.id AND o.campaign_id IS NOT NULL
+             AND lower(o.to_address) = a.address
+        WHERE o.status IN ('waiting', 'unknown'))
+  AND e.status IN ('waiting', 'unknown')
+RETURNING e.id;
 
 -- name: email_cancel
 -- Cancel waiting (or unknown) emails by id; returns those that were cancelled.
