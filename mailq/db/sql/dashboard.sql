@@ -89,10 +89,12 @@ LIMIT $12::integer;
 
 -- name: dashboard_email_cancellable
 -- Up to $9 emails a cancel can take that match the filters of dashboard_email_walk: waiting
--- or unknown, so only the partial indexes of the unfinished emails are read.
+-- or unknown, so only the partial indexes of the unfinished emails are read (written as OR:
+-- one index holds the waiting emails, another the unknown ones, emails_due_idx and
+-- emails_unknown_idx; none holds both since campaign emails left emails_open_address_idx).
 SELECT e.id
 FROM mailq.emails AS e
-WHERE e.status IN ('waiting', 'unknown')
+WHERE (e.status = 'waiting' OR e.status = 'unknown')
   AND ($1::text IS NULL OR e.kind = $1::text)
   AND ($2::text IS NULL OR mailq.email_state(e.status, e.run_at, e.attempts) = $2::text)
   AND ($3::text IS NULL OR lower(e.to_address) = $3::text)
