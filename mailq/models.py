@@ -110,6 +110,27 @@ class EmailRow:
     expires_at: datetime | None = None
 
 
+# The columns email_claim_due returns, in order (ClaimedEmail.from_row reads them so).
+CLAIMED_COLUMNS = (
+    "id",
+    "kind",
+    "priority",
+    "attempts",
+    "max_attempts",
+    "to_address",
+    "to_name",
+    "message_id",
+    "content",
+    "claimed_at",
+    "campaign_id",
+    "suppressed",
+    "expires_at",
+    "first_due_at",
+    "deferrals",
+    "run_at",
+)
+
+
 # Not frozen: a frozen dataclass's __init__ sets each field through object.__setattr__,
 # ~3x the cost, and one of these is made per email on the hot path; nothing mutates it.
 @dataclass(slots=True)
@@ -137,23 +158,43 @@ class ClaimedEmail:
     deferrals: int = 0
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> ClaimedEmail:
+    def from_row(cls, row: Sequence[Any]) -> ClaimedEmail:
+        """From a row of email_claim_due, by position (CLAIMED_COLUMNS, which the caller
+        checks once per claim): ~0.6x the cost of looking each column up by name."""
+        (
+            id_,
+            kind,
+            priority,
+            attempts,
+            max_attempts,
+            to_address,
+            to_name,
+            message_id,
+            content,
+            claimed_at,
+            campaign_id,
+            suppressed,
+            expires_at,
+            first_due_at,
+            deferrals,
+            _run_at,
+        ) = row
         return cls(
-            id=row["id"],
-            kind=row["kind"],
-            priority=row["priority"],
-            attempt=row["attempts"],
-            max_attempts=row["max_attempts"],
-            to=row["to_address"],
-            message_id=row["message_id"],
-            content=orjson.loads(row["content"]),
-            claimed_at=row["claimed_at"],
-            campaign_id=row.get("campaign_id"),
-            suppressed=row.get("suppressed"),
-            to_name=row.get("to_name"),
-            expires_at=row.get("expires_at"),
-            first_due_at=row.get("first_due_at"),
-            deferrals=row.get("deferrals") or 0,
+            id_,
+            kind,
+            priority,
+            attempts,
+            max_attempts,
+            to_address,
+            message_id,
+            orjson.loads(content),
+            claimed_at,
+            campaign_id,
+            suppressed,
+            to_name,
+            expires_at,
+            first_due_at,
+            deferrals or 0,
         )
 
     @property

@@ -11,7 +11,7 @@ from datetime import datetime
 from mailq.db.connection import Executor
 from mailq.db.queries import QUERIES
 from mailq.kinds import ClaimPlan
-from mailq.models import ClaimedEmail
+from mailq.models import CLAIMED_COLUMNS, ClaimedEmail
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,9 +65,14 @@ async def email_claim_due(
         starts.run_at,
         starts.id,
     )
+    if rows and tuple(rows[0].keys()) != CLAIMED_COLUMNS:
+        raise RuntimeError(  # a statement and its reader out of step: a bug of mailq's
+            f"email_claim_due returns {tuple(rows[0].keys())}, "
+            f"ClaimedEmail.from_row reads {CLAIMED_COLUMNS}"
+        )
     last: dict[tuple[str, int], tuple[datetime, int]] = {}
-    for r in rows:
-        key, end = (r["kind"], r["priority"]), (r["run_at"], r["id"])
+    for r in rows:  # by position, as from_row: id 0, kind 1, priority 2, run_at 15
+        key, end = (r[1], r[2]), (r[15], r[0])
         if key not in last or end > last[key]:
             last[key] = end
     return Claimed([ClaimedEmail.from_row(r) for r in rows], last)
