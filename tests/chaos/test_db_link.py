@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
@@ -29,7 +28,7 @@ from tests.support.chaos import (
     sent_by,
     wait_until,
 )
-from tests.support.fault_proxy import FaultProxy
+from tests.support.fault_proxy import FaultProxy, postgres_upstream, through
 from tests.support.processes import worker_env
 from tests.support.relay import RecordingRelay
 
@@ -42,20 +41,13 @@ STALL_S = 2 * LEASE_S
 RECOVERY_BOUND_S = 30.0
 
 
-def through(url: str, proxy: FaultProxy) -> str:
-    parts = urlsplit(url)
-    user = f"{parts.username}@" if parts.username else ""
-    return urlunsplit(parts._replace(netloc=f"{user}{proxy.host}:{proxy.port}"))
-
-
 async def test_a_stalled_then_cut_database_link_sends_nothing_twice(
     database_url: str, relay: RecordingRelay, workers_log: Path
 ) -> None:
     await enqueue_emails(database_url, TOTAL)
     observer = Observer(database_url)  # the test's own view goes around the proxy
     checks = Checks()
-    upstream = urlsplit(database_url)
-    with FaultProxy(upstream.hostname or "127.0.0.1", upstream.port or 5432) as proxy:
+    with FaultProxy(*postgres_upstream(database_url)) as proxy:
         env = chaos_env(worker_env(through(database_url, proxy), relay.url))
         with Fleet(env, workers_log) as fleet:
             fleet.start(WORKERS)

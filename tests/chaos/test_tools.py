@@ -10,7 +10,7 @@ import aiosmtplib
 import asyncpg
 import pytest
 
-from tests.support.fault_proxy import FaultProxy
+from tests.support.fault_proxy import FaultProxy, postgres_upstream, through
 from tests.support.private_postgres import private_postgres
 from tests.support.relay import RecordingRelay, RelayMode
 
@@ -52,10 +52,8 @@ async def test_the_relay_records_each_delivery_and_fails_in_each_mode() -> None:
 
 
 async def test_the_proxy_passes_stalls_cuts_and_refuses(database_url: str) -> None:
-    upstream = database_url.split("@", 1)[1].split("/", 1)[0]
-    host, _, port_text = upstream.partition(":")
-    with FaultProxy(host, int(port_text or 5432)) as proxy:
-        url = database_url.replace(upstream, f"127.0.0.1:{proxy.port}")
+    with FaultProxy(*postgres_upstream(database_url)) as proxy:
+        url = through(database_url, proxy)
         conn = await asyncpg.connect(url)
         assert await conn.fetchval("SELECT 1") == 1
         proxy.stall()

@@ -19,6 +19,7 @@ import enum
 import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 T = TypeVar("T")
 
@@ -45,8 +46,29 @@ class _Link:
                 writer.transport.abort()
 
 
+def postgres_upstream(url: str) -> tuple[str, int]:
+    """Where the server of a PostgreSQL URL listens: (host, port), the host a Unix socket's
+    folder for a URL like the embedded server's (postgresql://postgres:@/postgres?host=/tmp/…),
+    which listens on no TCP port."""
+    parts = urlsplit(url)
+    query = dict(parse_qsl(parts.query))
+    return query.get("host") or parts.hostname or "127.0.0.1", int(
+        query.get("port") or parts.port or 5432
+    )
+
+
+def through(url: str, proxy: FaultProxy) -> str:
+    """The PostgreSQL URL `url` with its server replaced by the proxy (TCP on loopback)."""
+    parts = urlsplit(url)
+    user, at, _ = parts.netloc.rpartition("@")
+    query = [(k, v) for k, v in parse_qsl(parts.query) if k not in ("host", "port")]
+    netloc = f"{user}{at}{proxy.host}:{proxy.port}"
+    return urlunsplit(parts._replace(netloc=netloc, query=urlencode(query)))
+
+
 class FaultProxy:
     def __init__(self, upstream_host: str, upstream_port: int, host: str = "127.0.0.1") -> None:
+        """`upstream_host` may be a Unix socket's folder (PostgreSQL's: .s.PGSQL.<port>)."""
         self.upstream_host = upstream_host
         self.upstream_port = upstream_port
         self.host = host
@@ -174,9 +196,13 @@ class FaultProxy:
         assert self._flowing is not None
         # A connection accepted while stalled is held before anything reaches upstream.
         await self._flowing.wait()
-        upstream_reader, link.upstream = await asyncio.open_connection(
-            self.upstream_host, self.upstream_port
-        )
+        if self.upstream_host.startswith("/"):
+            socket_path = f"{self.upstream_host}/.s.PGSQL.{self.upstream_port}"
+            upstream_reader, link.upstream = await asyncio.open_unix_connection(socket_path)
+        else:
+            upstream_reader, link.upstream = await asyncio.open_connection(
+                self.upstream_host, self.upstream_port
+            )
         pumps = [
             asyncio.create_task(self._pump(client_reader, link.upstream)),
             asyncio.create_task(self._pump(upstream_reader, link.client)),
