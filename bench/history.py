@@ -42,6 +42,7 @@ async def history_template(ctx: Context) -> str:
         )
         await conn.execute(BENCH_QUERIES["bench_history_attempts"])
         await conn.execute(BENCH_QUERIES["bench_history_analyze"])
+        await conn.execute(BENCH_QUERIES["bench_history_checkpoint"])
     finally:
         await conn.close()
     ctx.notes["history_fill_seconds"] = time.perf_counter() - began
