@@ -229,3 +229,42 @@ async def test_plans_from_kinds_fit_the_claim_statement(conn: asyncpg.Connection
     claimed = await email_claim_due(conn, plan_claim(16, {}, ALL), worker)
     assert len(claimed) == 16
     assert [e.kind for e in claimed[:3]] == ["welcome"] * 3
+
+
+async def test_a_claimed_email_carries_each_column_of_its_row_into_its_own_field(
+    conn: asyncpg.Connection,
+) -> None:
+    # ClaimedEmail.from_row reads the claim's columns by position: every field must get the
+    # column of its name, none its neighbour's.
+    expires = datetime.now(UTC) + timedelta(days=3)
+    email_id = await conn.fetchval(
+        """
+        INSERT INTO mailq.emails (kind, priority, to_address, to_name, message_id, content,
+                                  max_attempts, expires_at, attempts, deferrals, send_at)
+        VALUES ('welcome', 3, 'ann@example.com', 'Ann Example', '<m1@example.com>',
+                '{"subject": "s", "text": "t"}', 7, $1, 2, 1, now() - interval '1 minute')
+        RETURNING id
+        """,
+        expires,
+    )
+    worker = await register(conn)
+    (email,) = await email_claim_due(conn, everything(), worker)
+    row = await conn.fetchrow(
+        "SELECT claimed_at, send_at FROM mailq.emails WHERE id = $1", email_id
+    )
+    assert (email.id, email.kind, email.priority, email.attempt, email.max_attempts) == (
+        email_id,
+        "welcome",
+        3,
+        3,
+        7,
+    )
+    assert (email.to, email.to_name, email.message_id) == (
+        "ann@example.com",
+        "Ann Example",
+        "<m1@example.com>",
+    )
+    assert email.content == {"subject": "s", "text": "t"}
+    assert (email.claimed_at, email.first_due_at) == (row["claimed_at"], row["send_at"])
+    assert (email.campaign_id, email.suppressed, email.expires_at) == (None, None, expires)
+    assert email.deferrals == 1
