@@ -16,7 +16,6 @@ same message whichever path saw it first.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from typing import Any
 
 import orjson
 
+from mailq.addresses import message_id_hexes
 from mailq.compose.templates import PROVIDED_VARIABLES, TemplateStore, variables_of
 from mailq.errors import InvalidEmail
 from mailq.kinds import KindPolicy
@@ -45,7 +45,7 @@ _Key = tuple[Any, ...]
 # The content fields a template may use, and whether each is a header.
 _TEMPLATED = (("subject", True), ("text", False), ("html", False))
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-# Emails whose message ids come from one call of os.urandom.
+# Emails whose message ids come from one reading of the clock and one call of os.urandom.
 _RANDOM_BATCH = 1024
 
 
@@ -171,7 +171,9 @@ def iter_rows(
             raise TypeError(f"emails[{index}] is a {type(email).__name__}, not a mailq.Email")
         offset = 32 * (index % _RANDOM_BATCH)
         if not offset:
-            random_hex = os.urandom(16 * _RANDOM_BATCH).hex()
+            # Clock first (mailq.addresses), as every Message-ID mailq makes: the sent emails'
+            # index then takes each batch into a few adjacent pages, not one page per email.
+            random_hex = message_id_hexes(_RANDOM_BATCH)
         same = last[1] is not None and _same_shape(email, last[0])
         key = last[1] if same else _shape_key(email)
         last = (email, key)

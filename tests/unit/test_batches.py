@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from mailq import Email, InvalidEmail
+from mailq.addresses import new_message_id
 from mailq.batches import rows_of
 from mailq.compose.templates import DEFAULT_TEMPLATES
 from mailq.kinds import BUILTIN_KINDS
@@ -120,3 +122,28 @@ def test_a_refusal_after_the_first_of_its_shape_is_the_one_it_gets_alone(second:
     with pytest.raises(InvalidEmail) as together:
         rows_of([first, second], **_args())  # type: ignore[arg-type]
     assert str(together.value) == str(alone.value)
+
+
+def test_the_message_ids_of_a_batch_begin_with_the_clock_as_those_of_an_email_alone() -> None:
+    """The sent emails' Message-ID index takes a batch into a few adjacent pages only if
+    its ids are in clock order (mailq.addresses): a bulk enqueue's as much as any."""
+    before = new_message_id("example.com")
+    emails = [
+        Email(to=f"user{n}@example.com", subject=SUBJECT, text=TEXT, context=CONTEXT)
+        for n in range(3000)
+    ]
+    rows = rows_of(
+        emails,
+        default_from="Team <team@example.com>",
+        kinds=BUILTIN_KINDS,
+        templates=DEFAULT_TEMPLATES,
+        now=NOW,
+    )
+    after = new_message_id("example.com")
+    ids = [r.message_id for r in rows]
+    assert all(re.fullmatch(r"<[0-9a-f]{32}@example\.com>", i) for i in ids)
+    assert len(set(ids)) == 3000
+    clocks = [i[1:14] for i in ids]
+    assert before[1:14] <= min(clocks) and max(clocks) <= after[1:14]
+    # One clock reading per 1,024 emails (the first is checked alone and reads its own).
+    assert len(set(clocks)) <= 5
