@@ -1,18 +1,21 @@
 """The sent emails' Message-ID index side by side: hash (0011) against a B-tree in byte order
-(0013), one database, rounds alternating.
+(0013), one database, rounds alternating; or (`ids`) the B-tree taking new emails whose
+Message-IDs are clock-first against random ones (as a bulk enqueue made them before the
+clock came first there too).
 
 10,000,000 sent emails with random Message-IDs (as the ones made before 0013 are), then per
-round: the index built, 50,000 new emails with clock-first Message-IDs, a CHECKPOINT, and the
-50,000 marked sent in batches of 100 as the outcome statement does; the WAL bytes and the
-seconds of those updates alone. Run from a checkout with its venv:
+round: the index built, 50,000 new emails with clock-first (or random) Message-IDs, a
+CHECKPOINT, and the 50,000 marked sent in batches of 100 as the outcome statement does; the
+WAL bytes and the seconds of those updates alone. Run from a checkout with its venv:
 
-    .venv/bin/python docs/bench/message_id_index_ab.py [HISTORY] > results.json
+    .venv/bin/python docs/bench/message_id_index_ab.py [HISTORY] [ids] > results.json
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 import time
 
@@ -43,7 +46,13 @@ async def fill(conn: asyncpg.Connection, history: int) -> None:
     await conn.execute("VACUUM ANALYZE mailq.emails")
 
 
-async def one_round(conn: asyncpg.Connection, index: str) -> dict[str, object]:
+def new_ids(kind: str) -> list[str]:
+    if kind == "random":
+        return [f"<{os.urandom(16).hex()}@example.com>" for _ in range(NEW)]
+    return [new_message_id("example.com") for _ in range(NEW)]
+
+
+async def one_round(conn: asyncpg.Connection, index: str, ids: str) -> dict[str, object]:
     await conn.execute("DROP INDEX IF EXISTS mailq.ab_idx")
     await conn.execute(INDEX[index])
     size = await conn.fetchval("SELECT pg_relation_size('mailq.ab_idx')")
@@ -51,9 +60,9 @@ async def one_round(conn: asyncpg.Connection, index: str) -> dict[str, object]:
         "INSERT INTO mailq.emails (kind, to_address, message_id, content) "
         "SELECT 'welcome', 'n' || g || '@example.com', m, '{}' "
         "FROM unnest($1::text[]) WITH ORDINALITY AS r(m, g) RETURNING id",
-        [new_message_id("example.com") for _ in range(NEW)],
+        new_ids(ids),
     )
-    ids = [r["id"] for r in rows]
+    emails = [r["id"] for r in rows]
     await conn.execute("CHECKPOINT")
     await conn.execute("SET synchronous_commit = on")
     began_at = await conn.fetchval("SELECT pg_current_wal_lsn()")
@@ -62,13 +71,14 @@ async def one_round(conn: asyncpg.Connection, index: str) -> dict[str, object]:
         await conn.execute(
             "UPDATE mailq.emails SET status = 'sent', attempts = 1, finished_at = now() "
             "WHERE id = ANY($1::bigint[])",
-            ids[at : at + BATCH],
+            emails[at : at + BATCH],
         )
     seconds = time.perf_counter() - began
     wal = await conn.fetchval("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), $1)", began_at)
     await conn.execute("SET synchronous_commit = off")
     return {
         "index": index,
+        "new_ids": ids,
         "index_mb": round(size / 2**20),
         "seconds": round(seconds, 2),
         "emails_per_s": round(NEW / seconds),
@@ -76,7 +86,7 @@ async def one_round(conn: asyncpg.Connection, index: str) -> dict[str, object]:
     }
 
 
-async def main(history: int) -> None:
+async def main(history: int, compare: str) -> None:
     admin = await asyncpg.connect(f"{SERVER}/postgres")
     await admin.execute(f"DROP DATABASE IF EXISTS {NAME}")
     await admin.execute(f"CREATE DATABASE {NAME}")
@@ -85,7 +95,15 @@ async def main(history: int) -> None:
         conn = await asyncpg.connect(f"{SERVER}/{NAME}")
         try:
             await fill(conn, history)
-            rounds = [await one_round(conn, i) for i in ("hash", "btree", "hash", "btree")]
+            variants = (
+                [("btree", "random"), ("btree", "clock")]
+                if compare == "ids"
+                else [
+                    ("hash", "clock"),
+                    ("btree", "clock"),
+                ]
+            )
+            rounds = [await one_round(conn, i, ids) for i, ids in variants * 2]
         finally:
             await conn.close()
     finally:
@@ -95,4 +113,9 @@ async def main(history: int) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(int(sys.argv[1]) if len(sys.argv) > 1 else 10_000_000))
+    asyncio.run(
+        main(
+            int(sys.argv[1]) if len(sys.argv) > 1 else 10_000_000,
+            sys.argv[2] if len(sys.argv) > 2 else "index",
+        )
+    )
