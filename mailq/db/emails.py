@@ -220,7 +220,19 @@ async def email_finish(
     )
     *outcomes, provider_ids = map(list, columns)
     rows = await db.fetch(QUERIES["email_finish"], *outcomes, worker_id, now, provider_ids)
-    return Applied([r[0] for r in rows if not r[1]], [r[0] for r in rows if r[1]])
+    applied = [r[0] for r in rows]
+    if len(applied) == len(results):
+        return Applied(applied)
+    done = set(applied)
+    missing = [r for r in results if r.email.id not in done]
+    recorded = await db.fetch(
+        QUERIES["email_outcomes_recorded"],
+        [r.email.id for r in missing],
+        [r.email.attempt for r in missing],
+        [r.outcome.value for r in missing],
+        worker_id,
+    )
+    return Applied(applied, [r[0] for r in recorded])
 
 
 async def email_release(

@@ -157,6 +157,28 @@ async def test_a_late_outcome_from_a_lost_lease_cannot_overwrite_the_new_attempt
     assert [(r["attempt"], r["outcome"]) for r in outcomes] == [(1, "lost"), (2, "sent")]
 
 
+async def test_a_batch_written_again_after_its_reply_was_lost_is_reconciled_not_lost(
+    conn: asyncpg.Connection,
+) -> None:
+    ids = await enqueue(conn, welcome(1), welcome(2), welcome(3))
+    worker = await register(conn)
+    claimed = await email_claim_due(conn, everything(), worker)
+    batch = [result(e, Outcome.SENT) for e in claimed]
+    first = await email_finish(conn, batch, worker)
+    assert first == set(ids) and not first.reconciled
+
+    # The worker did not learn of that commit and writes the same batch again.
+    again = await email_finish(conn, batch, worker)
+    assert again == set(ids) and again.reconciled == set(ids)
+    # Another worker's try of the same attempt is not this worker's outcome.
+    other = await email_finish(conn, batch[:1], uuid.uuid4())
+    assert other == set() and not other.reconciled
+    attempts = await conn.fetchval(
+        "SELECT count(*) FROM mailq.attempts WHERE email_id = ANY($1::bigint[])", ids
+    )
+    assert attempts == 3, "each attempt recorded once"
+
+
 async def test_rescue_leaves_live_workers_alone_and_fails_a_last_attempt(
     conn: asyncpg.Connection,
 ) -> None:

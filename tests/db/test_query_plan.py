@@ -1,15 +1,19 @@
 """The claim reads only due rows through the partial index, however many finished rows
 the table holds; an event finds a sent email by Message-ID through its index; suppressing
-an address finds its open emails through indexes, in campaigns or not."""
+an address finds its open emails through indexes, in campaigns or not; the outcome
+statement reads only its own emails, whatever plan a worker's connection has cached."""
 
 from __future__ import annotations
 
 import json
 import uuid
+from datetime import UTC, datetime
 
 import asyncpg
 
+from mailq.db.claims import email_claim_due
 from mailq.db.queries import QUERIES
+from mailq.kinds import ClaimPlan
 
 CONTENT = json.dumps({"from": "a@example.com", "subject": "s", "text": "t"})
 
@@ -147,3 +151,84 @@ async def test_suppressing_an_address_finds_its_open_emails_in_campaigns_through
         QUERIES["email_cancel_by_address"], addresses, "suppressed: test", None
     )
     assert len(cancelled) == 42
+
+
+async def test_the_outcome_statement_reads_only_its_emails_with_a_plan_made_on_empty_tables(
+    conn: asyncpg.Connection,
+) -> None:
+    # A worker's connection keeps the generic plan it made once (PostgreSQL's plan cache,
+    # replaced only when the tables are analyzed again): made while mailq.attempts and
+    # mailq.campaigns were empty, the statement scanned all of the worker's attempts, and
+    # read every email of a campaign for each retry, on every outcome, slower with each email
+    # sent (for good with autovacuum off). The generic plan is forced here, and made on the
+    # empty tables, as such a connection has it.
+    worker = uuid.uuid4()
+    await sent_emails(conn, "welcome", 5_000)
+    await conn.execute("ANALYZE")
+    await conn.execute("SET plan_cache_mode = force_generic_plan")
+    finish = await conn.prepare(QUERIES["email_finish"])
+    assert await finish.fetch([], [], [], [], [], [], [], [], worker, None, []) == []
+    await conn.execute(
+        """
+        INSERT INTO mailq.attempts (email_id, attempt, worker_id, started_at, outcome)
+        SELECT id, 1, $1, now(), 'sent' FROM mailq.emails
+        """,
+        worker,
+    )
+    await conn.execute(
+        """
+        INSERT INTO mailq.campaigns (name, kind, send_at, content, priority)
+        VALUES ('news', 'news', now(), '{}', 5)
+        """
+    )
+    await conn.execute(
+        """
+        INSERT INTO mailq.emails (kind, to_address, message_id, content, campaign_id)
+        SELECT 'news', 'r' || g || '@example.com', '<c' || g || '@x>', $1, c.id
+        FROM mailq.campaigns AS c CROSS JOIN generate_series(1, 5000) AS g
+        """,
+        CONTENT,
+    )
+    claimed = await email_claim_due(conn, ClaimPlan(["news"], [16], 16), worker)
+    assert len(claimed) == 16
+    now = datetime.now(UTC)
+    transaction = conn.transaction()
+    await transaction.start()
+    try:
+        before = await rows_read(conn)
+        applied = await finish.fetch(
+            [e.id for e in claimed],
+            [e.attempt for e in claimed],
+            ["sent"] * 8 + ["retry"] * 8,  # a retry looks up its campaign
+            [now] * 16,
+            [None] * 16,
+            [None] * 16,
+            [None] * 16,
+            [60.0] * 16,
+            worker,
+            None,
+            [None] * 16,
+        )
+        after = await rows_read(conn)
+    finally:
+        await transaction.rollback()
+        await conn.execute("RESET plan_cache_mode")
+    assert len(applied) == 16
+    read = {key: after[key] - before[key] for key in after}
+    # The 16 emails and their campaign looked up by key: not the 5,000 attempts, nor the
+    # campaign's 5,000 emails for each retry.
+    assert read["attempts"] == 0
+    assert read["emails"] <= 3 * 16
+    assert read["campaigns"] <= 8
+
+
+async def rows_read(conn: asyncpg.Connection) -> dict[str, int]:
+    """Rows this session has read from the hot tables so far (scanned or fetched by index)."""
+    rows = await conn.fetch(
+        """
+        SELECT relname, seq_tup_read + coalesce(idx_tup_fetch, 0) AS read
+        FROM pg_stat_xact_user_tables
+        WHERE schemaname = 'mailq' AND relname IN ('emails', 'attempts', 'campaigns')
+        """
+    )
+    return {r["relname"]: r["read"] for r in rows}

@@ -133,8 +133,8 @@ WHERE NOT EXISTS (SELECT 1 FROM mailq.paused_kinds AS p WHERE p.kind = k.kind);
 -- suppressed), 'expired' (ends failed), 'released' (handed back, due where it was). A result
 -- is applied only while the email is still in the attempt that produced it (same worker,
 -- same attempt number): a worker that lost its lease cannot overwrite a newer attempt.
--- Returns the ids that were applied, and those whose attempt row this worker had already
--- written (an earlier try of this batch committed but its reply was lost): `reconciled`.
+-- Returns the ids that were applied (those that were not may have been by an earlier try of
+-- this batch whose reply was lost: email_outcomes_recorded).
 -- $11: the provider's message id of each attempt (ESP backends; null for SMTP).
 WITH result AS (
     SELECT * FROM unnest($1::bigint[], $2::integer[], $3::text[], $4::timestamptz[],
@@ -146,11 +146,14 @@ campaign AS MATERIALIZED (
     -- A retry of a campaign email follows its campaign: paused since the claim, it is held
     -- (due in the far future); cancelled, it is cancelled. MATERIALIZED: inlined, the
     -- planner joined it per result row, scanning every result again each time (100 x 100
-    -- rows for a batch of 100, a third of the statement's time).
-    SELECT r.id, c.status AS campaign_status
+    -- rows for a batch of 100, a third of the statement's time). Each retried result looks
+    -- up its own email and campaign: as a join, a plan cached while mailq.campaigns looked
+    -- empty began from the campaigns and read all of their emails on every outcome.
+    SELECT r.id,
+           (SELECT c.status FROM mailq.campaigns AS c
+            WHERE c.id = (SELECT e.campaign_id FROM mailq.emails AS e WHERE e.id = r.id))
+               AS campaign_status
     FROM result AS r
-    JOIN mailq.emails AS e ON e.id = r.id
-    JOIN mailq.campaigns AS c ON c.id = e.campaign_id
     WHERE r.outcome IN ('retry', 'deferred')
 ),
 applied AS (
@@ -199,15 +202,18 @@ recorded AS (
     FROM result AS r JOIN applied AS a ON a.id = r.id
     WHERE r.outcome NOT IN ('cancelled', 'expired', 'released')
 )
-SELECT id, false AS reconciled FROM applied
-UNION ALL
--- Not applied now, but recorded by this worker's same attempt before (the statement's
--- snapshot does not see the row `recorded` inserts): the outcome is committed, not lost.
-SELECT r.id, true FROM result AS r
-JOIN mailq.attempts AS a
-  ON a.email_id = r.id AND a.attempt = r.attempt AND a.worker_id = $9::uuid
-     AND a.outcome = r.outcome
-WHERE r.id NOT IN (SELECT id FROM applied);
+SELECT id FROM applied;
+
+-- name: email_outcomes_recorded
+-- Of the outcomes ($1 ids, $2 attempt numbers, $3 outcomes) that email_finish did not apply,
+-- those worker $4 had recorded already: an earlier try of the same batch committed but its
+-- reply was lost, so the outcome is committed, not lost. A statement of its own, run only
+-- when some outcome was not applied: inside email_finish, a plan a connection cached while
+-- mailq.attempts was empty scanned all of this worker's attempts on every outcome.
+SELECT a.email_id
+FROM unnest($1::bigint[], $2::integer[], $3::text[]) AS r(id, attempt, outcome)
+JOIN mailq.attempts AS a ON a.email_id = r.id AND a.attempt = r.attempt
+WHERE a.worker_id = $4::uuid AND a.outcome = r.outcome;
 
 -- name: email_release
 -- Hand back emails that worker $2 claimed but never started: waiting again at once, and
