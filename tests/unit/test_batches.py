@@ -14,6 +14,7 @@ from mailq.addresses import new_message_id
 from mailq.batches import rows_of
 from mailq.compose.templates import DEFAULT_TEMPLATES
 from mailq.kinds import BUILTIN_KINDS
+from mailq.models import EmailRow
 from mailq.validation import to_row
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
@@ -36,15 +37,18 @@ def comparable(row: object) -> dict[str, object]:
     return fields
 
 
-def batch(emails: list[Email]) -> list[dict[str, object]]:
-    rows = rows_of(
+def checked_together(emails: list[Email]) -> list[EmailRow]:
+    return rows_of(
         emails,
         default_from="Team <team@example.com>",
         kinds=BUILTIN_KINDS,
         templates=DEFAULT_TEMPLATES,
         now=NOW,
     )
-    return [comparable(r) for r in rows]
+
+
+def batch(emails: list[Email]) -> list[dict[str, object]]:
+    return [comparable(r) for r in checked_together(emails)]
 
 
 def test_each_row_is_the_one_the_email_gets_alone(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -132,13 +136,7 @@ def test_the_message_ids_of_a_batch_begin_with_the_clock_as_those_of_an_email_al
         Email(to=f"user{n}@example.com", subject=SUBJECT, text=TEXT, context=CONTEXT)
         for n in range(3000)
     ]
-    rows = rows_of(
-        emails,
-        default_from="Team <team@example.com>",
-        kinds=BUILTIN_KINDS,
-        templates=DEFAULT_TEMPLATES,
-        now=NOW,
-    )
+    rows = checked_together(emails)
     after = new_message_id("example.com")
     ids = [r.message_id for r in rows]
     assert all(re.fullmatch(r"<[0-9a-f]{32}@example\.com>", i) for i in ids)
