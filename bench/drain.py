@@ -21,7 +21,7 @@ import asyncpg
 
 from bench import cpu, workload
 from bench.databases import BenchError
-from bench.plan import BARE, MAILQ, MAILQ_DEFAULTS, Context, Measurement, Sample
+from bench.plan import BARE, BARE_BOUNDED, MAILQ, MAILQ_DEFAULTS, Context, Measurement, Sample
 from bench.processes import (
     Processes,
     bare_loop_argv,
@@ -178,9 +178,14 @@ async def mailq_drain(
     return sample
 
 
-async def bare_drain(ctx: Context, processes: int) -> Sample:
+async def bare_drain(
+    ctx: Context, processes: int, batch: int | None = None, *, ahead: bool = False
+) -> Sample:
+    """The bare loop with `processes` processes claiming `batch` rows (default: the run's);
+    `ahead`: each claims the next batch on a second connection while one commits."""
     count = ctx.options.emails
-    log = ctx.logs / f"drain-bare-{processes}.log"
+    batch = ctx.options.batch if batch is None else batch
+    log = ctx.logs / f"drain-bare-{processes}-{batch}{'-ahead' if ahead else ''}.log"
     async with ctx.server.fresh_database("bare") as url:
         conn = await asyncpg.connect(url)
         try:
@@ -189,7 +194,7 @@ async def bare_drain(ctx: Context, processes: int) -> Sample:
             env = dict(ctx.env, MAILQ_BENCH_DATABASE_URL=url)
             async with process_group(log) as group:
                 await group.start(
-                    bare_loop_argv(ctx.options.batch), env, count=processes, pipes=True
+                    bare_loop_argv(batch, ahead=ahead), env, count=processes, pipes=True
                 )
                 for child in group.children:
                     assert child.stdout is not None
@@ -244,6 +249,9 @@ def measurements(
     async def run_bare(ctx: Context) -> Sample:
         return await bare_drain(ctx, processes)
 
+    async def run_bare_bounded(ctx: Context) -> Sample:
+        return await bare_drain(ctx, processes, CONCURRENCY, ahead=True)
+
     common = {"processes": processes, "emails": options_emails}
     return (
         Measurement(
@@ -269,5 +277,13 @@ def measurements(
             "rows/s",
             {**common, "batch": batch},
             run_bare,
+        ),
+        Measurement(
+            f"drain/bare_bounded/{processes}",
+            "drain",
+            BARE_BOUNDED,
+            "rows/s",
+            {**common, "batch": CONCURRENCY, "ahead": True},
+            run_bare_bounded,
         ),
     )

@@ -23,6 +23,9 @@ MAILQ = "mailq"
 BARE = "bare"
 # mailq's drain at the default settings (MAILQ_CONCURRENCY unset: 16 sends in flight).
 MAILQ_DEFAULTS = "mailq_defaults"
+# The bare loop under the same bound: at most 16 rows (the default concurrency) whose done is
+# not committed, the next 16 claimed on a second connection meanwhile (bench/bare_loop.py).
+BARE_BOUNDED = "bare_bounded"
 # mailq draining a database that holds millions of finished emails (mailq/bench/history.py).
 HISTORY = "mailq_history"
 # The SMTP ceiling: a bare aiosmtplib client (mailq/bench/smtp.py).

@@ -10,10 +10,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from bench.plan import BARE
+from bench.plan import BARE, BARE_BOUNDED, MAILQ_DEFAULTS
 
 LABELS = {
     "mailq": "mailq",
+    MAILQ_DEFAULTS: "mailq (default settings: 16 in flight)",
     "pgqueuer": "PgQueuer (batch 10)",
     "pgqueuer_b100": "PgQueuer (batch 100)",
     "procrastinate": "Procrastinate",
@@ -52,6 +53,8 @@ def _drain(doc: Mapping[str, Any], path: Path) -> bool:
         xs, ys = zip(*sorted(points), strict=True)
         if system == BARE:
             ax.plot(xs, ys, "k--", marker="s", label="ceiling: bare SQL loop (SKIP LOCKED, 100)")
+        elif system == BARE_BOUNDED:
+            ax.plot(xs, ys, "k:", marker="s", label="bare SQL loop, 16 per commit, claiming ahead")
         else:
             ax.plot(xs, ys, marker="o", label=LABELS.get(system, system))
     ax.set_xlabel("worker processes")

@@ -102,8 +102,8 @@ def worker_argv(concurrency: int) -> list[str]:
     return ["-m", "mailq.worker", "--log-level", "WARNING", "--concurrency", str(concurrency)]
 
 
-def bare_loop_argv(batch: int) -> list[str]:
-    return ["-m", "bench.bare_loop", "--batch", str(batch)]
+def bare_loop_argv(batch: int, *, ahead: bool = False) -> list[str]:
+    return ["-m", "bench.bare_loop", "--batch", str(batch), *(["--ahead"] if ahead else [])]
 
 
 def environ() -> dict[str, str]:

@@ -10,6 +10,7 @@ from typing import Any
 from bench import esp
 from bench.plan import (
     BARE,
+    BARE_BOUNDED,
     BARE_SMTP,
     HISTORY,
     MAILQ,
@@ -31,7 +32,9 @@ DEFINITIONS = {
     "moment the work became available to idle, connected processes (mailq: the enqueue "
     "commit, workers woken by NOTIFY; bare: every process told to go) to the last "
     "finished_at in the database; bare: one asyncpg connection per process claiming 100 rows "
-    "with FOR UPDATE SKIP LOCKED and marking them done",
+    "with FOR UPDATE SKIP LOCKED and marking them done; bare_bounded: the same loop under "
+    "mailq's default bound, 16 rows per commit, the next 16 claimed on a second connection "
+    "while they commit",
     "wakeup": "from the return of an enqueue call (the bench's clock, right after the commit) "
     "to attempts.started_at (the worker's clock, before it builds the message); same host",
     "cpu_us_per_item": "user+system CPU of the drainer processes and of the Postgres "
@@ -120,7 +123,7 @@ def summary(groups: Sequence[Group], results: Mapping[str, dict[str, Any]]) -> d
                 n = result["counts"].get(name, 0)
                 if m.system.startswith(MAILQ):  # mailq's own runs (plan.py)
                     totals[name] += n
-                elif m.system == BARE:
+                elif m.system in (BARE, BARE_BOUNDED):
                     totals[f"bare_{name}"] += n
                 else:
                     per_peer.setdefault(m.system, {"duplicates": 0, "lost": 0})[name] += n
@@ -128,6 +131,11 @@ def summary(groups: Sequence[Group], results: Mapping[str, dict[str, Any]]) -> d
         if top in entry and bottom in entry:
             entry["ratio"] = _ratio(entry[top], entry[bottom])
             entry["ratio_per_round"] = _paired_ratio(group, results, top, bottom)
+        if BARE_BOUNDED in entry:
+            entry["bounded"] = {
+                "defaults_vs_bounded": _ratio(entry.get(MAILQ_DEFAULTS), entry[BARE_BOUNDED]),
+                "bounded_vs_bare": _ratio(entry[BARE_BOUNDED], entry.get(BARE)),
+            }
         if entry:
             by_group[group.name] = entry
     return {"groups": by_group, **totals, "peers": per_peer}
@@ -283,6 +291,7 @@ SYSTEM_LABELS = {
     MAILQ: "mailq",
     MAILQ_DEFAULTS: "mailq (default settings)",
     BARE: "bare SQL",
+    BARE_BOUNDED: "bare SQL, 16 per commit",
     "pgqueuer": "PgQueuer (batch 10)",
     "pgqueuer_b100": "PgQueuer (batch 100)",
     "procrastinate": "Procrastinate",
@@ -372,6 +381,25 @@ def _mailq_alone(doc: Mapping[str, Any], options: Options) -> list[str]:
     return ["", "| measure | mailq | reference | ratio |", "| --- | ---: | ---: | ---: |", *rows]
 
 
+def _bounded_lines(doc: Mapping[str, Any]) -> list[str]:
+    """mailq at the default settings against the bare loop under the same bound."""
+    g = doc["summary"]["groups"]
+    drains = sorted((k for k in g if "bounded" in g[k]), key=lambda k: int(k[6:]))
+    if not drains:
+        return []
+    cells = [
+        f"{k[6:]} process(es) {_x(g[k]['bounded']['defaults_vs_bounded'])} "
+        f"(that loop {_x(g[k]['bounded']['bounded_vs_bare'])} the bare loop)"
+        for k in drains
+    ]
+    return [
+        "",
+        "The default settings (at most 16 emails per worker whose outcome is not committed) "
+        "against the bare loop under the same bound (16 rows per commit, the next 16 claimed "
+        "meanwhile): " + "; ".join(cells) + ".",
+    ]
+
+
 def _targets_table(doc: Mapping[str, Any]) -> list[str]:
     rows = [
         f"| {t['target']} | {t['figure']} | {t['goal']} | "
@@ -415,6 +443,7 @@ def markdown(doc: Mapping[str, Any], groups: Sequence[Group], options: Options) 
             else _mailq_alone(doc, options)
         ),
         *_targets_table(doc),
+        *_bounded_lines(doc),
     ]
     lines += _cpu_table(doc, groups) + esp.markdown_lines(doc)
     s = doc["summary"]

@@ -59,8 +59,14 @@ def test_quick_bench_measures_every_figure(pg_admin_url: str, tmp_path: Path) ->
     assert (summary["bare_duplicates"], summary["bare_lost"]) == (0, 0)
     drains = [m for m in doc["measurements"] if m["measure"] == "drain"]
     assert len([m for m in drains if m["system"] in ("mailq", "bare")]) == 2 * len(PROCESS_COUNTS)
-    # And mailq at the default settings (16 sends in flight), beside each.
+    # And mailq at the default settings (16 sends in flight) beside each, and the bare loop
+    # under the same bound (16 rows per commit), with the two compared.
     assert len([m for m in drains if m["system"] == "mailq_defaults"]) == len(PROCESS_COUNTS)
+    assert len([m for m in drains if m["system"] == "bare_bounded"]) == len(PROCESS_COUNTS)
+    for n in PROCESS_COUNTS:
+        bounded = groups[f"drain_{n}"]["bounded"]
+        assert bounded["defaults_vs_bounded"] > 0 and bounded["bounded_vs_bare"] > 0, n
+    assert "against the bare loop under the same bound" in result.stdout
     for m in drains:
         (sample,) = m["samples"]
         assert sample["details"]["done"] == sample["details"]["count"], m["key"]

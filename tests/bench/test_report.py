@@ -10,6 +10,7 @@ from bench.plan import Group, Measurement, Options, Sample
 from bench.report import document, markdown, measurement_result
 from bench.stats import percentile
 from mailq.errors import UsageError
+from mailq.settings import CONCURRENCY
 
 
 def _args(*argv: str) -> argparse.Namespace:
@@ -62,8 +63,20 @@ def test_default_plan_pairs_each_drain_with_the_bare_loop() -> None:
         *(["esp"] if esp.available() else []),
         "vacuum",
     ]
-    # Each drain: mailq as the bench runs it, mailq at the default settings, the bare loop.
-    assert [m.system for m in groups[2].members] == ["mailq", "mailq_defaults", "bare"]
+    # Each drain: mailq as the bench runs it, mailq at the default settings, the bare loop,
+    # and the bare loop under the default settings' bound (16 rows per commit, claiming ahead).
+    assert [m.system for m in groups[2].members] == [
+        "mailq",
+        "mailq_defaults",
+        "bare",
+        "bare_bounded",
+    ]
+    assert groups[2].members[3].params == {
+        "processes": 1,
+        "emails": 50_000,
+        "batch": CONCURRENCY,
+        "ahead": True,
+    }
 
 
 def test_the_vacuum_hold_is_an_option_and_sets_the_phases_around_it() -> None:
@@ -86,7 +99,9 @@ def test_installed_peers_join_every_side_by_side_group(monkeypatch: pytest.Monke
     assert [m.system for m in groups["drain_4"].members] == [
         "mailq",
         "mailq_defaults",
-        *systems[1:],
+        "bare",
+        "bare_bounded",
+        *systems[2:],
     ]
     assert [m.system for m in groups["enqueue_bulk"].members] == [
         "mailq",
@@ -146,3 +161,37 @@ def test_report_takes_medians_sums_counts_and_ratios() -> None:
     # Not measured in this run: shown, with no score.
     defaults = next(t for t in doc["targets"] if "default settings" in t["target"])
     assert (defaults["score"], defaults["met"]) == (None, None)
+
+
+def test_the_default_settings_are_compared_with_the_bare_loop_under_their_bound() -> None:
+    units = {"mailq_defaults": "emails/s", "bare": "rows/s", "bare_bounded": "rows/s"}
+    members = tuple(
+        Measurement(f"drain/{system}/1", "drain", system, unit, {"processes": 1}, _never)
+        for system, unit in units.items()
+    )
+    rates = {"mailq_defaults": 8_000, "bare": 40_000, "bare_bounded": 20_000}
+    results = {
+        m.key: measurement_result(
+            m, [Sample({"rate": rates[m.system]}, counts={"duplicates": 0, "lost": 0})]
+        )
+        for m in members
+    }
+    groups = [Group("drain_1", members)]
+    doc = document(
+        options=Options(),
+        environment={},
+        started_at="now",
+        finished_at="later",
+        groups=groups,
+        results=results,
+    )
+    bounded = doc["summary"]["groups"]["drain_1"]["bounded"]
+    assert bounded == {"defaults_vs_bounded": 0.4, "bounded_vs_bare": 0.5}
+    # The bounded loop counts as the bare loop's, not as a peer's.
+    assert doc["summary"]["peers"] == {}
+    table = markdown(doc, groups, Options())
+    assert "| 8,000 emails/s | 40,000 rows/s | 20,000 rows/s |" in table
+    assert "1 process(es) 0.40x (that loop 0.50x the bare loop)" in table
+    # The issue's target stays against the unbounded loop.
+    target = next(t for t in doc["targets"] if "default settings" in t["target"])
+    assert target["figure"] == "8,000 vs 40,000/s = 0.20x"
