@@ -14,7 +14,7 @@ from bench.plan import BARE, BARE_BOUNDED, MAILQ_DEFAULTS
 
 LABELS = {
     "mailq": "mailq",
-    MAILQ_DEFAULTS: "mailq (default settings: 16 in flight)",
+    MAILQ_DEFAULTS: "mailq, default settings (16 in flight)",
     "pgqueuer": "PgQueuer (batch 10)",
     "pgqueuer_b100": "PgQueuer (batch 100)",
     "procrastinate": "Procrastinate",
@@ -48,13 +48,13 @@ def _drain(doc: Mapping[str, Any], path: Path) -> bool:
             )
     if not by_system:
         return False
-    fig, ax = plt.subplots(figsize=(7, 5), dpi=110)
+    fig, ax = plt.subplots(figsize=(7, 5.5), dpi=110)
     for system, points in by_system.items():
         xs, ys = zip(*sorted(points), strict=True)
         if system == BARE:
             ax.plot(xs, ys, "k--", marker="s", label="ceiling: bare SQL loop (SKIP LOCKED, 100)")
         elif system == BARE_BOUNDED:
-            ax.plot(xs, ys, "k:", marker="s", label="bare SQL loop, 16 per commit, claiming ahead")
+            ax.plot(xs, ys, "k:", marker="s", label="bare SQL loop, 16 per commit")
         else:
             ax.plot(xs, ys, marker="o", label=LABELS.get(system, system))
     ax.set_xlabel("worker processes")
@@ -65,7 +65,7 @@ def _drain(doc: Mapping[str, Any], path: Path) -> bool:
     ax.grid(True, which="both", alpha=0.3)
     emails = doc["options"]["emails"]
     ax.set_title(f"Drain of {emails:,} queued no-op jobs (median of {doc['options']['repeat']})")
-    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=3)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
