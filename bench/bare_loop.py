@@ -44,9 +44,11 @@ async def _ahead(claimer: asyncpg.Connection, finisher: asyncpg.Connection, batc
     claimed: asyncio.Queue[list[asyncpg.Record]] = asyncio.Queue(maxsize=1)
 
     async def claim_ahead() -> None:
-        while rows := await claim.fetch(batch):
-            await claimed.put(rows)
-        await claimed.put([])
+        try:
+            while rows := await claim.fetch(batch):
+                await claimed.put(rows)
+        finally:
+            await claimed.put([])  # the end, or a failed claim: `await claiming` raises it
 
     await _ready()
     handled = 0
