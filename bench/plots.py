@@ -11,10 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from bench.plan import BARE, BARE_BOUNDED, MAILQ_DEFAULTS
+from mailq.settings import CONCURRENCY
 
 LABELS = {
     "mailq": "mailq",
-    MAILQ_DEFAULTS: "mailq, default settings (16 in flight)",
+    MAILQ_DEFAULTS: f"mailq, default settings ({CONCURRENCY} in flight)",
     "pgqueuer": "PgQueuer (batch 10)",
     "pgqueuer_b100": "PgQueuer (batch 100)",
     "procrastinate": "Procrastinate",
@@ -54,7 +55,7 @@ def _drain(doc: Mapping[str, Any], path: Path) -> bool:
         if system == BARE:
             ax.plot(xs, ys, "k--", marker="s", label="ceiling: bare SQL loop (SKIP LOCKED, 100)")
         elif system == BARE_BOUNDED:
-            ax.plot(xs, ys, "k:", marker="s", label="bare SQL loop, 16 per commit")
+            ax.plot(xs, ys, "k:", marker="s", label=f"bare SQL loop, {CONCURRENCY} per commit")
         else:
             ax.plot(xs, ys, marker="o", label=LABELS.get(system, system))
     ax.set_xlabel("worker processes")

@@ -21,6 +21,7 @@ from bench.plan import (
     Sample,
 )
 from bench.stats import median
+from mailq.settings import CONCURRENCY
 
 SCHEMA_VERSION = 1
 
@@ -33,8 +34,8 @@ DEFINITIONS = {
     "commit, workers woken by NOTIFY; bare: every process told to go) to the last "
     "finished_at in the database; bare: one asyncpg connection per process claiming 100 rows "
     "with FOR UPDATE SKIP LOCKED and marking them done; bare_bounded: the same loop under "
-    "mailq's default bound, 16 rows per commit, the next 16 claimed on a second connection "
-    "while they commit",
+    f"mailq's default bound, {CONCURRENCY} rows per commit, the next {CONCURRENCY} claimed on a "
+    "second connection while they commit",
     "wakeup": "from the return of an enqueue call (the bench's clock, right after the commit) "
     "to attempts.started_at (the worker's clock, before it builds the message); same host",
     "cpu_us_per_item": "user+system CPU of the drainer processes and of the Postgres "
@@ -291,7 +292,7 @@ SYSTEM_LABELS = {
     MAILQ: "mailq",
     MAILQ_DEFAULTS: "mailq (default settings)",
     BARE: "bare SQL",
-    BARE_BOUNDED: "bare SQL, 16 per commit",
+    BARE_BOUNDED: f"bare SQL, {CONCURRENCY} per commit",
     "pgqueuer": "PgQueuer (batch 10)",
     "pgqueuer_b100": "PgQueuer (batch 100)",
     "procrastinate": "Procrastinate",
@@ -394,9 +395,9 @@ def _bounded_lines(doc: Mapping[str, Any]) -> list[str]:
     ]
     return [
         "",
-        "The default settings (at most 16 emails per worker whose outcome is not committed) "
-        "against the bare loop under the same bound (16 rows per commit, the next 16 claimed "
-        "meanwhile): " + "; ".join(cells) + ".",
+        f"The default settings (at most {CONCURRENCY} emails per worker whose outcome is not "
+        f"committed) against the bare loop under the same bound ({CONCURRENCY} rows per "
+        f"commit, the next {CONCURRENCY} claimed meanwhile): " + "; ".join(cells) + ".",
     ]
 
 
